@@ -1,0 +1,48 @@
+"""`python -m bot …`: the command line (SPEC §8).
+
+Each command lives in `bot/commands/<name>.py` with `register(subparsers)`,
+which adds its parser and sets `handler` (an async function of the parsed
+arguments and the settings, returning an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from bot.commands import credits, migrate, run
+from core.errors import LokizError
+from core.settings import load_settings
+
+COMMANDS = (run, credits, migrate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="LOKIZ: turn any video into an AI remix, on Telegram and Discord.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["run", *(argv or [])])
+    try:
+        settings = load_settings()
+        from bot.logging import setup_logging
+
+        setup_logging(settings)
+        return asyncio.run(args.handler(args, settings))
+    except LokizError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,230 @@
+"""The credit ledger (SPEC §3).
+
+Every change is an append-only entry with who, why, job id and a unique
+idempotency key; `users.balance` is kept equal to the sum of a user's entries
+in the same transaction, and a CHECK keeps it from going below zero.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import InsufficientCredits, InvalidAmount, UnknownUser
+from core.storage import ConstraintViolation, Database, Transaction
+from core.users import User, UserDirectory
+
+KINDS = ("starter", "grant", "revoke", "charge", "refund")
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    id: int
+    user_id: int
+    delta: int
+    kind: str
+    actor: str
+    reason: str
+    job_id: str | None
+    idempotency_key: str
+    balance_after: int
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> LedgerEntry:
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+
+
+class CreditLedger:
+    """Grant, revoke, charge, refund, balance and history — each idempotent by key."""
+
+    def __init__(self, db: Database, users: UserDirectory, *, starter_credits: int) -> None:
+        self.db = db
+        self.users = users
+        self.starter_credits = starter_credits
+
+    # --- users --------------------------------------------------------------
+    async def ensure_user(
+        self,
+        platform: str,
+        platform_user_id: str,
+        *,
+        display_name: str = "",
+        username: str | None = None,
+        platform_language: str | None = None,
+        contact: bool = True,
+    ) -> tuple[User, bool]:
+        """The user, with starter credits on first contact; (user, is_first_contact).
+
+        `contact=False` records a user without greeting them (an admin granting
+        credits before the user's first message); their starter comes later.
+        """
+        async with self.db.transaction() as tx:
+            user, _ = await self.users.upsert(
+                tx,
+                platform,
+                platform_user_id,
+                display_name=display_name,
+                username=username,
+                platform_language=platform_language,
+            )
+            if not contact:
+                return user, False
+            first = await tx.execute(
+                "UPDATE users SET contacted = 1 WHERE id = ? AND contacted = 0", (user.id,)
+            )
+            if not first:
+                return user, False
+            if self.starter_credits > 0:
+                await self._append(
+                    tx, user.id, self.starter_credits, "starter", actor="system",
+                    reason="welcome", key=f"starter:{user.id}",
+                )
+            return await self._reload(tx, user.id), True
+
+    # --- operations -----------------------------------------------------------
+    async def grant(
+        self, user_id: int, amount: int, *, actor: str, reason: str = "", key: str | None = None
+    ) -> LedgerEntry:
+        _positive(amount)
+        async with self.db.transaction() as tx:
+            return await self._append(
+                tx, user_id, amount, "grant", actor=actor, reason=reason,
+                key=key or f"grant:{uuid.uuid4().hex}",
+            )
+
+    async def revoke(
+        self, user_id: int, amount: int, *, actor: str, reason: str = "", key: str | None = None
+    ) -> LedgerEntry:
+        """Take credits back; refused (InsufficientCredits) past the balance."""
+        _positive(amount)
+        async with self.db.transaction() as tx:
+            return await self._append(
+                tx, user_id, -amount, "revoke", actor=actor, reason=reason,
+                key=key or f"revoke:{uuid.uuid4().hex}",
+            )
+
+    async def charge(
+        self, tx: Transaction, user_id: int, amount: int, *, job_id: str, reason: str = ""
+    ) -> LedgerEntry:
+        """Charge for a job inside the caller's transaction (the one that stores the job)."""
+        if amount < 0:
+            raise InvalidAmount("a price cannot be negative", amount=amount)
+        return await self._append(
+            tx, user_id, -amount, "charge", actor="system", reason=reason,
+            job_id=job_id, key=f"charge:{job_id}",
+        )
+
+    async def refund(
+        self, tx: Transaction, job_id: str, *, reason: str = ""
+    ) -> LedgerEntry | None:
+        """Give back exactly what a job was charged, once; None if it was never charged."""
+        now = time.time()
+        rows = await tx.fetchall(
+            "INSERT INTO ledger (user_id, delta, kind, actor, reason, job_id, idempotency_key,"
+            " balance_after, created_at)"
+            " SELECT c.user_id, -c.delta, 'refund', 'system', ?, c.job_id, ?,"
+            " (SELECT balance FROM users WHERE id = c.user_id) - c.delta, ?"
+            " FROM ledger AS c WHERE c.idempotency_key = ?"
+            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+            (reason, f"refund:{job_id}", now, f"charge:{job_id}"),
+        )
+        if rows:
+            return LedgerEntry.from_row(rows[0])
+        existing = await tx.fetchone(
+            "SELECT * FROM ledger WHERE idempotency_key = ?", (f"refund:{job_id}",)
+        )
+        return None if existing is None else LedgerEntry.from_row(existing)
+
+    async def charge_now(self, user_id: int, amount: int, *, job_id: str) -> LedgerEntry:
+        async with self.db.transaction() as tx:
+            return await self.charge(tx, user_id, amount, job_id=job_id)
+
+    async def refund_now(self, job_id: str, *, reason: str = "") -> LedgerEntry | None:
+        async with self.db.transaction() as tx:
+            return await self.refund(tx, job_id, reason=reason)
+
+    async def balance(self, user_id: int) -> int:
+        async with self.db.read() as tx:
+            value = await tx.fetchval("SELECT balance FROM users WHERE id = ?", (user_id,))
+        if value is None:
+            raise UnknownUser(f"no user #{user_id}", target=str(user_id))
+        return int(value)
+
+    async def history(self, user_id: int, limit: int = 10) -> list[LedgerEntry]:
+        """The newest `limit` entries, newest first."""
+        async with self.db.read() as tx:
+            rows = await tx.fetchall(
+                "SELECT * FROM ledger WHERE user_id = ? ORDER BY id DESC LIMIT ?",
+                (user_id, limit),
+            )
+        return [LedgerEntry.from_row(r) for r in rows]
+
+    async def ledger_sum(self, user_id: int) -> int:
+        async with self.db.read() as tx:
+            return int(
+                await tx.fetchval(
+                    "SELECT COALESCE(SUM(delta), 0) FROM ledger WHERE user_id = ?", (user_id,)
+                )
+            )
+
+    async def spent_since(self, since: float) -> int:
+        """Credits charged minus refunded since `since` (for admin stats)."""
+        async with self.db.read() as tx:
+            value = await tx.fetchval(
+                "SELECT COALESCE(-SUM(delta), 0) FROM ledger"
+                " WHERE kind IN ('charge', 'refund') AND created_at >= ?",
+                (since,),
+            )
+        return int(value)
+
+    # --- the one write path ---------------------------------------------------
+    async def _append(
+        self,
+        tx: Transaction,
+        user_id: int,
+        delta: int,
+        kind: str,
+        *,
+        actor: str,
+        reason: str,
+        key: str,
+        job_id: str | None = None,
+    ) -> LedgerEntry:
+        # One statement: the trigger moves the balance, the CHECKs refuse overdrafts,
+        # the unique key makes a repeat a no-op that returns the first entry.
+        now = time.time()
+        try:
+            rows = await tx.fetchall(
+                "INSERT INTO ledger (user_id, delta, kind, actor, reason, job_id,"
+                " idempotency_key, balance_after, created_at)"
+                " SELECT id, ?, ?, ?, ?, ?, ?, balance + ?, ? FROM users WHERE id = ?"
+                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+                (delta, kind, actor, reason, job_id, key, delta, now, user_id),
+            )
+        except ConstraintViolation:
+            balance = int(await tx.fetchval("SELECT balance FROM users WHERE id = ?", (user_id,)))
+            raise InsufficientCredits(
+                f"needs {-delta} credits, balance is {balance}",
+                needed=-delta, balance=balance, shortfall=-delta - balance,
+            ) from None
+        if rows:
+            return LedgerEntry.from_row(rows[0])
+        existing = await tx.fetchone("SELECT * FROM ledger WHERE idempotency_key = ?", (key,))
+        if existing is None:
+            raise UnknownUser(f"no user #{user_id}", target=str(user_id))
+        return LedgerEntry.from_row(existing)
+
+    async def _reload(self, tx: Transaction, user_id: int) -> User:
+        row = await tx.fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
+        assert row is not None
+        return User.from_row(row)
+
+
+def _positive(amount: int) -> None:
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise InvalidAmount(f"amount must be a positive whole number, got {amount!r}", amount=amount)
+    if amount > 1_000_000_000:
+        raise InvalidAmount(f"amount {amount} is too large", amount=amount)

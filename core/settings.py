@@ -1,0 +1,193 @@
+"""Settings from `.env` and the environment (SPEC §7).
+
+`load_settings()` turns any invalid or contradictory value into one
+`ConfigError` line that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+
+Platform = Literal["telegram", "discord"]
+PLATFORMS: tuple[str, ...] = ("telegram", "discord")
+
+
+def parse_admin_ids(raw: str) -> frozenset[tuple[str, str]]:
+    """`telegram:123,discord:456` → {("telegram", "123"), ("discord", "456")}."""
+    admins: set[tuple[str, str]] = set()
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        platform, sep, user_id = item.partition(":")
+        platform = platform.strip().lower()
+        user_id = user_id.strip()
+        if not sep or platform not in PLATFORMS or not user_id.isdigit():
+            raise ValueError(
+                f"{item!r} is not PLATFORM:ID (PLATFORM is telegram or discord, ID is a number)"
+            )
+        admins.add((platform, user_id))
+    return frozenset(admins)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # platforms
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+    telegram_api_local: bool = False
+    telegram_webhook: bool = False
+    telegram_webhook_secret: SecretStr | None = None
+    discord_bot_token: SecretStr | None = None
+    discord_api_base: str | None = None
+    discord_gateway_url: str | None = None
+
+    # generation
+    replicate_api_token: SecretStr | None = None
+    replicate_base_url: str = "https://api.replicate.com/v1"
+    replicate_webhook_secret: SecretStr | None = None
+    generator: Literal["replicate", "local"] | None = None
+    model_template: str = "google/veo-3-fast"
+    model_glitch_animate: str = "wan-video/wan-2.2-animate-animation"
+    model_glitch_replace: str = "wan-video/wan-2.2-animate-replace"
+    music_model: Literal["bark", "musicgen"] = "bark"
+    model_music_bark: str = (
+        "suno-ai/bark:b76242b40d67c76ab6742e987628a2a9ac019e11d56ab96c4e91ce03b79b2787"
+    )
+    model_music_musicgen: str = (
+        "meta/musicgen:671ac645ce5e552cc63a54a2bbff63fcf798043055d2dac5fc9e36a837eedcfb"
+    )
+    templates_file: Path | None = None
+
+    # storage and media
+    database_url: str = "sqlite:///data/lokiz.db"
+    redis_url: str | None = None
+    media_dir: Path = Path("data/media")
+    media_ttl_hours: int = Field(default=48, ge=1)
+    ffmpeg_binary: Path | None = None
+    max_video_seconds: float = Field(default=600.0, gt=0)
+    glitch_max_seconds: float = Field(default=10.0, gt=0, le=60)
+
+    # http
+    public_url: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+
+    # people and money
+    admin_ids: str = ""
+    starter_credits: int = Field(default=50, ge=0)
+    price_template: int = Field(default=20, ge=0)
+    price_glitch_animate: int = Field(default=30, ge=0)
+    price_glitch_replace: int = Field(default=30, ge=0)
+    price_music: int = Field(default=5, ge=0)
+
+    # engine
+    max_concurrent_jobs: int = Field(default=8, ge=1)
+    max_active_jobs_per_user: int = Field(default=2, ge=1)
+    job_timeout_seconds: float = Field(default=900.0, gt=0)
+
+    default_language: Literal["en", "ko"] = "en"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("log_level", "generator", "music_model", "default_language", mode="before")
+    @classmethod
+    def _lower_or_upper(cls, value: object, info: object) -> object:
+        if isinstance(value, str):
+            name = getattr(info, "field_name", "")
+            return value.upper() if name == "log_level" else value.lower()
+        return value
+
+    @field_validator("admin_ids")
+    @classmethod
+    def _valid_admin_ids(cls, value: str) -> str:
+        parse_admin_ids(value)
+        return value
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _telegram_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raw = value.get_secret_value()
+            head, sep, tail = raw.partition(":")
+            if not raw:
+                return None
+            if not (sep and head.isdigit() and tail):
+                raise ValueError("must look like 123456:ABC-DEF (as given by @BotFather)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("ffmpeg_binary")
+    @classmethod
+    def _absolute_ffmpeg(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path to an ffmpeg binary")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.generator == "replicate" and self.replicate_api_token is None:
+            raise ValueError("GENERATOR: 'replicate' needs REPLICATE_API_TOKEN")
+        if self.telegram_webhook and not self.public_url:
+            raise ValueError("TELEGRAM_WEBHOOK: webhook mode needs PUBLIC_URL")
+        if self.max_active_jobs_per_user > self.max_concurrent_jobs:
+            raise ValueError(
+                "MAX_ACTIVE_JOBS_PER_USER: cannot exceed MAX_CONCURRENT_JOBS"
+            )
+        return self
+
+    # derived values
+    @property
+    def admins(self) -> frozenset[tuple[str, str]]:
+        return parse_admin_ids(self.admin_ids)
+
+    @property
+    def backend(self) -> Literal["replicate", "local"]:
+        if self.generator:
+            return self.generator
+        return "replicate" if self.replicate_api_token else "local"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///"))
+        return None
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for log redaction."""
+        values = [
+            self.telegram_bot_token,
+            self.discord_bot_token,
+            self.replicate_api_token,
+            self.replicate_webhook_secret,
+            self.telegram_webhook_secret,
+        ]
+        return [v.get_secret_value() for v in values if v and v.get_secret_value()]
+
+
+def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides: object) -> Settings:
+    """Read settings; raise `ConfigError` with one line naming the bad variable."""
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = error.get("loc") or ()
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        if loc:
+            variable = str(loc[0]).upper()
+            given = error.get("input")
+            shown = "" if variable.endswith(("TOKEN", "SECRET")) else f" (got {given!r})"
+            raise ConfigError(f"{variable}: {message}{shown}") from None
+        raise ConfigError(message) from None

@@ -1,0 +1,139 @@
+"""Users: one row per (platform, platform user id), created on first contact."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import UnknownUser
+from core.storage import Database, Transaction
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    platform: str
+    platform_user_id: str
+    display_name: str
+    username: str | None
+    language: str | None
+    platform_language: str | None
+    balance: int
+
+    @property
+    def ref(self) -> str:
+        """`platform:id`, the form admins and the CLI use."""
+        return f"{self.platform}:{self.platform_user_id}"
+
+    @property
+    def mention_name(self) -> str:
+        return f"@{self.username}" if self.username else self.display_name or self.ref
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> User:
+        return cls(
+            id=row["id"],
+            platform=row["platform"],
+            platform_user_id=row["platform_user_id"],
+            display_name=row["display_name"],
+            username=row["username"],
+            language=row["language"],
+            platform_language=row["platform_language"],
+            balance=row["balance"],
+        )
+
+
+def parse_user_ref(text: str) -> tuple[str, str]:
+    """`telegram:42` → ("telegram", "42"); raises UnknownUser for other shapes."""
+    platform, sep, user_id = text.strip().partition(":")
+    if not sep or platform.lower() not in ("telegram", "discord") or not user_id.isdigit():
+        raise UnknownUser(f"{text!r} is not PLATFORM:ID (e.g. telegram:42)", target=text)
+    return platform.lower(), user_id
+
+
+class UserDirectory:
+    """Finds and records users. Creation alone never grants credits (see CreditLedger)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def upsert(
+        self,
+        tx: Transaction,
+        platform: str,
+        platform_user_id: str,
+        *,
+        display_name: str = "",
+        username: str | None = None,
+        platform_language: str | None = None,
+    ) -> tuple[User, bool]:
+        """Create or refresh a user inside `tx`; return (user, created)."""
+        now = time.time()
+        row = await tx.fetchone(
+            "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
+            (platform, platform_user_id),
+        )
+        if row is None:
+            await tx.execute(
+                "INSERT INTO users (platform, platform_user_id, display_name, username,"
+                " platform_language, created_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (platform, platform_user_id, display_name, username, platform_language, now, now),
+            )
+            created = True
+        else:
+            changed = (
+                (display_name and display_name != row["display_name"])
+                or (username and username != row["username"])
+                or (platform_language and platform_language != row["platform_language"])
+            )
+            if changed or now - row["seen_at"] > 3600:
+                await tx.execute(
+                    "UPDATE users SET display_name = COALESCE(NULLIF(?, ''), display_name),"
+                    " username = COALESCE(?, username),"
+                    " platform_language = COALESCE(?, platform_language), seen_at = ?"
+                    " WHERE id = ?",
+                    (display_name, username, platform_language, now, row["id"]),
+                )
+            else:
+                return User.from_row(row), False
+            created = False
+        fresh = await tx.fetchone(
+            "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
+            (platform, platform_user_id),
+        )
+        assert fresh is not None
+        return User.from_row(fresh), created
+
+    async def get(self, user_id: int) -> User:
+        async with self.db.read() as tx:
+            row = await tx.fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
+        if row is None:
+            raise UnknownUser(f"no user #{user_id}", target=str(user_id))
+        return User.from_row(row)
+
+    async def find(self, platform: str, platform_user_id: str) -> User | None:
+        async with self.db.read() as tx:
+            row = await tx.fetchone(
+                "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
+                (platform, platform_user_id),
+            )
+        return None if row is None else User.from_row(row)
+
+    async def find_by_username(self, platform: str, username: str) -> User | None:
+        """A user the bot has seen under `@username` (case-insensitive)."""
+        async with self.db.read() as tx:
+            row = await tx.fetchone(
+                "SELECT * FROM users WHERE platform = ? AND lower(username) = lower(?)"
+                " ORDER BY seen_at DESC LIMIT 1",
+                (platform, username.lstrip("@")),
+            )
+        return None if row is None else User.from_row(row)
+
+    async def set_language(self, user_id: int, language: str) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute("UPDATE users SET language = ? WHERE id = ?", (language, user_id))
+
+    async def count(self) -> int:
+        async with self.db.read() as tx:
+            return int(await tx.fetchval("SELECT COUNT(*) FROM users"))

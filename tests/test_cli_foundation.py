@@ -1,0 +1,102 @@
+"""The command line as an operator uses it: real subprocesses, a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_bot(*args: str, env: dict[str, str] | None = None, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+
+
+def test_help_lists_every_command(tmp_path):
+    out = run_bot("--help", cwd=tmp_path).stdout
+    for command in ("run", "credits", "migrate"):
+        assert re.search(rf"\b{command}\b", out), command
+
+
+def test_grant_then_show_prints_balance_and_entry(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    granted = run_bot("credits", "grant", "telegram:42", "100", "--reason", "test", env=env, cwd=tmp_path)
+    assert granted.returncode == 0, granted.stderr
+    shown = run_bot("credits", "show", "telegram:42", env=env, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "balance 100" in shown.stdout
+    assert re.search(r"\+100\s+grant\s+by cli\s+test", shown.stdout)
+
+
+def test_revoke_past_the_balance_is_refused_in_one_line(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    run_bot("credits", "grant", "discord:7", "10", env=env, cwd=tmp_path)
+    revoked = run_bot("credits", "revoke", "discord:7", "11", env=env, cwd=tmp_path)
+    assert revoked.returncode != 0
+    assert revoked.stderr.count("\n") == 1 and "balance is 10" in revoked.stderr
+    assert "balance 10" in run_bot("credits", "show", "discord:7", env=env, cwd=tmp_path).stdout
+
+
+def test_migrate_twice_is_harmless(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
+    first = run_bot("migrate", env=env, cwd=tmp_path)
+    second = run_bot("migrate", env=env, cwd=tmp_path)
+    assert first.returncode == second.returncode == 0
+    assert "applied" in first.stdout and "up to date" in second.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"STARTER_CREDITS": "-1"}, "STARTER_CREDITS"),
+        ({"ADMIN_IDS": "telegram:abc"}, "ADMIN_IDS"),
+        ({"ADMIN_IDS": "slack:12"}, "ADMIN_IDS"),
+        ({"GENERATOR": "replicate"}, "GENERATOR"),
+        ({"TELEGRAM_WEBHOOK": "true"}, "TELEGRAM_WEBHOOK"),
+        ({"MAX_CONCURRENT_JOBS": "zero"}, "MAX_CONCURRENT_JOBS"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+    ],
+)
+def test_invalid_setting_stops_with_one_line_naming_it(tmp_path, env, variable):
+    result = run_bot("migrate", env=env, cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1
+    assert variable in result.stderr
+
+
+def test_settings_from_dotenv_file(tmp_path):
+    (tmp_path / ".env").write_text("STARTER_CREDITS=-5\n")
+    result = run_bot("migrate", cwd=tmp_path)
+    assert result.returncode != 0 and "STARTER_CREDITS" in result.stderr
+
+
+def test_run_without_any_token_says_what_to_set(tmp_path):
+    result = run_bot("run", env={"DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}"}, cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1
+    assert "TELEGRAM_BOT_TOKEN" in result.stderr and "DISCORD_BOT_TOKEN" in result.stderr
+
+
+def test_secrets_are_not_shown_in_setting_errors(tmp_path):
+    token = "123456:" + "A" * 35
+    result = run_bot("migrate", env={"TELEGRAM_BOT_TOKEN": token, "STARTER_CREDITS": "x"}, cwd=tmp_path)
+    assert token not in result.stderr + result.stdout
+
+
+def test_every_setting_is_documented():
+    example = (ROOT / ".env.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert re.search(rf"^{name.upper()}=", example, re.M), f"{name.upper()} missing in .env.example"
+        assert name.upper() in readme, f"{name.upper()} missing in README"

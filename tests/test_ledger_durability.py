@@ -1,0 +1,91 @@
+"""A process SIGKILLed in the middle of a stream of ledger writes leaves a consistent ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from core.credits import CreditLedger
+from core.storage import open_database
+from core.users import UserDirectory
+
+WRITER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from core.credits import CreditLedger
+    from core.errors import InsufficientCredits
+    from core.storage import open_database
+    from core.users import UserDirectory
+
+    async def main(url):
+        db = await open_database(url)
+        ledger = CreditLedger(db, UserDirectory(db), starter_credits=100)
+        users = [(await ledger.ensure_user("telegram", str(i)))[0] for i in range(5)]
+        print("ready", flush=True)
+        i = 0
+        while True:
+            async def one(i):
+                user = users[i % 5]
+                try:
+                    await ledger.charge_now(user.id, 3, job_id=f"j{i}")
+                except InsufficientCredits:
+                    await ledger.grant(user.id, 50, actor="writer")
+                if i % 3 == 0:
+                    await ledger.refund_now(f"j{i}")
+            await asyncio.gather(*(one(i + k) for k in range(20)))
+            i += 20
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+def test_sigkill_mid_stream_leaves_consistent_ledger(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, url],
+        stdout=subprocess.PIPE,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(0.8)  # let it write for a while, then kill it without warning
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    asyncio.run(_assert_consistent(url))
+
+
+async def _assert_consistent(url: str) -> None:
+    db = await open_database(url)
+    try:
+        ledger = CreditLedger(db, UserDirectory(db), starter_credits=100)
+        async with db.read() as tx:
+            entries = await tx.fetchval("SELECT COUNT(*) FROM ledger")
+            doubled = await tx.fetchval(
+                "SELECT COUNT(*) FROM (SELECT idempotency_key FROM ledger"
+                " GROUP BY idempotency_key HAVING COUNT(*) > 1)"
+            )
+            orphans = await tx.fetchval(
+                "SELECT COUNT(*) FROM ledger r WHERE kind = 'refund' AND NOT EXISTS"
+                " (SELECT 1 FROM ledger c WHERE c.idempotency_key = 'charge:' || r.job_id)"
+            )
+        assert entries > 50, "the writer should have written for a while"
+        assert doubled == 0 and orphans == 0
+        for i in range(5):
+            user = await ledger.users.find("telegram", str(i))
+            assert user is not None
+            assert user.balance >= 0
+            assert user.balance == await ledger.ledger_sum(user.id)
+    finally:
+        await db.close()
