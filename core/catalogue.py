@@ -1,0 +1,282 @@
+"""What the bot can make: the four models as data, and the template catalogue.
+
+Each model is described once (id, options with allowed values and defaults,
+price, how a request becomes model inputs, how to read the output), so a new
+model or a changed schema is a one-place change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from core.backends.base import OutputMissing
+from core.errors import ConfigError, LokizError
+from core.settings import Settings
+
+TEMPLATE = "template"
+GLITCH_ANIMATE = "glitch_animate"
+GLITCH_REPLACE = "glitch_replace"
+MUSIC = "music"
+ACTIONS = (TEMPLATE, GLITCH_ANIMATE, GLITCH_REPLACE, MUSIC)
+
+MAX_PROMPT_CHARS = 1000
+
+
+class UnknownTemplate(LokizError):
+    key = "error.unknown_template"
+
+
+class OptionInvalid(LokizError):
+    """params: option, value, allowed."""
+
+    key = "error.option_invalid"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    choices: tuple[Any, ...]
+    default: Any
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a user asked for, in product words; stored with the job."""
+
+    action: str
+    prompt: str = ""
+    image: str | None = None  # path of the captured frame / uploaded photo
+    clip: str | None = None  # path of the (trimmed) glitch template clip
+    template: str | None = None
+    look: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action, "prompt": self.prompt, "image": self.image,
+            "clip": self.clip, "template": self.template, "look": self.look,
+            "options": dict(self.options), "seed": self.seed,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JobRequest:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    action: str
+    model_id: str
+    price: int
+    output_kind: str  # "video" | "audio"
+    options: tuple[Option, ...]
+    build_inputs: Callable[[JobRequest, dict[str, Any]], dict[str, Any]]
+    read_output: Callable[[Any], str]
+    typical_seconds: float
+    output_suffix: str = ".mp4"
+
+    def option(self, name: str) -> Option:
+        for option in self.options:
+            if option.name == name:
+                return option
+        raise OptionInvalid(f"{self.action} has no option {name!r}", option=name, value="", allowed="")
+
+    def resolve_options(self, chosen: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with the user's choices, each checked against its allowed values."""
+        values = {option.name: option.default for option in self.options}
+        for name, value in chosen.items():
+            option = self.option(name)
+            if value not in option.choices:
+                allowed = ", ".join(map(str, option.choices))
+                raise OptionInvalid(
+                    f"{name}={value!r} not in {allowed}", option=name, value=value, allowed=allowed
+                )
+            values[name] = value
+        return values
+
+    def inputs_for(self, request: JobRequest) -> dict[str, Any]:
+        """The model's inputs; local file values are `Path`s for the backend to send."""
+        return self.build_inputs(request, self.resolve_options(request.options))
+
+
+# --- output readers ---------------------------------------------------------------
+def _url(value: Any) -> str:
+    if isinstance(value, list) and value:
+        value = value[0]
+    if isinstance(value, str) and value.startswith(("http://", "https://", "file://", "data:")):
+        return value
+    raise OutputMissing(f"unexpected output {str(value)[:80]!r}")
+
+
+def _audio_out(value: Any) -> str:
+    if isinstance(value, Mapping) and "audio_out" in value:
+        return _url(value["audio_out"])
+    raise OutputMissing(f"unexpected output {str(value)[:80]!r}")
+
+
+# --- input builders ---------------------------------------------------------------
+def _need(path: str | None, what: str) -> Path:
+    if not path:
+        raise OptionInvalid(f"{what} is missing", option=what, value="", allowed="")
+    return Path(path)
+
+
+def _veo_inputs(request: JobRequest, options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "image": _need(request.image, "image"),
+        "prompt": request.prompt,
+        "duration": options["duration"],
+        "aspect_ratio": options["aspect_ratio"],
+        "resolution": options["resolution"],
+        "generate_audio": options["generate_audio"],
+        "seed": request.seed,
+        "negative_prompt": "blurry, distorted faces, extra limbs, text, watermark",
+        "_look": request.look,
+    }
+
+
+def _wan_inputs(request: JobRequest, options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "video": _need(request.clip, "clip"),
+        "character_image": _need(request.image, "image"),
+        "resolution": options["resolution"],
+        "frames_per_second": options["frames_per_second"],
+        "go_fast": options["go_fast"],
+        "seed": request.seed,
+    }
+
+
+def bark_prompt(text: str, *, sing: bool) -> str:
+    """Bark sings text wrapped in ♪ … ♪."""
+    text = text.strip()
+    return f"♪ {text.strip('♪ ')} ♪" if sing else text
+
+
+def _bark_inputs(request: JobRequest, options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "prompt": bark_prompt(request.prompt, sing=options["style"] == "sing"),
+        "history_prompt": options["voice"],
+        "text_temp": 0.7,
+        "waveform_temp": 0.7,
+        "_duration": 14,
+    }
+
+
+def _musicgen_inputs(request: JobRequest, options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "prompt": request.prompt,
+        "duration": options["duration"],
+        "model_version": "stereo-melody-large",
+        "output_format": "mp3",
+        "seed": request.seed,
+    }
+
+
+def build_models(settings: Settings) -> dict[str, ModelSpec]:
+    """The four models, with ids and prices from the settings."""
+    wan_options = (
+        Option("resolution", ("480", "720"), "480"),
+        Option("frames_per_second", (16, 24), 24),
+        Option("go_fast", (True, False), True),
+    )
+    if settings.music_model == "bark":
+        music = ModelSpec(
+            MUSIC, settings.model_music_bark, settings.price_music, "audio",
+            (
+                Option("style", ("sing", "speak"), "sing"),
+                Option("voice", ("announcer", "en_speaker_6", "en_speaker_9", "ko_speaker_0"), "en_speaker_6"),
+            ),
+            _bark_inputs, _audio_out, typical_seconds=40, output_suffix=".wav",
+        )
+    else:
+        music = ModelSpec(
+            MUSIC, settings.model_music_musicgen, settings.price_music, "audio",
+            (Option("duration", (8, 15, 30), 15),),
+            _musicgen_inputs, _url, typical_seconds=60, output_suffix=".mp3",
+        )
+    return {
+        TEMPLATE: ModelSpec(
+            TEMPLATE, settings.model_template, settings.price_template, "video",
+            (
+                Option("duration", (4, 6, 8), 8),
+                Option("aspect_ratio", ("16:9", "9:16"), "16:9"),
+                Option("resolution", ("720p", "1080p"), "720p"),
+                Option("generate_audio", (True, False), True),
+            ),
+            _veo_inputs, _url, typical_seconds=90,
+        ),
+        GLITCH_ANIMATE: ModelSpec(
+            GLITCH_ANIMATE, settings.model_glitch_animate, settings.price_glitch_animate,
+            "video", wan_options, _wan_inputs, _url, typical_seconds=150,
+        ),
+        GLITCH_REPLACE: ModelSpec(
+            GLITCH_REPLACE, settings.model_glitch_replace, settings.price_glitch_replace,
+            "video", wan_options, _wan_inputs, _url, typical_seconds=150,
+        ),
+        MUSIC: music,
+    }
+
+
+# --- templates ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Template:
+    id: str
+    name: Mapping[str, str]
+    description: Mapping[str, str]
+    prompt: Mapping[str, str]
+    look: str
+    options: Mapping[str, Any]
+
+    def text(self, field_name: str, lang: str) -> str:
+        values: Mapping[str, str] = getattr(self, field_name)
+        return values.get(lang) or values["en"]
+
+
+class TemplateCatalogue:
+    """The operator-editable list of templates (`TEMPLATES_FILE` or the built-in one)."""
+
+    def __init__(self, templates: list[Template]) -> None:
+        self._by_id = {template.id: template for template in templates}
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> TemplateCatalogue:
+        source = str(path) if path else "core/data/templates.json"
+        try:
+            if path is None:
+                raw = resources.files("core").joinpath("data/templates.json").read_text("utf-8")
+            else:
+                raw = path.read_text(encoding="utf-8")
+            data = json.loads(raw)
+            templates = [
+                Template(
+                    id=item["id"], name=item["name"], description=item["description"],
+                    prompt=item["prompt"], look=item.get("look", ""),
+                    options=item.get("options", {}),
+                )
+                for item in data["templates"]
+            ]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"TEMPLATES_FILE: cannot read {source}: {exc}") from None
+        for template in templates:
+            for part in ("name", "description", "prompt"):
+                if "en" not in getattr(template, part):
+                    raise ConfigError(f"TEMPLATES_FILE: {template.id} has no English {part}")
+        return cls(templates)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def get(self, template_id: str) -> Template:
+        try:
+            return self._by_id[template_id]
+        except KeyError:
+            raise UnknownTemplate(f"no template {template_id!r}", template=template_id) from None

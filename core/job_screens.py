@@ -1,0 +1,97 @@
+"""What a job looks like in a chat: status, result caption, failure."""
+
+from __future__ import annotations
+
+from core.catalogue import (
+    GLITCH_ANIMATE,
+    GLITCH_REPLACE,
+    MUSIC,
+    TEMPLATE,
+    TemplateCatalogue,
+    UnknownTemplate,
+)
+from core.i18n import t
+from core.jobs import Job
+from core.screens import Button, Screen
+
+
+def describe(job: Job, templates: TemplateCatalogue | None, lang: str) -> str:
+    """What was made, in the user's words: 'AI hug', 'Glitch · Replace', 'Music'."""
+    request = job.request
+    if job.action == TEMPLATE:
+        if request.template and templates is not None:
+            try:
+                return templates.get(request.template).text("name", lang)
+            except UnknownTemplate:
+                pass
+        return t(lang, "job.what.custom")
+    return t(lang, {
+        GLITCH_ANIMATE: "job.what.glitch_animate",
+        GLITCH_REPLACE: "job.what.glitch_replace",
+        MUSIC: "job.what.music",
+    }.get(job.action, "job.what.custom"))
+
+
+def duration_text(lang: str, seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return t(lang, "time.seconds", n=seconds)
+    return t(lang, "time.minutes", m=seconds // 60, s=seconds % 60)
+
+
+def cancel_row(job: Job, lang: str) -> tuple[tuple[Button, ...], ...]:
+    return ((Button(t(lang, "button.cancel_job"), "job.cancel", (job.id,), "danger"),),)
+
+
+def queued_screen(job: Job, what: str, position: int) -> Screen:
+    lang = job.language
+    return Screen(t(lang, "job.queued", what=what, position=position, id=job.id), cancel_row(job, lang))
+
+
+def running_screen(job: Job, what: str, elapsed: float, estimate: float) -> Screen:
+    lang = job.language
+    remaining = estimate - elapsed
+    if remaining > 5:
+        eta = t(lang, "job.eta", left=duration_text(lang, remaining))
+    else:
+        eta = t(lang, "job.eta_soon")
+    text = t(lang, "job.running", what=what, elapsed=duration_text(lang, elapsed), eta=eta, id=job.id)
+    return Screen(text, cancel_row(job, lang))
+
+
+def sending_screen(job: Job, what: str) -> Screen:
+    return Screen(t(job.language, "job.sending", what=what, id=job.id))
+
+
+def done_screen(job: Job, what: str) -> Screen:
+    return Screen(t(job.language, "job.done", what=what, id=job.id))
+
+
+def failed_screen(job: Job, what: str, reason: str, refunded: int) -> Screen:
+    lang = job.language
+    refund = t(lang, "job.refunded", n=refunded) if refunded else ""
+    return Screen(
+        t(lang, "job.failed", what=what, reason=t(lang, f"job.reason.{reason}"), refund=refund, id=job.id)
+    )
+
+
+def result_screen(job: Job, what: str, *, local_preview: bool, likes: int = 0, mention: str = "") -> Screen:
+    lang = job.language
+    caption = t(lang, "job.result", what=what, price=job.price, id=job.id)
+    if local_preview:
+        caption += "\n" + t(lang, "job.local_preview")
+    if mention:
+        caption = f"{mention} {caption}"
+    like = Button(f"👍 {likes}" if likes else "👍", "job.like", (job.id,))
+    if job.action == MUSIC:
+        rows: tuple[tuple[Button, ...], ...] = (
+            (Button(t(lang, "button.add_to_clip"), "job.mux", (job.id,), "primary"),
+             Button(t(lang, "button.again"), "job.again", (job.id,)), like),
+        )
+    else:
+        rows = (
+            (Button(t(lang, "button.remix"), "job.remix", (job.id,), "primary"),
+             Button(t(lang, "button.add_music"), "job.music", (job.id,))),
+            (Button(t(lang, "button.again"), "job.again", (job.id,)), like),
+        )
+    return Screen(caption, rows)

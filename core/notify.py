@@ -1,0 +1,53 @@
+"""The notifier port: how the engine talks back to a chat.
+
+Each adapter implements `Notifier`; the engine decides what to say (screens)
+and when (throttled), the adapter only renders it on its platform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from core.jobs import Job
+from core.screens import Screen
+
+
+class RecipientGone(Exception):
+    """The chat can no longer be written to (bot blocked, chat deleted): do not retry."""
+
+
+@dataclass(frozen=True)
+class OutputMedia:
+    """A finished result, ready for the platform (fitted to its upload limit)."""
+
+    path: Path
+    kind: str  # "video" | "audio"
+    duration: float | None = None
+    width: int | None = None
+    height: int | None = None
+    thumbnail: Path | None = None
+    file_id: str | None = None  # the platform already has these bytes
+
+
+@dataclass(frozen=True)
+class Receipt:
+    message_id: str | None
+    file_id: str | None = None
+
+
+class Notifier(Protocol):
+    platform: str
+
+    def upload_limit(self, job: Job) -> int:
+        """The largest file (bytes) this chat accepts from the bot right now."""
+        ...
+
+    async def show_status(self, job: Job, screen: Screen) -> str | None:
+        """Send the job's status message, or edit it in place; return its message id."""
+        ...
+
+    async def deliver(self, job: Job, media: OutputMedia, screen: Screen) -> Receipt:
+        """Send the result into the job's chat, replying to the request."""
+        ...

@@ -1,0 +1,110 @@
+"""An in-memory generation backend for engine unit tests (a fake of the Backend port).
+
+Each model id can be scripted: how long a prediction takes and how it ends.
+Outputs are real files written by the test (or a tiny placeholder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.backends.base import (
+    CANCELED,
+    PROCESSING,
+    SUCCEEDED,
+    BackendError,
+    OutputMissing,
+    Prediction,
+    PredictionLost,
+)
+
+
+@dataclass
+class Script:
+    seconds: float = 0.05
+    status: str = SUCCEEDED
+    error: str | None = None
+    output: Any = "default"  # "default" = file:// of the backend's output file
+
+
+@dataclass
+class _Run:
+    id: str
+    model: str
+    inputs: dict[str, Any]
+    started: float
+    script: Script
+    canceled: bool = False
+
+
+@dataclass
+class ScriptedBackend:
+    output_file: Path
+    name: str = "scripted"
+    supports_webhooks: bool = False
+    scripts: dict[str, Script] = field(default_factory=dict)
+    runs: dict[str, _Run] = field(default_factory=dict)
+    creates: list[str] = field(default_factory=list)
+    gets: int = 0
+    cancels: list[str] = field(default_factory=list)
+    create_errors: list[BackendError] = field(default_factory=list)
+    forget_all: bool = False
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    async def prepare(self, job_id: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in inputs.items()}
+
+    async def create(self, job_id: str, model: str, inputs: dict[str, Any], *, webhook_url: str | None = None) -> str:
+        if self.create_errors:
+            raise self.create_errors.pop(0)
+        prediction_id = f"p{next(self._ids)}"
+        self.runs[prediction_id] = _Run(prediction_id, model, inputs, time.monotonic(), self.scripts.get(model, Script()))
+        self.creates.append(job_id)
+        return prediction_id
+
+    async def find_existing(self, model: str, inputs: dict[str, Any]) -> str | None:
+        for run in self.runs.values():
+            if run.model == model and run.inputs == inputs:
+                return run.id
+        return None
+
+    def status_of(self, prediction_id: str) -> Prediction:
+        run = self.runs[prediction_id]
+        if run.canceled:
+            return Prediction(run.id, CANCELED)
+        if time.monotonic() - run.started < run.script.seconds:
+            return Prediction(run.id, PROCESSING)
+        output = run.script.output
+        if output == "default":
+            output = self.output_file.as_uri()
+        return Prediction(run.id, run.script.status, output=output, error=run.script.error)
+
+    async def get(self, prediction_id: str) -> Prediction:
+        self.gets += 1
+        if self.forget_all or prediction_id not in self.runs:
+            raise PredictionLost(prediction_id)
+        return self.status_of(prediction_id)
+
+    async def cancel(self, prediction_id: str) -> None:
+        self.cancels.append(prediction_id)
+        if prediction_id in self.runs:
+            self.runs[prediction_id].canceled = True
+
+    async def download(self, output_url: str, dest: Path, *, max_bytes: int) -> Path:
+        if not output_url.startswith("file://"):
+            raise OutputMissing(output_url)
+        source = Path(output_url.removeprefix("file://"))
+        if not source.exists():
+            raise OutputMissing("gone")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(shutil.copyfile, source, dest)
+        return dest
+
+    async def close(self) -> None:
+        pass

@@ -1,0 +1,367 @@
+"""The job engine on a scripted backend: exactly one clip or exactly one refund."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from core.backends.base import ABORTED, CANCELED, FAILED, BackendError
+from core.catalogue import (
+    GLITCH_REPLACE,
+    MUSIC,
+    TEMPLATE,
+    JobRequest,
+    TemplateCatalogue,
+    build_models,
+)
+from core.credits import CreditLedger
+from core.engine import FairQueue, JobEngine, JobNotCancelable, JobNotYours, StatusPacer
+from core.errors import InsufficientCredits, TooManyActiveJobs
+from core.jobs import JobStore
+from core.notify import OutputMedia, Receipt, RecipientGone
+from core.screens import Screen
+from core.settings import load_settings
+from core.users import UserDirectory
+from tests.fakes.backend import Script, ScriptedBackend
+
+
+class RecordingNotifier:
+    platform = "telegram"
+
+    def __init__(self) -> None:
+        self.statuses: list[tuple[str, str, float]] = []
+        self.delivered: list[tuple[str, OutputMedia, Screen]] = []
+        self.fail_deliveries = 0
+        self.gone = False
+        self.done = asyncio.Event()
+
+    def upload_limit(self, job) -> int:
+        return 50 * 1024 * 1024
+
+    async def show_status(self, job, screen: Screen) -> str | None:
+        self.statuses.append((job.id, screen.text, time.monotonic()))
+        return job.status_message_id or f"status-{job.id}"
+
+    async def deliver(self, job, media: OutputMedia, screen: Screen) -> Receipt:
+        if self.gone:
+            raise RecipientGone("blocked")
+        if self.fail_deliveries:
+            self.fail_deliveries -= 1
+            raise ConnectionError("platform hiccup")
+        self.delivered.append((job.id, media, screen))
+        self.done.set()
+        return Receipt(message_id=f"m-{job.id}", file_id=f"file-{job.id}")
+
+    def texts(self, job_id: str) -> list[str]:
+        return [text for jid, text, _ in self.statuses if jid == job_id]
+
+
+@pytest.fixture
+async def world(db, tmp_path: Path):
+    settings = load_settings(None)
+    models = build_models(settings)
+    ledger = CreditLedger(db, UserDirectory(db), starter_credits=100)
+    output = tmp_path / "out.mp4"
+    output.write_bytes(b"fake mp4 bytes")
+    backend = ScriptedBackend(output_file=output)
+    notifier = RecordingNotifier()
+    engines: list[JobEngine] = []
+
+    def make_engine(**overrides) -> JobEngine:
+        options = dict(
+            jobs=JobStore(db, ledger), ledger=ledger, models=models, backend=backend,
+            notifiers={"telegram": notifier}, media_dir=tmp_path / "media",
+            templates=TemplateCatalogue.load(), max_concurrent=4, max_active_per_user=2,
+            timeout=5, status_interval=0.05, poll_initial=0.01, poll_max=0.02, progress_every=0.5,
+        )
+        options.update(overrides)
+        engine = JobEngine(**options)
+        engines.append(engine)
+        return engine
+
+    class World:
+        pass
+
+    w = World()
+    w.db, w.ledger, w.models, w.backend, w.notifier, w.make_engine = db, ledger, models, backend, notifier, make_engine
+    w.user = (await ledger.ensure_user("telegram", "100"))[0]
+    w.other = (await ledger.ensure_user("telegram", "200"))[0]
+    yield w
+    for engine in engines:
+        await engine.stop()
+
+
+def template_request(tmp_path: Path | None = None, **options) -> JobRequest:
+    return JobRequest(TEMPLATE, prompt="hug", image="/tmp/frame.jpg", template="ai_hug", options=options)
+
+
+async def submit(engine: JobEngine, user, request=None, chat="1"):
+    return await engine.submit(
+        user_id=user.id, platform="telegram", chat_id=chat, language="en",
+        request=request or template_request(), reply_to_message_id="5",
+    )
+
+
+async def until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+async def job_status(world, job_id: str) -> str:
+    job = await JobStore(world.db, world.ledger).get(job_id)
+    return job.status
+
+
+async def test_a_job_is_charged_once_and_delivered_once(world):
+    engine = world.make_engine()
+    await engine.start()
+    job = await submit(engine, world.user)
+    assert await world.ledger.balance(world.user.id) == 80
+    await asyncio.wait_for(world.notifier.done.wait(), 5)
+    await until(lambda: bool(world.notifier.texts(job.id)) and "sent below" in world.notifier.texts(job.id)[-1])
+    assert await job_status(world, job.id) == "delivered"
+    assert [d[0] for d in world.notifier.delivered] == [job.id]
+    caption = world.notifier.delivered[0][2].text
+    assert "AI hug" in caption and "20 credits" in caption and job.id in caption
+    assert "queued" in world.notifier.texts(job.id)[0]
+    assert await world.ledger.balance(world.user.id) == 80
+    assert world.backend.creates == [job.id]
+
+
+async def test_not_enough_credits_stores_nothing(world):
+    engine = world.make_engine()
+    await world.ledger.revoke(world.user.id, 90, actor="test")
+    with pytest.raises(InsufficientCredits) as caught:
+        await submit(engine, world.user)
+    assert caught.value.params["shortfall"] == 10
+    assert await JobStore(world.db, world.ledger).for_user(world.user.id) == []
+    assert await world.ledger.balance(world.user.id) == 10
+
+
+async def test_per_user_limit_refuses_the_third_job_without_charging(world):
+    engine = world.make_engine()  # not started: jobs stay queued
+    await submit(engine, world.user)
+    await submit(engine, world.user)
+    with pytest.raises(TooManyActiveJobs):
+        await submit(engine, world.user)
+    assert await world.ledger.balance(world.user.id) == 60
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "reason_words"),
+    [
+        (FAILED, "CUDA out of memory", "ran into an error"),
+        (FAILED, "Input flagged as sensitive", "rejected this input"),
+        (CANCELED, None, "canceled"),
+        (ABORTED, None, "stopped the run"),
+    ],
+)
+async def test_an_unsuccessful_prediction_is_refunded_once_with_its_reason(world, status, error, reason_words):
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(status=status, error=error)
+    engine = world.make_engine()
+    await engine.start()
+    job = await submit(engine, world.user)
+    await until(lambda: any("did not work" in text for text in world.notifier.texts(job.id)))
+    failure = world.notifier.texts(job.id)[-1]
+    assert reason_words in failure and "20 credits refunded" in failure
+    assert await world.ledger.balance(world.user.id) == 100
+    assert world.notifier.delivered == []
+    refunds = [e for e in await world.ledger.history(world.user.id) if e.kind == "refund"]
+    assert len(refunds) == 1
+
+
+async def test_missing_or_malformed_output_is_refunded(world):
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(output={"unexpected": 1})
+    engine = world.make_engine()
+    await engine.start()
+    job = await submit(engine, world.user)
+    await until(lambda: any("no clip" in text for text in world.notifier.texts(job.id)))
+    assert await world.ledger.balance(world.user.id) == 100
+
+
+async def test_cancel_while_queued_and_while_running_refunds_once(world):
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=30)
+    engine = world.make_engine(max_concurrent=1)
+    await engine.start()
+    running = await submit(engine, world.user)
+    queued = await submit(engine, world.user)
+    await until(lambda: world.backend.creates == [running.id])
+    assert engine.position(queued.id) == 1
+    assert await engine.cancel(queued.id, user_id=world.user.id) == 20
+    await until(lambda: running.id in world.backend.creates)
+    await asyncio.sleep(0.05)
+    assert await engine.cancel(running.id, user_id=world.user.id) == 20
+    with pytest.raises(JobNotCancelable):
+        await engine.cancel(running.id, user_id=world.user.id)
+    assert world.backend.cancels == ["p1"]
+    assert await world.ledger.balance(world.user.id) == 100
+    assert world.backend.creates == [running.id]
+
+
+async def test_someone_else_cannot_cancel_my_job(world):
+    engine = world.make_engine()
+    job = await submit(engine, world.user)
+    with pytest.raises(JobNotYours):
+        await engine.cancel(job.id, user_id=world.other.id)
+
+
+async def test_deadline_cancels_the_prediction_and_refunds(world):
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=60)
+    engine = world.make_engine(timeout=0.3)
+    await engine.start()
+    job = await submit(engine, world.user)
+    await until(lambda: any("too long" in text for text in world.notifier.texts(job.id)))
+    assert world.backend.cancels == ["p1"]
+    assert await job_status(world, job.id) == "timed_out"
+    assert await world.ledger.balance(world.user.id) == 100
+
+
+async def test_fair_queue_serves_users_in_turn():
+    queue = FairQueue()
+    for job in ("a1", "a2", "a3"):
+        queue.push(1, job)
+    queue.push(2, "b1")
+    queue.push(3, "c1")
+    assert queue.order() == ["a1", "b1", "c1", "a2", "a3"]
+    assert queue.position("a2") == 4
+    assert [queue.pop()[1] for _ in range(5)] == ["a1", "b1", "c1", "a2", "a3"]
+    assert queue.pop() is None
+
+
+async def test_one_user_flooding_does_not_starve_another(world):
+    world.backend.scripts[world.models[MUSIC].model_id] = Script(seconds=0.2)
+    engine = world.make_engine(max_concurrent=1, max_active_per_user=5)
+    await world.ledger.grant(world.user.id, 100, actor="test")
+    music = JobRequest(MUSIC, prompt="lofi")
+    flood = [await submit(engine, world.user, music) for _ in range(4)]
+    late = await submit(engine, world.other, music)
+    assert engine.position(late.id) == 2  # right after the flooder's first job
+    assert engine.position(flood[3].id) == 5
+
+
+async def test_status_edits_are_throttled_and_the_last_one_lands():
+    sent: list[tuple[str, float]] = []
+
+    async def send(job_id: str, screen: Screen) -> None:
+        sent.append((screen.text, time.monotonic()))
+
+    pacer = StatusPacer(send, interval=0.2)
+    for i in range(20):
+        await pacer.update("j", Screen(f"update {i}"))
+        await asyncio.sleep(0.01)
+    await pacer.update("j", Screen("final"), final=True)
+    assert sent[0][0] == "update 0" and sent[-1][0] == "final"
+    assert len(sent) <= 4
+    gaps = [b[1] - a[1] for a, b in zip(sent, sent[1:], strict=False)]
+    assert all(gap >= 0.19 for gap in gaps)
+
+
+async def test_restart_reattaches_running_jobs_and_delivers(world):
+    world.backend.scripts[world.models[GLITCH_REPLACE].model_id] = Script(seconds=0.5)
+    first = world.make_engine()
+    await first.start()
+    request = JobRequest(GLITCH_REPLACE, image="/tmp/me.jpg", clip="/tmp/clip.mp4")
+    job = await submit(first, world.user, request)
+    await until(lambda: world.backend.creates == [job.id])
+    await asyncio.sleep(0.05)
+    await first.stop()  # the process goes away mid-job
+    assert await job_status(world, job.id) == "running"
+    second = world.make_engine()
+    counts = await second.recover()
+    assert counts["running"] == 1
+    await asyncio.wait_for(world.notifier.done.wait(), 5)
+    assert world.backend.creates == [job.id]  # re-attached, not created again
+    await until(lambda: True)
+    assert await world.ledger.balance(world.user.id) == 70
+
+
+async def test_restart_after_upload_but_before_the_id_was_stored_adopts_the_prediction(world):
+    store = JobStore(world.db, world.ledger)
+    engine = world.make_engine()
+    job = await submit(engine, world.user)
+    spec = world.models[TEMPLATE]
+    inputs = await world.backend.prepare(job.id, spec.inputs_for(job.request))
+    await store.set_prepared(job.id, inputs)
+    await world.backend.create(job.id, spec.model_id, inputs)  # created, then the crash
+    await engine.stop()
+    second = world.make_engine()
+    await second.start()
+    await asyncio.wait_for(world.notifier.done.wait(), 5)
+    assert len(world.backend.runs) == 1
+    assert await world.ledger.balance(world.user.id) == 80
+
+
+async def test_lost_local_prediction_is_run_again(world):
+    world.backend.name = "local"
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=0.3)
+    first = world.make_engine()
+    await first.start()
+    job = await submit(first, world.user)
+    await until(lambda: world.backend.creates == [job.id])
+    await first.stop()
+    world.backend.runs.clear()  # local work died with the process
+    second = world.make_engine()
+    await second.start()
+    await asyncio.wait_for(world.notifier.done.wait(), 5)
+    assert world.backend.creates == [job.id, job.id]
+    assert await world.ledger.balance(world.user.id) == 80
+
+
+async def test_create_errors_end_in_one_refund(world):
+    world.backend.create_errors.append(BackendError("Unprocessable: bad image", status=422))
+    engine = world.make_engine()
+    await engine.start()
+    job = await submit(engine, world.user)
+    await until(lambda: any("rejected this input" in t for t in world.notifier.texts(job.id)))
+    assert await world.ledger.balance(world.user.id) == 100
+
+
+async def test_a_chat_that_blocked_the_bot_does_not_break_the_engine(world):
+    world.notifier.gone = True
+    engine = world.make_engine()
+    await engine.start()
+    job = await submit(engine, world.user)
+    await until(lambda: True)
+    for _ in range(200):
+        if await job_status(world, job.id) == "failed":
+            break
+        await asyncio.sleep(0.02)
+    assert await job_status(world, job.id) == "failed"
+    assert await world.ledger.balance(world.user.id) == 100
+    world.notifier.gone = False
+    second = await submit(engine, world.other)
+    await asyncio.wait_for(world.notifier.done.wait(), 5)
+    assert world.notifier.delivered[0][0] == second.id
+
+
+async def test_a_flaky_delivery_is_retried_and_lands_once(world, monkeypatch):
+    world.notifier.fail_deliveries = 1
+    engine = world.make_engine()
+    await engine.start()
+    job = await submit(engine, world.user)
+    await asyncio.wait_for(world.notifier.done.wait(), 8)
+    assert [d[0] for d in world.notifier.delivered] == [job.id]
+    assert await job_status(world, job.id) == "delivered"
+
+
+async def test_webhook_wakes_the_job_and_duplicates_are_harmless(world):
+    world.backend.supports_webhooks = True
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=0.1)
+    engine = world.make_engine(webhook_url="http://127.0.0.1/webhooks/replicate", webhook_fallback=30)
+    await engine.start()
+    job = await submit(engine, world.user)
+    await until(lambda: world.backend.creates == [job.id])
+    await asyncio.sleep(0.15)
+    prediction = world.backend.status_of("p1")
+    assert await engine.on_webhook(prediction)
+    await asyncio.wait_for(world.notifier.done.wait(), 5)
+    await engine.on_webhook(prediction)  # the same webhook again
+    await asyncio.sleep(0.1)
+    assert len(world.notifier.delivered) == 1
+    assert world.backend.gets == 0  # no polling for a job whose webhook arrived
