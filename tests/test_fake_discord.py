@@ -1,0 +1,372 @@
+"""The fake Discord speaks the wire protocol the real discord.py client expects.
+
+A real ``commands.Bot`` (default intents, no message-content intent) logs in,
+connects to the fake gateway, syncs its commands and answers users the way the
+LOKIZ adapter will: attachments downloaded, files uploaded, deferred work
+followed up, buttons that survive restarts (``DynamicItem``), ephemeral
+answers, and sends that survive a 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from collections.abc import AsyncIterator
+
+import discord
+import pytest
+from discord import app_commands
+from discord.ext import commands
+
+from tests.fakes.discord import (
+    CALLBACK_CHANNEL_MESSAGE,
+    CALLBACK_DEFERRED_CHANNEL_MESSAGE,
+    CALLBACK_MODAL,
+    CALLBACK_UPDATE_MESSAGE,
+    FLAG_EPHEMERAL,
+    FLAG_LOADING,
+    INTENT_MESSAGE_CONTENT,
+    FakeDiscord,
+)
+
+GUILD_ID = 700_000_000_000_000_001
+CHANNEL_ID = 700_000_000_000_000_010
+ALICE = 700_000_000_000_000_100
+BOB = 700_000_000_000_000_200
+
+
+# --------------------------------------------------------------------------- the bot under test
+
+
+class RemixButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"remix:(?P<session>[a-z0-9]+):(?P<count>\d+)",
+):
+    """A button whose state lives in its custom_id, so it works after a restart."""
+
+    def __init__(self, session: str, count: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=f"Remix {count}",
+                style=discord.ButtonStyle.primary,
+                custom_id=f"remix:{session}:{count}",
+            )
+        )
+        self.session = session
+        self.count = count
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Item[discord.ui.View],
+        match: re.Match[str],
+    ) -> RemixButton:
+        return cls(match["session"], int(match["count"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        view = discord.ui.View(timeout=None)
+        view.add_item(RemixButton(self.session, self.count + 1))
+        await interaction.response.edit_message(
+            content=f"remixed {self.count + 1} times", view=view
+        )
+
+
+class MoodView(discord.ui.View):
+    @discord.ui.select(
+        custom_id="mood",
+        options=[
+            discord.SelectOption(label="Calm", value="calm"),
+            discord.SelectOption(label="Epic", value="epic"),
+        ],
+    )
+    async def pick(
+        self, interaction: discord.Interaction, select: discord.ui.Select[MoodView]
+    ) -> None:
+        await interaction.response.edit_message(content=f"mood: {select.values[0]}", view=None)
+
+
+class PromptModal(discord.ui.Modal, title="Music prompt"):
+    prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(
+        label="Prompt", custom_id="prompt", max_length=200
+    )
+
+    def __init__(self) -> None:
+        super().__init__(custom_id="music-prompt")
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(f"composing: {self.prompt.value}")
+
+
+@app_commands.command(description="Capture a frame from a video")
+async def frame(interaction: discord.Interaction, video: discord.Attachment, at: str = "0") -> None:
+    data = await video.read()
+    await interaction.response.send_message(
+        f"{video.filename}: {len(data)} bytes at {at}",
+        file=discord.File(io.BytesIO(data[::-1]), filename="frame.jpg"),
+    )
+
+
+@app_commands.command(description="Render a clip (slow work, deferred)")
+async def render(interaction: discord.Interaction) -> None:
+    await interaction.response.defer(thinking=True)
+    await interaction.followup.send(
+        "render finished", file=discord.File(io.BytesIO(b"mp4-bytes"), "clip.mp4")
+    )
+
+
+@app_commands.command(description="Open a studio session")
+async def studio(interaction: discord.Interaction) -> None:
+    view = discord.ui.View(timeout=None)
+    view.add_item(RemixButton("s1", 0))
+    await interaction.response.send_message("studio s1", view=view)
+
+
+@app_commands.command(description="Show your balance")
+async def balance(interaction: discord.Interaction) -> None:
+    await interaction.response.send_message("50 credits", ephemeral=True)
+
+
+@app_commands.command(description="Pick a music mood")
+async def mood(interaction: discord.Interaction) -> None:
+    await interaction.response.send_message("pick a mood", view=MoodView())
+
+
+@app_commands.command(description="Describe the music")
+async def music(interaction: discord.Interaction) -> None:
+    await interaction.response.send_modal(PromptModal())
+
+
+@app_commands.command(description="Answers too late")
+async def slow(interaction: discord.Interaction) -> None:
+    await asyncio.sleep(0.4)
+    await interaction.response.send_message("too late")
+
+
+@app_commands.context_menu(name="Remix this clip")
+async def remix_clip(interaction: discord.Interaction, message: discord.Message) -> None:
+    names = ", ".join(a.filename for a in message.attachments)
+    await interaction.response.send_message(f"template clip: {names}", ephemeral=True)
+
+
+class StudioBot(commands.Bot):
+    def __init__(self) -> None:
+        super().__init__(
+            command_prefix="!",
+            intents=discord.Intents.default(),
+            guild_ready_timeout=0.05,
+            help_command=None,
+        )
+        self.seen_messages: list[discord.Message] = []
+        self.command_errors: list[app_commands.AppCommandError] = []
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(RemixButton)
+        for command in (frame, render, studio, balance, mood, music, slow, remix_clip):
+            self.tree.add_command(command)
+
+        @self.tree.error
+        async def record_error(
+            interaction: discord.Interaction, error: app_commands.AppCommandError
+        ) -> None:
+            self.command_errors.append(error)
+
+    async def on_message(self, message: discord.Message) -> None:
+        self.seen_messages.append(message)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord() as server:
+        server.guild(GUILD_ID, "LOKIZ Lab")
+        server.channel(GUILD_ID, CHANNEL_ID, "remix")
+        server.member(ALICE, "alice")
+        server.member(BOB, "bob", locale="ko")
+        with server.point_discord_py():
+            yield server
+
+
+@pytest.fixture
+async def bot(fake: FakeDiscord) -> AsyncIterator[StudioBot]:
+    client = StudioBot()
+    await client.login(fake.token)
+    connection = asyncio.create_task(client.connect())
+    await asyncio.wait_for(client.wait_until_ready(), timeout=5)
+    await client.tree.sync()
+    yield client
+    await client.close()
+    await asyncio.wait_for(connection, timeout=5)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+async def test_bot_logs_in_and_sees_its_guild(fake: FakeDiscord, bot: StudioBot) -> None:
+    assert bot.user is not None and bot.user.id == fake.bot_id
+    guild = bot.get_guild(GUILD_ID)
+    assert guild is not None and guild.name == "LOKIZ Lab"
+    assert isinstance(bot.get_channel(CHANNEL_ID), discord.TextChannel)
+    assert [c.path for c in fake.calls[:2]] == ["/users/@me", "/oauth2/applications/@me"]
+    assert fake.gateway_connects[0]["compress"] in ("zlib-stream", "zstd-stream")
+    assert fake.gateway_connects[0]["encoding"] == "json"
+    assert not fake.identify_payloads[0]["intents"] & INTENT_MESSAGE_CONTENT
+    await fake.wait_until(lambda: fake.heartbeats >= 1)
+
+
+async def test_tree_sync_registers_slash_and_context_menu_commands(
+    fake: FakeDiscord, bot: StudioBot
+) -> None:
+    registered = {c["name"]: c for c in fake.commands()}
+    assert {"frame", "render", "studio", "balance", "Remix this clip"} <= set(registered)
+    assert registered["Remix this clip"]["type"] == 3
+    video = next(o for o in registered["frame"]["options"] if o["name"] == "video")
+    assert video["type"] == 11 and video["required"] is True
+    synced = await bot.tree.fetch_commands()
+    assert {c.name for c in synced} == set(registered)
+
+
+async def test_slash_command_downloads_attachment_and_replies_with_a_file(
+    fake: FakeDiscord, bot: StudioBot
+) -> None:
+    clip = fake.add_attachment(b"video-bytes", "clip.mp4", "video/mp4")
+    interaction = await fake.slash(
+        ALICE, CHANNEL_ID, "frame", {"at": "1.5"}, attachments={"video": clip}
+    )
+    reply = await fake.wait_for_response(interaction)
+    assert reply.callback_type == CALLBACK_CHANNEL_MESSAGE
+    assert reply.content == "clip.mp4: 11 bytes at 1.5"
+    assert reply.filenames == ["frame.jpg"]
+    message = fake.message(reply.message_id)
+    assert message["attachments"][0]["content_type"] == "image/jpeg"
+    assert fake.attachment_bytes(message["attachments"][0]) == b"video-bytes"[::-1]
+    assert any(path.endswith("/clip.mp4") for path in fake.downloads)
+
+
+async def test_deferred_command_followup_replaces_the_thinking_message(
+    fake: FakeDiscord, bot: StudioBot
+) -> None:
+    interaction = await fake.slash(ALICE, CHANNEL_ID, "render")
+    await fake.wait_until(lambda: len(fake.interaction_responses(interaction)) == 2)
+    deferred, followup = fake.interaction_responses(interaction)
+    assert deferred.callback_type == CALLBACK_DEFERRED_CHANNEL_MESSAGE
+    assert followup.kind == "followup" and followup.message_id == deferred.message_id
+    message = fake.message(followup.message_id)
+    assert message["content"] == "render finished"
+    assert not message["flags"] & FLAG_LOADING
+    assert [a["filename"] for a in message["attachments"]] == ["clip.mp4"]
+    assert [m["content"] for m in fake.channel_messages(CHANNEL_ID)] == ["render finished"]
+
+
+async def test_dynamic_button_press_edits_the_message_in_place(
+    fake: FakeDiscord, bot: StudioBot
+) -> None:
+    opened = await fake.slash(ALICE, CHANNEL_ID, "studio")
+    studio_message = (await fake.wait_for_response(opened)).message_id
+    for count in (0, 1):
+        press = await fake.press(BOB, studio_message, f"Remix {count}")
+        answer = await fake.wait_for_response(press)
+        assert answer.callback_type == CALLBACK_UPDATE_MESSAGE
+    message = fake.message(studio_message)
+    assert message["content"] == "remixed 2 times"
+    button = message["components"][0]["components"][0]
+    assert (button["label"], button["custom_id"]) == ("Remix 2", "remix:s1:2")
+    assert len(fake.channel_messages(CHANNEL_ID)) == 1
+
+
+async def test_select_menu_choice_reaches_the_view(fake: FakeDiscord, bot: StudioBot) -> None:
+    opened = await fake.slash(ALICE, CHANNEL_ID, "mood")
+    menu_message = (await fake.wait_for_response(opened)).message_id
+    picked = await fake.select(ALICE, menu_message, "mood", ["epic"])
+    await fake.wait_for_response(picked)
+    message = fake.message(menu_message)
+    assert message["content"] == "mood: epic" and message["components"] == []
+
+
+async def test_modal_submit_reaches_the_modal(fake: FakeDiscord, bot: StudioBot) -> None:
+    opened = await fake.slash(BOB, CHANNEL_ID, "music")
+    assert (await fake.wait_for_response(opened)).callback_type == CALLBACK_MODAL
+    submitted = await fake.submit_modal(BOB, "music-prompt", {"prompt": "lofi rain"})
+    assert (await fake.wait_for_response(submitted)).content == "composing: lofi rain"
+    assert submitted.payload["locale"] == "ko"
+
+
+async def test_ephemeral_answer_carries_flag_64_and_stays_private(
+    fake: FakeDiscord, bot: StudioBot
+) -> None:
+    interaction = await fake.slash(ALICE, CHANNEL_ID, "balance")
+    reply = await fake.wait_for_response(interaction)
+    assert reply.flags & FLAG_EPHEMERAL
+    assert fake.message(reply.message_id)["flags"] & FLAG_EPHEMERAL
+    assert fake.channel_messages(CHANNEL_ID, include_ephemeral=False) == []
+    await asyncio.sleep(0.05)
+    assert bot.seen_messages == []  # ephemeral messages never go over the gateway
+
+
+async def test_channel_send_with_file_survives_a_429(fake: FakeDiscord, bot: StudioBot) -> None:
+    fake.fail_next("POST", r"/channels/\d+/messages", status=429, retry_after=0.1)
+    channel = bot.get_channel(CHANNEL_ID)
+    assert isinstance(channel, discord.TextChannel)
+    sent = await channel.send("result", file=discord.File(io.BytesIO(b"clip-bytes"), "result.mp4"))
+    attempts = fake.find_calls("POST", rf"/channels/{CHANNEL_ID}/messages")
+    assert [c.status for c in attempts] == [429, 200]
+    assert [f.filename for f in attempts[1].files] == ["result.mp4"]
+    assert [m["content"] for m in fake.channel_messages(CHANNEL_ID)] == ["result"]
+    assert await sent.attachments[0].read() == b"clip-bytes"
+
+
+async def test_upload_over_the_limit_is_refused_like_discord(
+    fake: FakeDiscord, bot: StudioBot
+) -> None:
+    fake.upload_limit = 1024
+    channel = bot.get_channel(CHANNEL_ID)
+    assert isinstance(channel, discord.TextChannel)
+    with pytest.raises(discord.HTTPException) as refused:
+        await channel.send(file=discord.File(io.BytesIO(b"x" * 2048), "big.mp4"))
+    assert (refused.value.status, refused.value.code) == (413, 40005)
+    assert fake.channel_messages(CHANNEL_ID) == []
+
+
+async def test_shared_clip_is_hidden_without_content_intent_but_context_menu_sees_it(
+    fake: FakeDiscord, bot: StudioBot
+) -> None:
+    clip = fake.add_attachment(b"shared-clip", "dance.mp4", "video/mp4")
+    shared = await fake.post_user_message(ALICE, CHANNEL_ID, "look at this", [clip])
+    await fake.wait_until(lambda: bot.seen_messages)
+    seen = bot.seen_messages[0]
+    assert (seen.content, seen.attachments) == ("", [])
+    interaction = await fake.message_command(BOB, CHANNEL_ID, "Remix this clip", shared)
+    reply = await fake.wait_for_response(interaction)
+    assert reply.content == "template clip: dance.mp4" and reply.ephemeral
+
+
+async def test_answer_after_the_deadline_is_an_unknown_interaction(
+    fake: FakeDiscord, bot: StudioBot
+) -> None:
+    fake.interaction_ack_timeout = 0.2
+    await fake.slash(ALICE, CHANNEL_ID, "slow")
+    late = await fake.wait_for(lambda c: c.path.startswith("/interactions/"))
+    assert late.status == 404
+    await fake.wait_until(lambda: bot.command_errors)
+    original = bot.command_errors[0].__cause__
+    assert isinstance(original, discord.NotFound) and original.code == 10062
+
+
+async def test_gateway_reconnect_resumes_and_keeps_serving(
+    fake: FakeDiscord, bot: StudioBot
+) -> None:
+    await fake.reconnect_gateway()
+    await fake.wait_until(lambda: fake.resumes == 1 and fake.connected)
+    assert len(fake.identify_payloads) == 1
+    interaction = await fake.slash(ALICE, CHANNEL_ID, "balance")
+    assert (await fake.wait_for_response(interaction)).content == "50 credits"
+
+
+async def test_bot_closes_cleanly(fake: FakeDiscord, bot: StudioBot) -> None:
+    await bot.close()
+    assert bot.is_closed()
+    await fake.wait_until(lambda: not fake.connected)
+    assert fake.internal_errors == []
