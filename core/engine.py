@@ -103,6 +103,7 @@ class EngineStats:
     backend_requests: int = 0
     webhooks_accepted: int = 0
     webhooks_ignored: int = 0
+    webhooks_rejected: int = 0
 
 
 class StatusPacer:
@@ -388,6 +389,10 @@ class JobEngine:
 
     def position(self, job_id: str) -> int | None:
         return self.queue.position(job_id)
+
+    @property
+    def alive(self) -> bool:
+        return self._scheduler is not None and not self._scheduler.done()
 
     @property
     def running_count(self) -> int:

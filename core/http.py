@@ -1,0 +1,147 @@
+"""The HTTP server (aiohttp): Replicate webhooks, `/healthz`, `/metrics`.
+
+Adapters may add their own routes (Telegram webhook mode) before it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from core.backends.replicate import parse_prediction_payload
+from core.engine import JobEngine
+from core.jobs import JobStore
+from core.storage import Database
+from core.webhooks import SeenWebhooks, WebhookRejected, verify_webhook, webhook_id_of
+
+log = logging.getLogger(__name__)
+
+REPLICATE_WEBHOOK_PATH = "/webhooks/replicate"
+DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 900, float("inf"))
+
+
+class HttpServer:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        engine: JobEngine,
+        jobs: JobStore,
+        host: str,
+        port: int,
+        webhook_secret: Callable[[], Awaitable[str]] | None = None,
+    ) -> None:
+        self.db = db
+        self.engine = engine
+        self.jobs = jobs
+        self.host = host
+        self.port = port
+        self._webhook_secret = webhook_secret
+        self._secret: str | None = None
+        self._seen = SeenWebhooks()
+        self.app = web.Application(client_max_size=2 * 1024 * 1024)
+        self.app.router.add_get("/healthz", self.healthz)
+        self.app.router.add_get("/metrics", self.metrics)
+        self.app.router.add_post(REPLICATE_WEBHOOK_PATH, self.replicate_webhook)
+        self._runner: web.AppRunner | None = None
+        self.bound_port: int | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self.bound_port = sockets[0].getsockname()[1] if sockets else self.port
+        log.info("HTTP server on http://%s:%s (/healthz, /metrics)", self.host, self.bound_port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # --- routes -----------------------------------------------------------------
+    async def healthz(self, request: web.Request) -> web.Response:
+        checks: dict[str, object] = {}
+        healthy = True
+        try:
+            checks["database"] = "ok" if await self.db.ping() else "down"
+        except Exception as exc:  # the answer is the report, not a crash
+            checks["database"] = f"down: {type(exc).__name__}"
+        healthy &= checks["database"] == "ok"
+        checks["engine"] = "ok" if self.engine.alive else "stopped"
+        healthy &= self.engine.alive
+        checks["queued"] = self.engine.queue_depth()
+        checks["running"] = self.engine.running_count
+        return web.json_response({"status": "ok" if healthy else "down", **checks},
+                                 status=200 if healthy else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        counts = await self.jobs.counts_by_status()
+        async with self.db.read() as tx:
+            money = await tx.fetchall(
+                "SELECT kind, COALESCE(SUM(ABS(delta)), 0) AS total FROM ledger"
+                " WHERE kind IN ('charge', 'refund') GROUP BY kind"
+            )
+        totals = {row["kind"]: row["total"] for row in money}
+        lines = [
+            "# HELP lokiz_jobs Jobs by state.",
+            "# TYPE lokiz_jobs gauge",
+            *(f'lokiz_jobs{{state="{state}"}} {n}' for state, n in counts.items()),
+            "# HELP lokiz_queue_depth Jobs waiting for a slot.",
+            "# TYPE lokiz_queue_depth gauge",
+            f"lokiz_queue_depth {self.engine.queue_depth()}",
+            "# HELP lokiz_jobs_running Jobs generating now.",
+            "# TYPE lokiz_jobs_running gauge",
+            f"lokiz_jobs_running {self.engine.running_count}",
+            "# HELP lokiz_credits_charged_total Credits charged for jobs.",
+            "# TYPE lokiz_credits_charged_total counter",
+            f"lokiz_credits_charged_total {totals.get('charge', 0)}",
+            "# HELP lokiz_credits_refunded_total Credits refunded for jobs.",
+            "# TYPE lokiz_credits_refunded_total counter",
+            f"lokiz_credits_refunded_total {totals.get('refund', 0)}",
+            "# HELP lokiz_webhooks_total Replicate webhooks by outcome.",
+            "# TYPE lokiz_webhooks_total counter",
+            f'lokiz_webhooks_total{{outcome="accepted"}} {self.engine.stats.webhooks_accepted}',
+            f'lokiz_webhooks_total{{outcome="ignored"}} {self.engine.stats.webhooks_ignored}',
+            f'lokiz_webhooks_total{{outcome="rejected"}} {self.engine.stats.webhooks_rejected}',
+            "# HELP lokiz_job_duration_seconds Generation time per model.",
+            "# TYPE lokiz_job_duration_seconds histogram",
+        ]
+        for model, durations in sorted(self.engine.stats.durations.items()):
+            label = model.replace('"', "")
+            for bucket in DURATION_BUCKETS:
+                le = "+Inf" if bucket == float("inf") else f"{bucket:g}"
+                count = sum(1 for d in durations if d <= bucket)
+                lines.append(f'lokiz_job_duration_seconds_bucket{{model="{label}",le="{le}"}} {count}')
+            lines.append(f'lokiz_job_duration_seconds_sum{{model="{label}"}} {sum(durations):.3f}')
+            lines.append(f'lokiz_job_duration_seconds_count{{model="{label}"}} {len(durations)}')
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
+
+    async def replicate_webhook(self, request: web.Request) -> web.Response:
+        if self._webhook_secret is None:
+            return web.Response(status=404)
+        body = await request.read()
+        try:
+            if self._secret is None:
+                self._secret = await self._webhook_secret()
+            verify_webhook(request.headers, body, self._secret, now=time.time())
+        except WebhookRejected as exc:
+            self.engine.stats.webhooks_rejected += 1
+            log.warning("rejected a Replicate webhook: %s", exc)
+            return web.Response(status=401, text="rejected")
+        except Exception:
+            log.exception("cannot verify Replicate webhooks (no secret)")
+            return web.Response(status=503)
+        if not self._seen.first_time(webhook_id_of(request.headers)):
+            return web.Response(status=200, text="duplicate")
+        try:
+            prediction = parse_prediction_payload(json.loads(body))
+        except (ValueError, KeyError, TypeError):
+            return web.Response(status=400, text="bad payload")
+        await self.engine.on_webhook(prediction)
+        return web.Response(status=200, text="ok")

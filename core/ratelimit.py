@@ -1,0 +1,28 @@
+"""Per-user update rate limiting (a token bucket per user)."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+
+class UpdateRateLimiter:
+    """Allows bursts of `burst` updates and `per_second` sustained, per key."""
+
+    def __init__(self, burst: int = 12, per_second: float = 1.0, max_keys: int = 100_000) -> None:
+        self.burst = burst
+        self.per_second = per_second
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, key: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.pop(key, (float(self.burst), now))
+        tokens = min(self.burst, tokens + (now - last) * self.per_second)
+        allowed = tokens >= 1
+        if allowed:
+            tokens -= 1
+        self._buckets[key] = (tokens, now)
+        if len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return allowed

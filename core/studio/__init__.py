@@ -1,0 +1,1 @@
+"""The platform-neutral studio: sessions, flow, account and admin desks."""

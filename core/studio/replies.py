@@ -1,0 +1,99 @@
+"""What the core asks an adapter to do in answer to one update.
+
+The core decides; the adapter renders each instruction on its platform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.notify import OutputMedia
+from core.screens import Screen
+
+
+@dataclass(frozen=True)
+class ChatContext:
+    """Who did something, where. Adapters build it from a platform update."""
+
+    platform: str  # "telegram" | "discord"
+    user_id: str  # the platform's user id
+    chat_id: str
+    chat_kind: str = "private"  # "private" | "group"
+    display_name: str = ""
+    username: str | None = None
+    language_code: str | None = None
+    message_id: str | None = None  # the incoming message, or the message whose button was pressed
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send a new message. If `session_id` is set, the adapter reports the new
+    message id with `Studio.bind_message` so later presses edit it in place."""
+
+    screen: Screen
+    reply_to: str | None = None
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Edit an existing message in place (caption/text and buttons; media too if `new_media`)."""
+
+    screen: Screen
+    message_id: str
+    new_media: bool = False
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A short notice to the presser only (Telegram callback alert, Discord ephemeral)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class AskText:
+    """Ask the user to type something for a session. Platforms with forms (Discord)
+    open a modal and pass the answer to `Studio.typed`; others show `screen` as an
+    edit of `message_id` (or a new message) and route the next text message."""
+
+    session_id: str
+    title: str
+    label: str
+    placeholder: str
+    max_length: int
+    screen: Screen
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SendMedia:
+    """Send a finished file (e.g. a clip with music added)."""
+
+    media: OutputMedia
+    screen: Screen
+    reply_to: str | None = None
+
+
+Out = Send | Edit | Alert | AskText | SendMedia
+
+
+@dataclass
+class Reply:
+    outs: list[Out] = field(default_factory=list)
+
+    def add(self, out: Out) -> Reply:
+        self.outs.append(out)
+        return self
+
+    @property
+    def alerts(self) -> list[Alert]:
+        return [out for out in self.outs if isinstance(out, Alert)]
+
+
+def say(screen: Screen, reply_to: str | None = None) -> Reply:
+    return Reply([Send(screen, reply_to)])
+
+
+def alert(text: str) -> Reply:
+    return Reply([Alert(text)])
