@@ -12,11 +12,11 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from bot.commands import credits, migrate, run
+from bot.commands import credits, media, migrate, render, run, templates
 from core.errors import LokizError
 from core.settings import load_settings
 
-COMMANDS = (run, credits, migrate)
+COMMANDS = (run, media, render, templates, credits, migrate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,8 @@ from core.settings import Settings, load_settings
 from core.storage import Database, open_database
 from core.users import UserDirectory
 
+pytest_plugins = ["tests.media_factory"]
+
 # Tests never read a developer's .env or real tokens from the environment.
 for _name in list(os.environ):
     if _name.startswith(("TELEGRAM_", "DISCORD_", "REPLICATE_")) or _name in (

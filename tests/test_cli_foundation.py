@@ -25,7 +25,7 @@ def run_bot(*args: str, env: dict[str, str] | None = None, cwd: Path) -> subproc
 
 def test_help_lists_every_command(tmp_path):
     out = run_bot("--help", cwd=tmp_path).stdout
-    for command in ("run", "credits", "migrate"):
+    for command in ("run", "capture", "sheet", "render", "templates", "credits", "migrate"):
         assert re.search(rf"\b{command}\b", out), command
 
 
