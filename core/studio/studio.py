@@ -304,12 +304,11 @@ class Studio:
                 t(lang, "studio.prompt_placeholder"), MAX_PROMPT_CHARS, screen, session.message_id,
             )])
         if action == "st.opt":
-            name, value = (args + ("", ""))[:2]
+            name, index = (args + ("", ""))[:2]
             option = self.models[TEMPLATE].option(name)
-            parsed = next((choice for choice in option.choices if str(choice) == value), None)
-            if parsed is None:
+            if not index.isdigit() or int(index) >= len(option.choices):
                 return Reply([Alert(t(lang, "error.unknown_button"))])
-            options = {**session.get("options", {}), name: parsed}
+            options = {**session.get("options", {}), name: option.choices[int(index)]}
             session = await self.sessions.save(session.evolve(options=options))
             return self._edit(ctx, session, views.template_options(
                 lang, session, self.models[TEMPLATE], views.template_title(lang, session, self.templates)))

@@ -76,12 +76,12 @@ def template_options(lang: str, session: Session, spec: ModelSpec, title: str) -
         option = spec.option(name)
         current = chosen.get(name, option.default)
         rows.append(tuple(
-            Button(
+            Button(  # the choice travels as its index: values like "16:9" hold the separator
                 ("✅ " if value == current else "") + _option_label(lang, name, value),
-                "st.opt", (session.id, name, str(value)),
+                "st.opt", (session.id, name, str(index)),
                 "primary" if value == current else "secondary",
             )
-            for value in option.choices
+            for index, value in enumerate(option.choices)
         ))
     rows.append((
         Button(t(lang, "button.next"), "st.next", (session.id,), "success"),
