@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -431,9 +432,9 @@ class JobEngine:
     def _start(self, job: Job) -> None:
         task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
         self._running[job.id] = task
-        task.add_done_callback(lambda _t, job_id=job.id: self._finished_running(job_id))
+        task.add_done_callback(functools.partial(self._finished_running, job.id))
 
-    def _finished_running(self, job_id: str) -> None:
+    def _finished_running(self, job_id: str, _task: object = None) -> None:
         self._running.pop(job_id, None)
         self._wakeup.set()
 
@@ -626,7 +627,10 @@ class JobEngine:
             return
         task = asyncio.create_task(self._deliver(job), name=f"deliver-{job.id}")
         self._delivering[job.id] = task
-        task.add_done_callback(lambda _t, job_id=job.id: self._delivering.pop(job_id, None))
+        task.add_done_callback(functools.partial(self._forget_delivery, job.id))
+
+    def _forget_delivery(self, job_id: str, _task: object = None) -> None:
+        self._delivering.pop(job_id, None)
 
     async def _deliver(self, job: Job) -> None:
         notifier = self.notifiers.get(job.platform)

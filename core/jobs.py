@@ -168,7 +168,7 @@ class JobStore:
                 f"UPDATE jobs SET {sets}, updated_at = ? WHERE id = ? AND status IN ({marks})",
                 (*params, time.time(), job_id, *allowed),
             )
-        return changed > 0
+        return bool(changed > 0)
 
     async def set_status_message(self, job_id: str, message_id: str) -> None:
         async with self.db.transaction() as tx:

@@ -17,10 +17,11 @@ class PlatformFiles:
         """The platform's id for these exact bytes, if uploaded before."""
         digest = await self.media.digest(path)
         async with self.db.read() as tx:
-            return await tx.fetchval(
+            found = await tx.fetchval(
                 "SELECT file_id FROM platform_files WHERE platform = ? AND sha256 = ?",
                 (platform, digest),
             )
+        return str(found) if found is not None else None
 
     async def remember(self, platform: str, path: Path, file_id: str) -> None:
         digest = await self.media.digest(path)

@@ -43,7 +43,7 @@ from core.media.sheet import contact_sheet
 from core.media.timestamps import check_in_range, parse_timestamp
 from core.media_store import MediaStore
 from core.notify import OutputMedia
-from core.screens import Screen, decode_action
+from core.screens import Button, Screen, decode_action
 from core.sessions import Session, SessionStore, StaleSession
 from core.studio import views
 from core.studio.replies import Alert, AskText, ChatContext, Edit, Reply, Send, SendMedia
@@ -575,8 +575,8 @@ class Studio:
         user, lang, _ = await self.user(ctx)
         if code not in ("en", "ko"):
             buttons = ((
-                views.Button("English", "acct.lang", ("en",)),
-                views.Button("한국어", "acct.lang", ("ko",)),
+                Button("English", "acct.lang", ("en",)),
+                Button("한국어", "acct.lang", ("ko",)),
             ),)
             return Reply([Send(Screen(t(lang, "account.choose_language"), buttons, ephemeral=True), ctx.message_id)])
         await self.ledger.users.set_language(user.id, code)
