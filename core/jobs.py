@@ -10,7 +10,6 @@ changes nothing.
 from __future__ import annotations
 
 import json
-import secrets
 import statistics
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 from core.catalogue import JobRequest
 from core.credits import CreditLedger
+from core.ids import short_id
 from core.storage import Database, Transaction
 
 QUEUED, RUNNING, SUCCEEDED, DELIVERED = "queued", "running", "succeeded", "delivered"
@@ -36,11 +36,8 @@ ABORTED = "aborted"
 MISSING_OUTPUT = "missing_output"
 UNDELIVERABLE = "undeliverable"
 
-_ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
-
-
 def new_job_id() -> str:
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(10))
+    return short_id(10)
 
 
 @dataclass(frozen=True)

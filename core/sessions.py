@@ -8,19 +8,16 @@ told so instead of charging twice.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from core.ids import short_id
 from core.storage import Database
 
 SESSION_TTL = 24 * 3600
-_ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
-
-
 def new_session_id() -> str:
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+    return short_id(8)
 
 
 @dataclass(frozen=True)

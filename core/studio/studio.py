@@ -38,7 +38,7 @@ from core.i18n import normalize_language, t
 from core.jobs import DELIVERED, SUCCEEDED, Job, JobStore
 from core.media.capture import capture_frame
 from core.media.edit import mux_music, trim_clip
-from core.media.probe import probe, probe_image
+from core.media.probe import VideoInfo, probe, probe_image
 from core.media.sheet import contact_sheet
 from core.media.timestamps import check_in_range, parse_timestamp
 from core.media_store import MediaStore
@@ -128,10 +128,8 @@ class Studio:
         """A video arrived (downloaded to `path`), maybe with a time in its caption."""
         user, lang, _ = await self.user(ctx)
         try:
-            stored = await self.media.keep(path)
-            info = await probe(stored, max_seconds=self.limits.max_video_seconds)
+            stored, info = await self._take_video(path)
         except MediaError as exc:
-            path.unlink(missing_ok=True)
             return self._error(ctx, lang, exc)
         waiting = await self.sessions.latest(
             user_id=user.id, platform=ctx.platform, chat_id=ctx.chat_id, awaiting=True
@@ -155,6 +153,15 @@ class Studio:
         if isinstance(at, LokizError):
             reply.add(Send(Screen(t(lang, at.key, **at.params)), ctx.message_id))
         return await self._show_sheet(ctx, lang, session, reply)
+
+    async def _take_video(self, path: Path) -> tuple[Path, VideoInfo]:
+        """Keep a downloaded video under its content address and probe it (MediaError if bad)."""
+        stored = await self.media.keep(path)
+        try:
+            return stored, await probe(stored, max_seconds=self.limits.max_video_seconds)
+        except MediaError:
+            stored.unlink(missing_ok=True)
+            raise
 
     def _caption_time(self, caption: str | None, duration: float) -> float | LokizError | None:
         if not caption or not caption.strip():
@@ -217,10 +224,8 @@ class Studio:
         template clip; the caller is asked for their image."""
         user, lang, _ = await self.user(ctx)
         try:
-            stored = await self.media.keep(clip)
-            info = await probe(stored, max_seconds=self.limits.max_video_seconds)
+            stored, info = await self._take_video(clip)
         except MediaError as exc:
-            clip.unlink(missing_ok=True)
             return self._error(ctx, lang, exc)
         session = await self.sessions.create(
             user_id=user.id, platform=ctx.platform, chat_id=ctx.chat_id, chat_kind=ctx.chat_kind,
