@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 MAX_OUTPUT_BYTES = 1 << 30
 STATUS_INTERVAL = 3.0  # at most one status edit per message per 3 s
 DELIVERY_ATTEMPTS = 5
+POLLS_PER_SECOND = 20.0  # half of the Replicate backend's request budget
 # Inputs a model refuses show up as failed predictions with these words.
 _REJECTION_WORDS = ("invalid", "nsfw", "safety", "sensitive", "flagged", "rejected", "not allowed")
 
@@ -264,6 +265,7 @@ class JobEngine:
         self._scheduler: asyncio.Task[None] | None = None
         self._pacer = StatusPacer(self._send_status, status_interval)
         self._closing = False
+        self._telling: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -275,7 +277,8 @@ class JobEngine:
     async def stop(self) -> None:
         """Stop working; unfinished jobs stay stored and resume on the next start."""
         self._closing = True
-        tasks = [t for t in (self._scheduler, *self._running.values(), *self._delivering.values()) if t]
+        tasks = [t for t in (self._scheduler, *self._running.values(), *self._delivering.values(),
+                             *self._telling) if t]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -355,10 +358,16 @@ class JobEngine:
         if job.status not in (QUEUED, RUNNING):
             raise JobNotCancelable(job_id, job_id=job_id, status=job.status)
         refunded = await self._end(
-            job, JOB_CANCELED, CANCELED_BY_USER, "canceled by the user", only_from=(QUEUED, RUNNING)
+            job, JOB_CANCELED, CANCELED_BY_USER, "canceled by the user", only_from=(QUEUED, RUNNING),
+            tell=False,
         )
         if refunded is None:
             raise JobNotCancelable(job_id, job_id=job_id, status=job.status)
+        # The presser hears "refunded" at once; the status message follows at the paced rate
+        # (waiting for the pacer here held a button press for up to two status intervals).
+        telling = asyncio.create_task(self._tell_ended(job, CANCELED_BY_USER, refunded))
+        self._telling.add(telling)
+        telling.add_done_callback(self._telling.discard)
         self.queue.remove(job.user_id, job.id)
         self._queued_jobs.pop(job.id, None)
         task = self._running.get(job.id)
@@ -381,7 +390,13 @@ class JobEngine:
             self.stats.webhooks_accepted += 1
             return True
         job = await self.jobs.by_prediction(prediction.id)
-        if job is None or job.status != RUNNING:
+        if job is None:
+            # Its create's answer may not be stored yet: keep the result for `_wait` (bounded).
+            while len(self._webhook_results) > 10_000:
+                self._webhook_results.pop(next(iter(self._webhook_results)))
+            self.stats.webhooks_ignored += 1
+            return False
+        if job.status != RUNNING:
             self._webhook_results.pop(prediction.id, None)
             self.stats.webhooks_ignored += 1
             return False
@@ -548,11 +563,16 @@ class JobEngine:
                     prediction = self._webhook_results.pop(prediction_id, None)
                     if prediction is None and self._should_poll(delay, started):
                         prediction = await self._poll(prediction_id)
-                        delay = min(delay * 1.5, self.poll_max)
+                        delay = min(delay * 1.5, self._poll_ceiling())
                 if prediction is not None and prediction.done:
                     return await self._check_outcome(job, prediction)
         finally:
             self._webhook_events.pop(prediction_id, None)
+
+    def _poll_ceiling(self) -> float:
+        """Longest wait between polls: grows with the jobs in flight so that all of
+        them together stay near POLLS_PER_SECOND (the backend's request budget)."""
+        return max(self.poll_max, len(self._running) / POLLS_PER_SECOND)
 
     def _should_poll(self, delay: float, started: float) -> bool:
         if not self.webhook_url:
@@ -692,10 +712,13 @@ class JobEngine:
             return None
         log.info("job %s %s (%s): %s; refunded %d", job.id, status, reason, detail, refunded)
         if tell:
-            fresh = await self.jobs.get(job.id) or job
-            screen = job_screens.failed_screen(fresh, self._what(fresh), reason, refunded)
-            await self._pacer.update(job.id, screen, final=True)
+            await self._tell_ended(job, reason, refunded)
         return refunded
+
+    async def _tell_ended(self, job: Job, reason: str, refunded: int) -> None:
+        fresh = await self.jobs.get(job.id) or job
+        screen = job_screens.failed_screen(fresh, self._what(fresh), reason, refunded)
+        await self._pacer.update(job.id, screen, final=True)
 
     async def _push_status(self, job: Job, screen: Screen) -> None:
         await self._pacer.update(job.id, screen)

@@ -334,3 +334,21 @@ async def test_webhook_wakes_the_job_and_duplicates_are_harmless(world):
     await asyncio.sleep(0.1)
     assert len(world.notifier.delivered) == 1
     assert world.backend.gets == 0  # no polling for a job whose webhook arrived
+
+
+async def test_a_webhook_that_beats_the_create_answer_is_not_lost(world):
+    world.backend.supports_webhooks = True
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=0)
+    engine = world.make_engine(webhook_url="http://127.0.0.1/webhooks/replicate", webhook_fallback=30)
+    create = world.backend.create
+
+    async def create_then_webhook(job_id, model, inputs, *, webhook_url=None):
+        prediction_id = await create(job_id, model, inputs, webhook_url=webhook_url)
+        await engine.on_webhook(world.backend.status_of(prediction_id))  # before the id is stored
+        return prediction_id
+
+    world.backend.create = create_then_webhook
+    await engine.start()
+    await submit(engine, world.user)
+    await asyncio.wait_for(world.notifier.done.wait(), 5)  # not after the 30 s fallback
+    assert world.backend.gets == 0
