@@ -1,0 +1,1 @@
+"""One cog per feature; `LokizBot.setup_hook` adds them all."""

@@ -1,0 +1,150 @@
+"""Restart-proof components: a core `Screen`'s buttons and select menu as `DynamicItem`s.
+
+The core's encoded action (`lz:action:args`, ≤ 64 chars) is the button's
+`custom_id`, so any instance of the bot, before or after a restart, knows what a
+press means without remembering the view. A select menu carries each option's
+encoded action as the option value. The bot that receives the press hands it to
+`bot.presses` (see `presses.py`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+
+import discord
+
+from core.screens import Button, Screen
+from core.studio.replies import AskText
+
+BUTTON_TEMPLATE = r"lz:[a-z][a-z_.]{0,23}(?::[A-Za-z0-9_.\-+]{0,24})*"
+SELECT_PREFIX = "lzs:"
+MODAL_PREFIX = "lzm:"
+MODAL_FIELD = "text"
+MAX_ROWS = 5
+MAX_PER_ROW = 5
+_STYLES = {
+    "primary": discord.ButtonStyle.primary,
+    "secondary": discord.ButtonStyle.secondary,
+    "danger": discord.ButtonStyle.danger,
+    "success": discord.ButtonStyle.success,
+}
+
+
+class PressHandler(Protocol):
+    async def press(self, interaction: discord.Interaction, data: str) -> None: ...
+
+
+def _presses(interaction: discord.Interaction) -> PressHandler:
+    return interaction.client.presses  # type: ignore[attr-defined,no-any-return]
+
+
+class StudioButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=BUTTON_TEMPLATE
+):
+    """A core button: its custom_id is the encoded action."""
+
+    def __init__(self, label: str, data: str, style: discord.ButtonStyle, row: int | None = None) -> None:
+        super().__init__(
+            discord.ui.Button(label=label[:80], custom_id=data, style=style), row=row
+        )
+        self.data = data
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> StudioButton:
+        style = getattr(item, "style", discord.ButtonStyle.secondary)
+        return cls(getattr(item, "label", None) or "·", match.group(0), style)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _presses(interaction).press(interaction, self.data)
+
+
+class StudioSelect(
+    discord.ui.DynamicItem[discord.ui.Select[discord.ui.View]],
+    template=re.escape(SELECT_PREFIX) + r"[A-Za-z0-9_.:\-+]{1,90}",
+):
+    """A core list (the template list) as a select menu; each option's value is an encoded action."""
+
+    def __init__(self, custom_id: str, options: list[discord.SelectOption], placeholder: str | None,
+                 row: int | None = None) -> None:
+        super().__init__(
+            discord.ui.Select(custom_id=custom_id, options=options, placeholder=placeholder,
+                              min_values=1, max_values=1),
+            row=row,
+        )
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> StudioSelect:
+        options = list(getattr(item, "options", []) or [discord.SelectOption(label="·", value="·")])
+        return cls(match.group(0), options, getattr(item, "placeholder", None))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        values = self.item.values
+        await _presses(interaction).press(interaction, values[0] if values else "")
+
+
+def build_view(screen: Screen) -> discord.ui.View | None:
+    """The screen's select menu and button rows as a persistent view (None: no components)."""
+    rows: list[list[discord.ui.Item[Any]]] = []
+    seen: set[str] = set()
+    if screen.select:
+        options = []
+        for button in screen.select[:25]:
+            if button.data in seen:
+                continue
+            seen.add(button.data)
+            options.append(discord.SelectOption(label=button.label[:100], value=button.data))
+        custom_id = SELECT_PREFIX + screen.select[0].data
+        rows.append([StudioSelect(custom_id, options, screen.select_placeholder[:150] or None)])
+    for row in screen.buttons:
+        items = [button for button in row if button.data not in seen]
+        seen.update(button.data for button in items)
+        for start in range(0, len(items), MAX_PER_ROW):
+            rows.append([_button(button) for button in items[start:start + MAX_PER_ROW]])
+    if not rows:
+        return None
+    view = discord.ui.View(timeout=None)
+    for index, row_items in enumerate(rows[:MAX_ROWS]):
+        for item in row_items:
+            item.row = index
+            view.add_item(item)
+    return view
+
+
+def _button(button: Button) -> StudioButton:
+    return StudioButton(button.label, button.data, _STYLES.get(button.style, discord.ButtonStyle.secondary))
+
+
+def prompt_modal(ask: AskText) -> discord.ui.Modal:
+    """The form for an `AskText`; its submit is handled by custom_id (`lzm:<session>`), so it
+    also works when the answer reaches another instance or the bot restarted meanwhile."""
+    modal = discord.ui.Modal(title=ask.title[:45] or "LOKIZ", custom_id=MODAL_PREFIX + ask.session_id,
+                             timeout=15 * 60)
+    modal.add_item(discord.ui.TextInput(
+        label=ask.label[:45] or "…", custom_id=MODAL_FIELD, style=discord.TextStyle.paragraph,
+        placeholder=ask.placeholder[:100] or None, max_length=min(max(ask.max_length, 1), 4000),
+        required=True,
+    ))
+    return modal
+
+
+def modal_answer(data: Any) -> str:
+    """The text typed into a submitted LOKIZ form (raw interaction data)."""
+    for component in _walk(data.get("components") or []):
+        if component.get("custom_id") == MODAL_FIELD:
+            return str(component.get("value") or "")
+    return ""
+
+
+def _walk(components: list[Any]) -> list[Any]:
+    found: list[Any] = []
+    for component in components:
+        found.append(component)
+        found.extend(_walk(component.get("components") or []))
+        if isinstance(component.get("component"), dict):
+            found.extend(_walk([component["component"]]))
+    return found

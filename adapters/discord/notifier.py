@@ -1,0 +1,143 @@
+"""The engine's voice on Discord: status messages and results, as channel messages.
+
+Interaction tokens die after 15 minutes and jobs may outlive them (or the
+process), so everything the engine says goes to the job's channel with the bot
+token: a status message replying to the request, edited as the job moves, and
+the result with its buttons, mentioning its owner in servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from adapters.discord.components import build_view
+from adapters.discord.render import content_of
+from core.jobs import Job
+from core.notify import OutputMedia, Receipt, RecipientGone
+from core.screens import Screen
+
+if TYPE_CHECKING:
+    from adapters.discord.app import LokizBot
+
+log = logging.getLogger(__name__)
+
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # Discord's limit for unboosted servers and DMs
+READY_WAIT_SECONDS = 60.0
+UNKNOWN_MESSAGE = 10008
+UPLOAD_TOO_LARGE = 40005
+
+
+class DiscordNotifier:
+    platform = "discord"
+
+    def __init__(self, bot: LokizBot) -> None:
+        self.bot = bot
+        # What Discord said the upload limit is in a channel (Interaction.filesize_limit):
+        # it knows about boosts; the guild's premium tier is the fallback.
+        self._limits: dict[str, int] = {}
+
+    # --- upload limit --------------------------------------------------------------
+    def learn_limit(self, channel_id: str, limit: int | None) -> None:
+        if limit:
+            self._limits[channel_id] = int(limit)
+
+    def upload_limit(self, job: Job) -> int:
+        limit = self._limits.get(job.chat_id)
+        if limit is None:
+            channel = self.bot.get_channel(int(job.chat_id))
+            guild = getattr(channel, "guild", None)
+            limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+        return max(64 * 1024, limit - limit // 50)  # a small margin under the hard limit
+
+    # --- status ----------------------------------------------------------------------
+    async def show_status(self, job: Job, screen: Screen) -> str | None:
+        await self._ready()
+        channel = self.bot.get_partial_messageable(int(job.chat_id))
+        view = build_view(screen)
+        if job.status_message_id:
+            try:
+                await channel.get_partial_message(int(job.status_message_id)).edit(
+                    content=content_of(screen.text), view=view
+                )
+                return job.status_message_id
+            except discord.NotFound as exc:
+                if exc.code != UNKNOWN_MESSAGE:
+                    raise RecipientGone(str(exc)) from exc
+                log.info("job %s: status message is gone; sending a new one", job.id)
+            except discord.Forbidden as exc:
+                raise RecipientGone(str(exc)) from exc
+        kwargs: dict[str, Any] = {"content": content_of(screen.text),
+                                  "allowed_mentions": discord.AllowedMentions.none()}
+        if view is not None:
+            kwargs["view"] = view
+        reference = await self._reference(job)
+        if reference is not None:
+            kwargs["reference"] = reference
+        try:
+            message = await channel.send(**kwargs)
+        except (discord.Forbidden, discord.NotFound) as exc:
+            raise RecipientGone(str(exc)) from exc
+        return str(message.id)
+
+    # --- result --------------------------------------------------------------------------
+    async def deliver(self, job: Job, media: OutputMedia, screen: Screen) -> Receipt:
+        await self._ready()
+        channel = self.bot.get_partial_messageable(int(job.chat_id))
+        cached = self.bot.get_channel(int(job.chat_id))
+        owner = await self.bot.services.ledger.users.get(job.user_id)
+        text = screen.text
+        mentions = discord.AllowedMentions.none()
+        if getattr(cached, "guild", None) is not None:
+            text = f"<@{owner.platform_user_id}> {text}"
+            mentions = discord.AllowedMentions(users=[discord.Object(int(owner.platform_user_id))],
+                                               everyone=False, roles=False, replied_user=False)
+        suffix = media.path.suffix or (".mp4" if media.kind == "video" else ".wav")
+        kwargs: dict[str, Any] = {
+            "content": content_of(text),
+            "file": discord.File(media.path, filename=f"lokiz-{job.id}{suffix}"),
+            "allowed_mentions": mentions,
+        }
+        view = build_view(screen)
+        if view is not None:
+            kwargs["view"] = view
+        reference = await self._reference(job)
+        if reference is not None:
+            kwargs["reference"] = reference
+        try:
+            message = await channel.send(**kwargs)
+        except (discord.Forbidden, discord.NotFound) as exc:
+            raise RecipientGone(str(exc)) from exc
+        except discord.HTTPException as exc:
+            if exc.status == 413 or exc.code == UPLOAD_TOO_LARGE:
+                # The channel takes less than we thought: fit harder on the engine's retry.
+                size = media.path.stat().st_size
+                self._limits[job.chat_id] = int(min(self.upload_limit(job), size) * 0.75)
+                log.warning("job %s: %d bytes refused as too large; retrying smaller", job.id, size)
+            raise
+        file_id = message.attachments[0].url if message.attachments else None
+        log.info("job %s delivered to discord channel %s as message %s", job.id, job.chat_id, message.id)
+        return Receipt(str(message.id), file_id)
+
+    # --- helpers -----------------------------------------------------------------------
+    async def _ready(self) -> None:
+        """Wait until the client is connected (after a restart, recovery starts before it is)."""
+        try:
+            await asyncio.wait_for(self.bot.connected.wait(), READY_WAIT_SECONDS)
+        except TimeoutError:
+            raise ConnectionError("not connected to Discord yet") from None
+
+    async def _reference(self, job: Job) -> discord.MessageReference | None:
+        """Reply to the request; a slash command has no message, so reply to its studio message."""
+        target = job.reply_to_message_id
+        if not (target and re.fullmatch(r"\d{1,20}", target)) and job.session_id:
+            session = await self.bot.services.sessions.get(job.session_id)
+            target = session.message_id if session is not None else None
+        if not (target and re.fullmatch(r"\d{1,20}", target)):
+            return None
+        return discord.MessageReference(message_id=int(target), channel_id=int(job.chat_id),
+                                        fail_if_not_exists=False)

@@ -1,0 +1,240 @@
+"""Rendering a core `Reply` on Discord: in answer to an interaction, or to a plain message.
+
+Screens become a message: the text as content, the screen's image as an
+attached file, buttons and the select menu as a persistent view. Studio
+messages are bound to their session so later presses edit them in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from adapters.discord.components import build_view, prompt_modal
+from core.i18n import t
+from core.media.fit import fit_video
+from core.screens import Button, Screen
+from core.studio.replies import Alert, AskText, Edit, Out, Reply, Send, SendMedia
+
+if TYPE_CHECKING:
+    from adapters.discord.app import LokizBot
+
+log = logging.getLogger(__name__)
+
+MAX_CONTENT = 2000
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+def content_of(text: str) -> str:
+    return text if len(text) <= MAX_CONTENT else text[: MAX_CONTENT - 1] + "…"
+
+
+def image_file(path: Path) -> discord.File:
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", path.name) or "image.jpg"
+    return discord.File(path, filename=name)
+
+
+def send_kwargs(screen: Screen) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"content": content_of(screen.text), "allowed_mentions": NO_MENTIONS}
+    view = build_view(screen)
+    if view is not None:
+        kwargs["view"] = view
+    if screen.image is not None and screen.image.exists():
+        kwargs["file"] = image_file(screen.image)
+    return kwargs
+
+
+def edit_kwargs(screen: Screen, new_media: bool) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"content": content_of(screen.text), "view": build_view(screen)}
+    if new_media:
+        image = screen.image if screen.image is not None and screen.image.exists() else None
+        kwargs["attachments"] = [image_file(image)] if image is not None else []
+    return kwargs
+
+
+def with_note(reply: Reply, note: str, when: Callable[[Screen], bool] | None = None) -> Reply:
+    """The reply with a Discord-only line added under its studio screens (those `when` picks)."""
+    outs: list[Out] = []
+    for out in reply.outs:
+        studio = isinstance(out, Edit) or isinstance(out, Send) and out.session_id is not None
+        if isinstance(out, Send | Edit) and studio and (when is None or when(out.screen)):
+            out = replace(out, screen=replace(out.screen, text=f"{out.screen.text}\n{note}"))
+        outs.append(out)
+    return Reply(outs)
+
+
+def offers(action: str) -> Callable[[Screen], bool]:
+    """Whether a screen has a button for `action` (e.g. the contact sheet's `st.at` tiles)."""
+    return lambda screen: any(button.action == action for button in screen.all_buttons())
+
+
+class InteractionReplier:
+    """Renders replies to one interaction, respecting what was already answered.
+
+    Slash commands and form submits are deferred "thinking" (the first message
+    then replaces the loading one); presses are deferred as message updates, so
+    an `Edit` of the pressed message goes through the interaction.
+    """
+
+    def __init__(self, bot: LokizBot, interaction: discord.Interaction, lang: str) -> None:
+        self.bot = bot
+        self.interaction = interaction
+        self.lang = lang
+        self.thinking = False  # a "thinking…" message is waiting for its first follow-up
+        self.thinking_ephemeral = False
+        self.opened_form = False
+
+    @property
+    def responded(self) -> bool:
+        return self.interaction.response.is_done()
+
+    @property
+    def pressed_message_id(self) -> str | None:
+        message = self.interaction.message
+        return str(message.id) if message is not None else None
+
+    async def defer_thinking(self, *, ephemeral: bool) -> None:
+        if not self.responded:
+            await self.interaction.response.defer(thinking=True, ephemeral=ephemeral)
+            self.thinking, self.thinking_ephemeral = True, ephemeral
+
+    async def defer_update(self) -> None:
+        if not self.responded:
+            await self.interaction.response.defer()
+
+    async def render(self, reply: Reply) -> None:
+        for out in reply.outs:
+            if isinstance(out, Send):
+                await self.send(out.screen, out.session_id)
+            elif isinstance(out, Edit):
+                await self.edit(out.screen, out.message_id, out.new_media)
+            elif isinstance(out, Alert):
+                await self.alert(out.text)
+            elif isinstance(out, AskText):
+                await self.ask(out)
+            elif isinstance(out, SendMedia):
+                await self.send_media(out)
+
+    async def finish(self) -> None:
+        """Nothing more to say: never leave a "thinking…" message behind."""
+        if self.thinking:
+            await self._drop_thinking()
+
+    async def send(self, screen: Screen, session_id: str | None = None) -> discord.Message:
+        if not self.responded:
+            await self.defer_thinking(ephemeral=screen.ephemeral)
+        if self.thinking and self.thinking_ephemeral != screen.ephemeral:
+            await self._drop_thinking()
+        message = await self.interaction.followup.send(
+            **send_kwargs(screen), ephemeral=screen.ephemeral, wait=True
+        )
+        self.thinking = False
+        if session_id is not None:
+            await self.bot.services.studio.bind_message(session_id, str(message.id))
+        return message
+
+    async def edit(self, screen: Screen, message_id: str, new_media: bool) -> None:
+        kwargs = edit_kwargs(screen, new_media)
+        pressed = self.pressed_message_id
+        if pressed == message_id and not self.thinking:
+            await self._edit_pressed(kwargs)
+            return
+        try:
+            channel = self.bot.get_partial_messageable(int(self.interaction.channel_id or 0))
+            await channel.get_partial_message(int(message_id)).edit(**kwargs)
+        except (discord.Forbidden, discord.NotFound):
+            # Not a message the bot can edit by itself (e.g. an interaction reply): show it here.
+            if pressed is not None and not self.thinking:
+                await self._edit_pressed(edit_kwargs(screen, True))
+            else:
+                await self.send(replace(screen, ephemeral=False))
+
+    async def _edit_pressed(self, kwargs: dict[str, Any]) -> None:
+        if not self.responded:
+            await self.interaction.response.edit_message(**kwargs)
+        else:
+            await self.interaction.edit_original_response(**kwargs)
+
+    async def alert(self, text: str) -> None:
+        if not self.responded:
+            await self.interaction.response.send_message(content_of(text), ephemeral=True)
+            return
+        if self.thinking and not self.thinking_ephemeral:
+            await self._drop_thinking()
+        await self.interaction.followup.send(content_of(text), ephemeral=True)
+        self.thinking = False
+
+    async def ask(self, ask: AskText) -> None:
+        kinds = (discord.InteractionType.component, discord.InteractionType.application_command)
+        if not self.responded and self.interaction.type in kinds:
+            await self.interaction.response.send_modal(prompt_modal(ask))
+            self.opened_form = True
+            return
+        # A form must be the first answer; too late for it now: offer a button that opens it.
+        button = Button(t(self.lang, "discord.open_form"), "st.custom", (ask.session_id,), "primary")
+        text = f"{ask.screen.text}\n{t(self.lang, 'discord.form_hint')}"
+        await self.send(Screen(text, ((button,),), ephemeral=True))
+
+    async def send_media(self, out: SendMedia) -> None:
+        path = out.media.path
+        limit = self.interaction.filesize_limit
+        if out.media.kind == "video" and path.stat().st_size > limit:
+            path = (await fit_video(path, limit, path.with_suffix(f".fit{limit}.mp4"))).path
+        if not self.responded:
+            await self.defer_thinking(ephemeral=False)
+        if self.thinking and self.thinking_ephemeral:
+            await self._drop_thinking()
+        kwargs = send_kwargs(out.screen)
+        kwargs["file"] = discord.File(path, filename=f"lokiz{path.suffix}")
+        await self.interaction.followup.send(**kwargs, wait=True)
+        self.thinking = False
+
+    async def _drop_thinking(self) -> None:
+        self.thinking = False
+        with contextlib.suppress(discord.NotFound):
+            await self.interaction.delete_original_response()
+
+
+class MessageReplier:
+    """Renders replies to a plain message (a DM, or a mention): channel messages, as replies."""
+
+    def __init__(self, bot: LokizBot, message: discord.Message, lang: str) -> None:
+        self.bot = bot
+        self.message = message
+        self.lang = lang
+
+    async def render(self, reply: Reply) -> None:
+        for out in reply.outs:
+            if isinstance(out, Send):
+                await self.send(out.screen, out.session_id)
+            elif isinstance(out, Edit):
+                try:
+                    partial = self.message.channel.get_partial_message(int(out.message_id))  # type: ignore[union-attr]
+                    await partial.edit(**edit_kwargs(out.screen, out.new_media))
+                except (discord.Forbidden, discord.NotFound):
+                    await self.send(out.screen, None)
+            elif isinstance(out, Alert):
+                await self.send(Screen(out.text), None)
+            elif isinstance(out, AskText):
+                button = Button(t(self.lang, "discord.open_form"), "st.custom", (out.session_id,), "primary")
+                await self.send(Screen(out.screen.text, ((button,),)), None)
+            elif isinstance(out, SendMedia):
+                kwargs = send_kwargs(out.screen)
+                kwargs["file"] = discord.File(out.media.path, filename=f"lokiz{out.media.path.suffix}")
+                await self.message.channel.send(**kwargs, reference=self._reference())
+
+    async def send(self, screen: Screen, session_id: str | None) -> discord.Message:
+        sent = await self.message.channel.send(**send_kwargs(screen), reference=self._reference())
+        if session_id is not None:
+            await self.bot.services.studio.bind_message(session_id, str(sent.id))
+        return sent
+
+    def _reference(self) -> discord.MessageReference:
+        return self.message.to_reference(fail_if_not_exists=False)

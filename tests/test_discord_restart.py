@@ -1,0 +1,85 @@
+"""Restarting LOKIZ mid-job on Discord: the clip still arrives and old buttons still work.
+
+The bot process is stopped while the model is generating and started again;
+the job is re-attached from the database, delivered into the channel, and the
+buttons sent by the first process are pressed on the second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from tests.discord_world import (
+    ALICE,
+    BOB,
+    CHANNEL,
+    REPLACE_MODEL,
+    TEMPLATE_MODEL,
+    World,
+    discord_world,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    async with discord_world(tmp_path_factory.mktemp("discord-restart")) as running:
+        yield running
+
+
+async def test_restart_mid_job_still_delivers_and_old_buttons_still_work(world: World) -> None:
+    fake, replicate = world.discord, world.replicate
+    replicate.script(TEMPLATE_MODEL, delay=None)  # generating until the test says it is done
+    asked = await fake.slash(ALICE, CHANNEL, "template", {"at": "1", "template": "ai_hug"},
+                             attachments={"video": world.media.video})
+    studio = await world.answer(asked)
+    assert "AI hug" in studio["content"]
+    await world.handled(await fake.press(ALICE, studio["id"], "Next ➡"))
+    await world.edited_to(studio["id"], "Ready: AI hug")
+    await world.handled(await fake.press(ALICE, studio["id"], "✅ Confirm (20 credits)"))
+    await replicate.wait_for(lambda: len(replicate.predictions) == 1, within=20)
+    status = await world.channel_message(lambda m: "queued" in m["content"] or "generating" in m["content"])
+    assert "✖ Cancel" in world.buttons(status)
+
+    await world.restart_bot()
+    prediction = next(iter(replicate.predictions))
+    await replicate.complete(prediction)
+
+    result = await world.channel_message(
+        lambda m: f"<@{ALICE}>" in m["content"] and bool(m["attachments"]), timeout=60
+    )
+    _, info, _ = await world.clip_of(result)
+    assert info.duration > 1
+    assert len(replicate.predictions) == 1  # re-attached, not generated (or charged) twice
+    await world.edited_to(status["id"], "sent below")
+
+    # Buttons sent by the first process, pressed on the second:
+    await world.handled(await fake.press(ALICE, studio["id"], "+1s"))
+    await world.edited_to(studio["id"], "Frame at 0:02 ")
+    liked = await fake.press(BOB, result["id"], "👍")
+    assert "Thanks! 1 so far" in await world.ephemeral_text(liked)
+    world.assert_every_interaction_answered_in_time()
+
+
+async def test_a_crash_mid_job_still_delivers_after_the_next_start(world: World) -> None:
+    # Last in the module: the fake keeps routing interactions to a crashed session.
+    fake, replicate = world.discord, world.replicate
+    asked = await fake.slash(BOB, CHANNEL, "glitch", {"mode": "replace"},
+                             attachments={"clip": world.media.video, "image": world.media.photo})
+    confirm = await world.answer(asked)
+    replicate.script(REPLACE_MODEL, delay=None)
+    await world.handled(await fake.press(BOB, confirm["id"], "✅ Confirm (30 credits)"))
+    await replicate.wait_for(lambda: len(replicate.predictions) == 2, within=20)
+    await world.crash_bot()
+    await world.start_bot()
+    prediction = list(replicate.predictions)[-1]
+    await replicate.complete(prediction)
+    result = await world.channel_message(
+        lambda m: f"<@{BOB}>" in m["content"] and bool(m["attachments"]), timeout=60
+    )
+    assert result["message_reference"]["message_id"] == confirm["id"]
+    assert len(replicate.predictions) == 2  # picked up again, not generated (or charged) twice
