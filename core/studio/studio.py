@@ -13,6 +13,7 @@ import random
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.catalogue import (
     GLITCH_ANIMATE,
@@ -218,6 +219,23 @@ class Studio:
         if isinstance(session, Reply):
             return session
         return await self._prompt_arrived(ctx, lang, session, text)
+
+    async def music(self, ctx: ChatContext, prompt: str | None = None, *,
+                    mux_target: str | None = None) -> Reply:
+        """Music on its own (a /music command, or "Add music" on a result whose clip
+        is `mux_target`): the mood screen, or straight to confirm with a prompt."""
+        user, lang, _ = await self.user(ctx)
+        data: dict[str, Any] = {"action": MUSIC, "options": {}, "source_message_id": ctx.message_id}
+        if mux_target:
+            data["mux_target"] = mux_target
+        session = await self.sessions.create(
+            user_id=user.id, platform=ctx.platform, chat_id=ctx.chat_id, chat_kind=ctx.chat_kind,
+            step="music", data=data, awaiting="music_prompt",
+        )
+        if prompt:
+            return await self._prompt_arrived(ctx, lang, session, prompt)
+        screen = views.music(lang, session, self.models[MUSIC], bark=self.music_is_bark)
+        return Reply([Send(screen, ctx.message_id, session_id=session.id)])
 
     async def glitch_with_clip(self, ctx: ChatContext, clip: Path, *, reply_to: str | None = None) -> Reply:
         """`/glitch` on a shared clip (or Discord's "Remix this clip"): it becomes the
@@ -535,14 +553,7 @@ class Studio:
         if action == "job.music":
             if job.output_path is None or not Path(job.output_path).exists():
                 return Reply([Alert(t(lang, "error.session_expired"))])
-            session = await self.sessions.create(
-                user_id=user.id, platform=ctx.platform, chat_id=ctx.chat_id, chat_kind=ctx.chat_kind,
-                step="music", data={"action": MUSIC, "mux_target": job.output_path,
-                                    "source_message_id": ctx.message_id, "options": {}},
-                awaiting="music_prompt",
-            )
-            screen = views.music(lang, session, self.models[MUSIC], bark=self.music_is_bark)
-            return Reply([Send(screen, ctx.message_id, session_id=session.id)])
+            return await self.music(ctx, mux_target=job.output_path)
         if action == "job.mux":
             return await self._add_to_clip(ctx, user, lang, job)
         return Reply([Alert(t(lang, "error.unknown_button"))])

@@ -18,10 +18,8 @@ from adapters.discord.cogs.capture import time_hint
 from adapters.discord.downloads import is_video
 from adapters.discord.render import InteractionReplier, with_note
 from adapters.discord.translator import text
-from core.catalogue import MUSIC
 from core.i18n import t
 from core.screens import Screen, encode_action
-from core.studio import views
 from core.studio.replies import ChatContext, Reply, Send
 
 if TYPE_CHECKING:
@@ -145,16 +143,7 @@ class EffectsCog(commands.Cog, name="effects"):
         studio = self.bot.services.studio
 
         async def work(ctx: ChatContext, lang: str, replier: InteractionReplier) -> Reply:
-            user, lang, _ = await studio.user(ctx)
-            session = await studio.sessions.create(
-                user_id=user.id, platform=ctx.platform, chat_id=ctx.chat_id, chat_kind=ctx.chat_kind,
-                step="music", data={"action": MUSIC, "options": {}, "source_message_id": None},
-                awaiting="music_prompt",
-            )
-            if prompt:
-                return await studio.typed(ctx, session.id, prompt)
-            screen = views.music(lang, session, studio.models[MUSIC], bark=studio.music_is_bark)
-            return Reply([Send(screen, None, session_id=session.id)])
+            return await studio.music(ctx, prompt)
 
         await self.bot.serve(interaction, work, defer="thinking")
 
