@@ -61,6 +61,13 @@ class CreditLedger:
         `contact=False` records a user without greeting them (an admin granting
         credits before the user's first message); their starter comes later.
         """
+        if contact:  # every chat update lands here: a known user costs one read, no write
+            known = await self.users.known(
+                platform, platform_user_id, display_name=display_name, username=username,
+                platform_language=platform_language,
+            )
+            if known is not None:
+                return known, False
         async with self.db.transaction() as tx:
             user, _ = await self.users.upsert(
                 tx,

@@ -44,6 +44,19 @@ class User:
         )
 
 
+SEEN_EVERY = 3600.0  # seconds between refreshes of a user's seen_at
+
+
+def _changed(row: dict[str, Any], display_name: str, username: str | None,
+             platform_language: str | None) -> bool:
+    """Whether the platform now tells us something about the user we have not stored."""
+    return bool(
+        (display_name and display_name != row["display_name"])
+        or (username and username != row["username"])
+        or (platform_language and platform_language != row["platform_language"])
+    )
+
+
 def parse_user_ref(text: str) -> tuple[str, str]:
     """`telegram:42` → ("telegram", "42"); raises UnknownUser for other shapes."""
     platform, sep, user_id = text.strip().partition(":")
@@ -82,12 +95,8 @@ class UserDirectory:
             )
             created = True
         else:
-            changed = (
-                (display_name and display_name != row["display_name"])
-                or (username and username != row["username"])
-                or (platform_language and platform_language != row["platform_language"])
-            )
-            if changed or now - row["seen_at"] > 3600:
+            changed = _changed(row, display_name, username, platform_language)
+            if changed or now - row["seen_at"] > SEEN_EVERY:
                 await tx.execute(
                     "UPDATE users SET display_name = COALESCE(NULLIF(?, ''), display_name),"
                     " username = COALESCE(?, username),"
@@ -105,6 +114,26 @@ class UserDirectory:
         assert fresh is not None
         return User.from_row(fresh), created
 
+    async def known(
+        self,
+        platform: str,
+        platform_user_id: str,
+        *,
+        display_name: str = "",
+        username: str | None = None,
+        platform_language: str | None = None,
+    ) -> User | None:
+        """The user if already greeted and nothing to record (no write transaction needed)."""
+        row = await self.db.lookup(
+            "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
+            (platform, platform_user_id),
+        )
+        if row is None or not row["contacted"] or time.time() - row["seen_at"] > SEEN_EVERY:
+            return None
+        if _changed(row, display_name, username, platform_language):
+            return None
+        return User.from_row(row)
+
     async def get(self, user_id: int) -> User:
         async with self.db.read() as tx:
             row = await tx.fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
@@ -113,11 +142,10 @@ class UserDirectory:
         return User.from_row(row)
 
     async def find(self, platform: str, platform_user_id: str) -> User | None:
-        async with self.db.read() as tx:
-            row = await tx.fetchone(
-                "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
-                (platform, platform_user_id),
-            )
+        row = await self.db.lookup(
+            "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
+            (platform, platform_user_id),
+        )
         return None if row is None else User.from_row(row)
 
     async def find_by_username(self, platform: str, username: str) -> User | None:

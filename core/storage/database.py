@@ -58,6 +58,11 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
+    async def lookup(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """One row by an indexed point query. Stores may answer it inline, so keep it cheap."""
+        async with self.read() as tx:
+            return await tx.fetchone(sql, params)
+
     async def ping(self) -> bool:
         async with self.transaction() as tx:
             return bool(await tx.fetchval("SELECT 1"))

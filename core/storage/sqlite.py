@@ -72,6 +72,7 @@ class SqliteDatabase(Database):
         self._conn = conn
         self._lock = asyncio.Lock()
         self.path = path
+        self._reader: sqlite3.Connection | None = None
 
     @classmethod
     async def open(cls, path: str) -> SqliteDatabase:
@@ -136,5 +137,22 @@ class SqliteDatabase(Database):
             applied.append(version)
         return applied
 
+    async def lookup(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        # Inline on a second connection: in WAL mode a reader never waits for the writer, and
+        # an indexed lookup takes microseconds, while a hop to aiosqlite's thread (and back
+        # through the GIL) was most of the cost of answering a chat update.
+        if self.path == ":memory:":
+            return await super().lookup(sql, params)
+        if self._reader is None:
+            self._reader = sqlite3.connect(self.path, isolation_level=None, timeout=1.0)
+            self._reader.row_factory = sqlite3.Row
+            self._reader.execute("PRAGMA query_only=ON")
+        # fetchall ends the statement, and with it the read transaction (no stale snapshot,
+        # no checkpoint held back).
+        found = self._reader.execute(sql, params).fetchall()
+        return dict(found[0]) if found else None
+
     async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         await self._conn.close()

@@ -120,7 +120,9 @@ class AdminDesk:
             words.pop(0)
             platform, user_id = first.split(":", 1)
             return (await self.ledger.ensure_user(platform.lower(), user_id, contact=False))[0]
-        if replied is not None and not (first.isdigit() and len(words) >= 2):
+        # Replying, `15 birthday` is an amount and a reason; only `ID AMOUNT …` names someone else.
+        names_id = first.isdigit() and len(words) >= 2 and words[1].lstrip("+").isdigit()
+        if replied is not None and not names_id:
             return (await self.ledger.ensure_user(
                 ctx.platform, replied.platform_user_id, display_name=replied.display_name,
                 username=replied.username, contact=False,

@@ -1,0 +1,97 @@
+"""The Telegram adapter: aiogram Bot + Dispatcher over the shared core (SPEC §2, §6).
+
+Long polling by default; with `TELEGRAM_WEBHOOK=true` updates arrive at
+`PUBLIC_URL/webhooks/telegram` on the core's HTTP server, checked by secret token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from typing import TYPE_CHECKING
+
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+
+from adapters.telegram.commands import publish_commands
+from adapters.telegram.dispatcher import build_dispatcher
+from adapters.telegram.media import Downloads
+from adapters.telegram.notifier import TelegramNotifier
+from adapters.telegram.outbox import MediaSender
+from adapters.telegram.render import Renderer
+from core.notify import Notifier
+
+if TYPE_CHECKING:
+    from bot.app import Services
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhooks/telegram"
+
+
+def webhook_secret(token: str, configured: str | None) -> str:
+    """TELEGRAM_WEBHOOK_SECRET, or one derived from the token (Telegram allows [A-Za-z0-9_-])."""
+    return configured or hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+class TelegramAdapter:
+    def __init__(self, services: Services) -> None:
+        settings = services.settings
+        assert settings.telegram_bot_token is not None
+        token = settings.telegram_bot_token.get_secret_value()
+        self.services = services
+        self.local_server = settings.telegram_api_local
+        api = TelegramAPIServer.from_base(settings.telegram_api_base, is_local=self.local_server)
+        self.bot = Bot(token, session=AiohttpSession(api=api))
+        sender = MediaSender(self.bot, services.platform_files)
+        self.renderer = Renderer(self.bot, services.studio, services.sessions, sender)
+        self.downloads = Downloads(self.bot, services.media, local_server=self.local_server)
+        self.notifier: Notifier = TelegramNotifier(
+            self.bot, sender, services.ledger.users, local_server=self.local_server
+        )
+        self.dp = build_dispatcher(services, self.renderer, self.downloads)
+        self.webhook_url: str | None = None
+        self.secret: str | None = None
+        if settings.telegram_webhook:
+            assert settings.public_url is not None
+            configured = settings.telegram_webhook_secret
+            self.secret = webhook_secret(token, configured.get_secret_value() if configured else None)
+            self.webhook_url = settings.public_url.rstrip("/") + WEBHOOK_PATH
+            # Routes must exist before the HTTP server starts, which is before run().
+            SimpleRequestHandler(
+                self.dp, self.bot, handle_in_background=True, secret_token=self.secret
+            ).register(services.http.app, path=WEBHOOK_PATH)
+
+    async def run(self) -> None:
+        await publish_commands(self.bot)
+        if self.webhook_url is not None:
+            await self.bot.set_webhook(
+                self.webhook_url, secret_token=self.secret,
+                allowed_updates=self.dp.resolve_used_update_types(),
+            )
+            log.info("telegram: receiving updates by webhook at %s", self.webhook_url)
+            await asyncio.Event().wait()  # the HTTP server feeds the dispatcher
+            return
+        await self.bot.delete_webhook(drop_pending_updates=False)
+        polling = asyncio.create_task(self.dp.start_polling(
+            self.bot, handle_signals=False, close_bot_session=False,
+            allowed_updates=self.dp.resolve_used_update_types(),
+        ))
+        try:
+            await asyncio.shield(polling)
+        except asyncio.CancelledError:
+            # Stop the poller cleanly (its own tasks end with it), then finish cancelling.
+            with contextlib.suppress(RuntimeError):
+                await self.dp.stop_polling()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await polling
+            raise
+
+    async def close(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            await self.dp.stop_polling()
+        await self.bot.session.close()

@@ -1,0 +1,12 @@
+"""One Router per area; `routers()` builds fresh ones (a Router joins one Dispatcher only)."""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+from adapters.telegram.handlers import account, admin, callbacks, groups, studio
+
+
+def routers() -> list[Router]:
+    # Commands first: the studio's text handler takes every other text.
+    return [admin.router(), account.router(), groups.router(), studio.router(), callbacks.router()]

@@ -1,0 +1,96 @@
+"""User media in: which attachment a message carries, its size check, the download."""
+
+from __future__ import annotations
+
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiogram import Bot
+from aiogram.types import Message
+
+from core.media_store import MediaStore
+
+MB = 1024 * 1024
+DOWNLOAD_LIMIT = 20 * MB  # getFile on the public Bot API server
+DOWNLOAD_TIMEOUT = 120
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file in a message: what the bot would download, and how big Telegram says it is."""
+
+    file_id: str
+    size: int | None
+    suffix: str
+    kind: str  # "video" | "photo" | "audio" | "other"
+
+    @property
+    def size_mb(self) -> str:
+        return f"{(self.size or 0) / MB:.1f}"
+
+
+def _suffix(name: str | None, mime: str | None, default: str) -> str:
+    suffix = Path(name or "").suffix.lower()
+    if suffix and len(suffix) <= 6 and suffix[1:].isalnum():
+        return suffix
+    guessed = mimetypes.guess_extension(mime or "") if mime else None
+    return guessed or default
+
+
+def attachment(message: Message) -> Attachment | None:
+    """The media a message carries, classified (video note, animation and video documents are videos)."""
+    if message.video is not None:
+        v = message.video
+        return Attachment(v.file_id, v.file_size, _suffix(v.file_name, v.mime_type, ".mp4"), "video")
+    if message.video_note is not None:
+        return Attachment(message.video_note.file_id, message.video_note.file_size, ".mp4", "video")
+    if message.animation is not None:
+        a = message.animation
+        return Attachment(a.file_id, a.file_size, _suffix(a.file_name, a.mime_type, ".mp4"), "video")
+    if message.photo:
+        biggest = message.photo[-1]
+        return Attachment(biggest.file_id, biggest.file_size, ".jpg", "photo")
+    if message.audio is not None:
+        au = message.audio
+        return Attachment(au.file_id, au.file_size, _suffix(au.file_name, au.mime_type, ".mp3"), "audio")
+    if message.voice is not None:
+        return Attachment(message.voice.file_id, message.voice.file_size, ".ogg", "audio")
+    if message.document is not None:
+        d = message.document
+        mime = (d.mime_type or mimetypes.guess_type(d.file_name or "")[0] or "").lower()
+        kind = "other"
+        if mime.startswith("video/"):
+            kind = "video"
+        elif mime.startswith("image/"):
+            kind = "photo"
+        elif mime.startswith("audio/"):
+            kind = "audio"
+        return Attachment(d.file_id, d.file_size, _suffix(d.file_name, mime, ".bin"), kind)
+    return None
+
+
+class Downloads:
+    """Fetches user files into the media store's temp area, within the server's limit."""
+
+    def __init__(self, bot: Bot, media: MediaStore, *, local_server: bool) -> None:
+        self.bot = bot
+        self.media = media
+        self.limit = None if local_server else DOWNLOAD_LIMIT
+
+    @property
+    def limit_mb(self) -> int:
+        return (self.limit or 0) // MB
+
+    def too_large(self, item: Attachment) -> bool:
+        """Checked before getFile, which would refuse it anyway (and cost a request)."""
+        return self.limit is not None and item.size is not None and item.size > self.limit
+
+    async def fetch(self, item: Attachment) -> Path:
+        path = self.media.temp(item.suffix)
+        try:
+            await self.bot.download(item.file_id, destination=path, timeout=DOWNLOAD_TIMEOUT)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path

@@ -1,0 +1,96 @@
+"""The engine's voice in Telegram chats: one status message per job, then the result."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+
+from adapters.telegram.calls import chat_gone, message_gone, not_modified, with_retry
+from adapters.telegram.keyboards import MAX_CAPTION, MAX_TEXT, clip, keyboard, mentioned
+from adapters.telegram.outbox import MediaSender, file_id_of, reply_parameters
+from core.jobs import Job
+from core.notify import OutputMedia, Receipt, RecipientGone
+from core.screens import Screen
+from core.users import UserDirectory
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+UPLOAD_LIMIT = 50 * MB
+LOCAL_UPLOAD_LIMIT = 2000 * MB
+
+
+class TelegramNotifier:
+    platform = "telegram"
+
+    def __init__(self, bot: Bot, sender: MediaSender, users: UserDirectory, *, local_server: bool) -> None:
+        self.bot = bot
+        self.sender = sender
+        self.users = users
+        self.local_server = local_server
+
+    def upload_limit(self, job: Job) -> int:
+        return LOCAL_UPLOAD_LIMIT if self.local_server else UPLOAD_LIMIT
+
+    async def show_status(self, job: Job, screen: Screen) -> str | None:
+        chat_id = int(job.chat_id)
+        text, markup = clip(screen.text, MAX_TEXT), keyboard(screen)
+        try:
+            if job.status_message_id:
+                try:
+                    await with_retry(lambda: self.bot.edit_message_text(
+                        chat_id=chat_id, message_id=int(job.status_message_id or 0), text=text,
+                        reply_markup=markup,
+                    ))
+                    return job.status_message_id
+                except TelegramBadRequest as exc:
+                    if not_modified(exc):
+                        return job.status_message_id
+                    if not message_gone(exc):
+                        raise
+                    # Deleted by the user (or too old to edit): a new status message takes over.
+            message = await with_retry(
+                lambda: self.bot.send_message(
+                    chat_id=chat_id, text=text, reply_markup=markup,
+                    reply_parameters=reply_parameters(job.reply_to_message_id),
+                ),
+                idempotent=False,
+            )
+        except TelegramAPIError as exc:
+            if chat_gone(exc):
+                raise RecipientGone(str(exc)) from exc
+            raise
+        return str(message.message_id)
+
+    async def deliver(self, job: Job, media: OutputMedia, screen: Screen) -> Receipt:
+        chat_id = int(job.chat_id)
+        action = "upload_video" if media.kind == "video" else "upload_document"
+        try:
+            with contextlib.suppress(TelegramAPIError):
+                await self.bot.send_chat_action(chat_id=chat_id, action=action)
+            message = await self.sender.send(
+                chat_id, media, text=await self._caption(job, screen), markup=keyboard(screen),
+                reply_to=job.reply_to_message_id,
+            )
+        except TelegramAPIError as exc:
+            if chat_gone(exc):
+                raise RecipientGone(str(exc)) from exc
+            raise
+        return Receipt(str(message.message_id), file_id_of(message))
+
+    async def _caption(self, job: Job, screen: Screen) -> dict[str, Any]:
+        """The result caption; in a group it starts by mentioning who asked for it."""
+        text = clip(screen.text, MAX_CAPTION - 80)
+        if int(job.chat_id) > 0:  # a private chat's id is the user's id
+            return {"caption": text}
+        try:
+            user = await self.users.get(job.user_id)
+        except Exception:
+            log.warning("job %s: cannot look up its user for the mention", job.id, exc_info=True)
+            return {"caption": text}
+        name = user.display_name or (f"@{user.username}" if user.username else user.platform_user_id)
+        return mentioned(text, int(user.platform_user_id), name)

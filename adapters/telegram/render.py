@@ -1,0 +1,248 @@
+"""Rendering a core `Reply` as Bot API calls: messages, photos, in-place edits, media."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from pathlib import Path
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaPhoto, Message
+
+from adapters.telegram.calls import bad_file_id, message_gone, not_modified, with_retry, wrong_kind
+from adapters.telegram.keyboards import (
+    MAX_CAPTION,
+    MAX_TEXT,
+    clip,
+    fits_caption,
+    keyboard,
+    mentioned,
+    session_of,
+)
+from adapters.telegram.outbox import MediaSender, reply_parameters
+from core.i18n import t
+from core.screens import Screen
+from core.sessions import SessionStore
+from core.studio.replies import Alert, AskText, ChatContext, Edit, Reply, Send, SendMedia
+from core.studio.studio import Studio
+
+# In a group (privacy mode) the bot only sees replies to its messages: say so where input is awaited.
+_GROUP_HINTS = {
+    "image": "telegram.reply_with_photo",
+    "clip": "telegram.reply_with_clip",
+    "prompt": "telegram.reply_with_text",
+    "music_prompt": "telegram.reply_with_text",
+    "time": "telegram.reply_with_time",
+}
+_REMEMBERED = 2048
+
+
+class _Lru(OrderedDict[tuple[int, int] | str, str]):
+    def remember(self, key: tuple[int, int] | str, value: str) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > _REMEMBERED:
+            self.popitem(last=False)
+
+
+class Renderer:
+    """Turns the core's answer to one update into messages in that update's chat."""
+
+    def __init__(self, bot: Bot, studio: Studio, sessions: SessionStore, sender: MediaSender) -> None:
+        self.bot = bot
+        self.studio = studio
+        self.sessions = sessions
+        self.sender = sender
+        self._photo_ids = _Lru()  # image path → Telegram file id (scrubbing back re-sends nothing)
+        self._kinds = _Lru()  # (chat, message) → "caption" | "text": how to edit its words
+
+    async def render(self, reply: Reply, ctx: ChatContext, *, skip_alerts: bool = False) -> None:
+        for out in reply.outs:
+            if isinstance(out, Send):
+                await self.send(ctx, out.screen, reply_to=out.reply_to, session_id=out.session_id)
+            elif isinstance(out, Edit):
+                await self.edit(ctx, out)
+            elif isinstance(out, AskText):
+                await self.ask(ctx, out)
+            elif isinstance(out, SendMedia):
+                await self.send_media(ctx, out)
+            elif isinstance(out, Alert) and not skip_alerts:
+                await self.send(ctx, Screen(out.text), reply_to=ctx.message_id)
+
+    # --- new messages ------------------------------------------------------------
+    async def send(
+        self, ctx: ChatContext, screen: Screen, *, reply_to: str | None, session_id: str | None = None
+    ) -> Message:
+        chat_id = int(ctx.chat_id)
+        text = await self._with_group_hint(ctx, screen.text, session_id)
+        markup = keyboard(screen)
+        reply = reply_parameters(reply_to)
+        if screen.image is not None and fits_caption(text):
+            message = await self._send_photo(chat_id, screen.image, text, markup, reply_to)
+        else:
+            if screen.image is not None:  # a caption holds 1024 characters: picture, then words
+                await self._send_photo(chat_id, screen.image, None, None, reply_to)
+                reply = None
+            message = await with_retry(
+                lambda: self.bot.send_message(
+                    chat_id=chat_id, text=clip(text, MAX_TEXT), reply_markup=markup,
+                    reply_parameters=reply,
+                ),
+                idempotent=False,
+            )
+            self._kinds.remember((chat_id, message.message_id), "text")
+        if session_id is not None:
+            await self.studio.bind_message(session_id, str(message.message_id))
+        return message
+
+    async def _send_photo(
+        self, chat_id: int, image: Path, caption: str | None, markup: InlineKeyboardMarkup | None,
+        reply_to: str | None,
+    ) -> Message:
+        known = self._photo_ids.get(str(image))
+        if known is not None:
+            try:
+                return await self._photo(chat_id, known, caption, markup, reply_to)
+            except TelegramBadRequest as exc:
+                if not bad_file_id(exc):
+                    raise
+        return await self._photo(chat_id, None, caption, markup, reply_to, image)
+
+    async def _photo(
+        self, chat_id: int, file_id: str | None, caption: str | None,
+        markup: InlineKeyboardMarkup | None, reply_to: str | None, image: Path | None = None,
+    ) -> Message:
+        message = await with_retry(
+            lambda: self.bot.send_photo(
+                chat_id=chat_id, photo=_photo_source(file_id, image), caption=caption,
+                reply_markup=markup, reply_parameters=reply_parameters(reply_to),
+            ),
+            idempotent=False,
+        )
+        if image is not None and message.photo:
+            self._photo_ids.remember(str(image), message.photo[-1].file_id)
+        self._kinds.remember((chat_id, message.message_id), "caption")
+        return message
+
+    # --- edits in place -----------------------------------------------------------
+    async def edit(self, ctx: ChatContext, out: Edit) -> None:
+        chat_id, message_id = int(ctx.chat_id), int(out.message_id)
+        screen = out.screen
+        markup = keyboard(screen)
+        if out.new_media and screen.image is not None:
+            try:
+                await self._edit_photo(chat_id, message_id, screen.image, screen.text, markup)
+                return
+            except TelegramBadRequest as exc:
+                if not_modified(exc):
+                    return
+                if not (wrong_kind(exc) or message_gone(exc)):
+                    raise
+            # A text message cannot become a photo (and a deleted one cannot change): send anew.
+            await self.send(ctx, screen, reply_to=None, session_id=session_of(screen))
+            return
+        await self._edit_words(ctx, chat_id, message_id, screen, markup)
+
+    async def _edit_photo(
+        self, chat_id: int, message_id: int, image: Path, text: str,
+        markup: InlineKeyboardMarkup | None,
+    ) -> None:
+        caption = clip(text, MAX_CAPTION)
+        known = self._photo_ids.get(str(image))
+        if known is not None:
+            try:
+                await self._media_edit(chat_id, message_id, known, caption, markup)
+                return
+            except TelegramBadRequest as exc:
+                if not bad_file_id(exc):
+                    raise
+        edited = await self._media_edit(chat_id, message_id, None, caption, markup, image)
+        if isinstance(edited, Message) and edited.photo:
+            self._photo_ids.remember(str(image), edited.photo[-1].file_id)
+
+    async def _media_edit(
+        self, chat_id: int, message_id: int, file_id: str | None, caption: str,
+        markup: InlineKeyboardMarkup | None, image: Path | None = None,
+    ) -> Message | bool:
+        result = await with_retry(
+            lambda: self.bot.edit_message_media(
+                chat_id=chat_id, message_id=message_id, reply_markup=markup,
+                media=InputMediaPhoto(media=_photo_source(file_id, image), caption=caption),
+            )
+        )
+        self._kinds.remember((chat_id, message_id), "caption")
+        return result
+
+    async def _edit_words(
+        self, ctx: ChatContext, chat_id: int, message_id: int, screen: Screen,
+        markup: InlineKeyboardMarkup | None,
+    ) -> None:
+        first = self._kinds.get((chat_id, message_id)) or ("caption" if screen.image else "text")
+        for kind in (first, "text" if first == "caption" else "caption"):
+            try:
+                if kind == "caption":
+                    await with_retry(lambda: self.bot.edit_message_caption(
+                        chat_id=chat_id, message_id=message_id,
+                        caption=clip(screen.text, MAX_CAPTION), reply_markup=markup,
+                    ))
+                else:
+                    await with_retry(lambda: self.bot.edit_message_text(
+                        chat_id=chat_id, message_id=message_id,
+                        text=clip(screen.text, MAX_TEXT), reply_markup=markup,
+                    ))
+            except TelegramBadRequest as exc:
+                if wrong_kind(exc):
+                    continue
+                if message_gone(exc):
+                    await self.send(ctx, screen, reply_to=None, session_id=session_of(screen))
+                    return
+                if not not_modified(exc):
+                    raise
+            self._kinds.remember((chat_id, message_id), kind)
+            return
+
+    # --- asking and media -------------------------------------------------------------
+    async def ask(self, ctx: ChatContext, out: AskText) -> None:
+        """Telegram has no forms: show the question; the next text goes to `Studio.text`."""
+        screen = out.screen
+        if ctx.chat_kind == "group":
+            hint = t(await self._lang(ctx), "telegram.reply_with_text")
+            screen = dataclasses.replace(screen, text=f"{screen.text}\n\n{hint}")
+        if out.message_id is not None:
+            await self.edit(ctx, Edit(screen, out.message_id))
+        else:
+            await self.send(ctx, screen, reply_to=ctx.message_id, session_id=out.session_id)
+
+    async def send_media(self, ctx: ChatContext, out: SendMedia) -> Message:
+        text = clip(out.screen.text, MAX_CAPTION - 80)
+        if ctx.chat_kind == "group":
+            kwargs = mentioned(text, int(ctx.user_id), ctx.display_name or ctx.username or "")
+        else:
+            kwargs = {"caption": text}
+        return await self.sender.send(
+            int(ctx.chat_id), out.media, text=kwargs, markup=keyboard(out.screen),
+            reply_to=out.reply_to,
+        )
+
+    # --- helpers ------------------------------------------------------------------------
+    async def _with_group_hint(self, ctx: ChatContext, text: str, session_id: str | None) -> str:
+        if ctx.chat_kind != "group" or session_id is None:
+            return text
+        session = await self.sessions.get(session_id)
+        key = _GROUP_HINTS.get(session.awaiting or "") if session is not None else None
+        if key is None:
+            return text
+        return f"{text}\n\n{t(await self._lang(ctx), key)}"
+
+    async def _lang(self, ctx: ChatContext) -> str:
+        _, lang, _ = await self.studio.user(ctx)
+        return lang
+
+
+def _photo_source(file_id: str | None, image: Path | None) -> str | FSInputFile:
+    """A known file id, else a fresh upload of `image` (a stream is read once per attempt)."""
+    if file_id is not None:
+        return file_id
+    assert image is not None
+    return FSInputFile(image)
