@@ -62,6 +62,7 @@ async def test_restart_mid_job_still_delivers_and_old_buttons_still_work(world: 
     await world.edited_to(studio["id"], "Frame at 0:02 ")
     liked = await fake.press(BOB, result["id"], "👍")
     assert "Thanks! 1 so far" in await world.ephemeral_text(liked)
+    await fake.wait_until(lambda: "👍 1" in str(fake.message(int(result["id"]))["components"]))
     world.assert_every_interaction_answered_in_time()
 
 

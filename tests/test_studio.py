@@ -236,6 +236,11 @@ async def test_music_then_add_to_clip(services, tmp_path, av_video):
     notifier = services.engine.notifiers["telegram"]
     assert notifier.delivered, await services.jobs.get(job.id)
     result = notifier.delivered[0][2]
+    liked = await services.studio.press(ctx(user="2", message="800"), button(result, "👍"))
+    assert "1 so far" in liked.alerts[0].text
+    counted = only(liked, Edit)
+    assert counted.buttons_only and counted.message_id == "800"
+    assert "👍 1" in [b.label for b in counted.screen.all_buttons()]
     mux = only(await services.studio.press(ctx(message="800"), button(result, "Add to clip")), SendMedia)
     from core.media.probe import probe
 
@@ -272,3 +277,14 @@ async def test_account_answers_in_the_users_language(services, tmp_path, av_vide
     assert chosen.screen.text == "Language set to English."
     assert "Balance: 50" in only(await services.account.balance(korean), Send).screen.text
     assert "No jobs yet" in only(await services.account.jobs_list(korean), Send).screen.text
+
+
+async def test_a_glitch_clip_can_start_later_and_a_bad_start_is_explained(services, tmp_path, video, photo):
+    member = ctx(user="8", chat="-3", kind="group", message="90")
+    bad = only(await services.studio.glitch_with_clip(member, upload(video, tmp_path), start="0:30"), Send)
+    assert "0:06" in bad.screen.text  # says how long the clip is
+    ask = only(await services.studio.glitch_with_clip(member, upload(video, tmp_path), start="0:04"), Send)
+    session = await services.sessions.get(ask.session_id)
+    from core.media.probe import probe
+
+    assert abs((await probe(Path(session.get("clip")))).duration - 2.0) < 0.2  # 0:04 → 0:06

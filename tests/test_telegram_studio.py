@@ -353,6 +353,7 @@ async def test_again_resends_by_file_id_without_uploading(world: TelegramWorld) 
     assert world.balance(lea) == 10
     like = await world.press(lea, second, "👍")
     assert "1 so far" in like.text
+    await tg.wait_until(lambda: "👍 1" in tg.buttons(tg.message(lea.chat_id, second.message_id)))
 
 
 async def test_a_user_who_blocked_the_bot_does_not_stop_the_engine(world: TelegramWorld) -> None:

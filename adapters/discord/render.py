@@ -51,7 +51,9 @@ def send_kwargs(screen: Screen) -> dict[str, Any]:
     return kwargs
 
 
-def edit_kwargs(screen: Screen, new_media: bool) -> dict[str, Any]:
+def edit_kwargs(screen: Screen, new_media: bool, buttons_only: bool = False) -> dict[str, Any]:
+    if buttons_only:
+        return {"view": build_view(screen)}
     kwargs: dict[str, Any] = {"content": content_of(screen.text), "view": build_view(screen)}
     if new_media:
         image = screen.image if screen.image is not None and screen.image.exists() else None
@@ -114,7 +116,7 @@ class InteractionReplier:
             if isinstance(out, Send):
                 await self.send(out.screen, out.session_id)
             elif isinstance(out, Edit):
-                await self.edit(out.screen, out.message_id, out.new_media)
+                await self.edit(out.screen, out.message_id, out.new_media, out.buttons_only)
             elif isinstance(out, Alert):
                 await self.alert(out.text)
             elif isinstance(out, AskText):
@@ -140,8 +142,9 @@ class InteractionReplier:
             await self.bot.services.studio.bind_message(session_id, str(message.id))
         return message
 
-    async def edit(self, screen: Screen, message_id: str, new_media: bool) -> None:
-        kwargs = edit_kwargs(screen, new_media)
+    async def edit(self, screen: Screen, message_id: str, new_media: bool,
+                   buttons_only: bool = False) -> None:
+        kwargs = edit_kwargs(screen, new_media, buttons_only)
         pressed = self.pressed_message_id
         if pressed == message_id and not self.thinking:
             await self._edit_pressed(kwargs)
@@ -217,7 +220,7 @@ class MessageReplier:
             elif isinstance(out, Edit):
                 try:
                     partial = self.message.channel.get_partial_message(int(out.message_id))  # type: ignore[union-attr]
-                    await partial.edit(**edit_kwargs(out.screen, out.new_media))
+                    await partial.edit(**edit_kwargs(out.screen, out.new_media, out.buttons_only))
                 except (discord.Forbidden, discord.NotFound):
                     await self.send(out.screen, None)
             elif isinstance(out, Alert):

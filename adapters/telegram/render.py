@@ -130,6 +130,14 @@ class Renderer:
         chat_id, message_id = int(ctx.chat_id), int(out.message_id)
         screen = out.screen
         markup = keyboard(screen)
+        if out.buttons_only:
+            try:
+                await with_retry(lambda: self.bot.edit_message_reply_markup(
+                    chat_id=chat_id, message_id=message_id, reply_markup=markup))
+            except TelegramBadRequest as exc:
+                if not (not_modified(exc) or message_gone(exc)):
+                    raise
+            return
         if out.new_media and screen.image is not None:
             try:
                 await self._edit_photo(chat_id, message_id, screen.image, screen.text, markup)

@@ -37,11 +37,13 @@ class Send:
 
 @dataclass(frozen=True)
 class Edit:
-    """Edit an existing message in place (caption/text and buttons; media too if `new_media`)."""
+    """Edit an existing message in place (caption/text and buttons; media too if
+    `new_media`; only the buttons if `buttons_only`, e.g. a 👍 count on a result)."""
 
     screen: Screen
     message_id: str
     new_media: bool = False
+    buttons_only: bool = False
 
 
 @dataclass(frozen=True)

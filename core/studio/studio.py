@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core import job_screens
 from core.catalogue import (
     GLITCH_ANIMATE,
     GLITCH_REPLACE,
@@ -136,7 +137,7 @@ class Studio:
             user_id=user.id, platform=ctx.platform, chat_id=ctx.chat_id, awaiting=True
         )
         if waiting is not None and waiting.awaiting == "clip":
-            return await self._clip_arrived(ctx, lang, waiting, stored, info.duration)
+            return await self._clip_arrived(ctx, lang, waiting, stored, info.duration, caption)
         if waiting is not None and waiting.awaiting == "image":
             at = self._caption_time(caption, info.duration)
             frame = await capture_frame(stored, at if isinstance(at, float) else 0.0,
@@ -237,21 +238,23 @@ class Studio:
         screen = views.music(lang, session, self.models[MUSIC], bark=self.music_is_bark)
         return Reply([Send(screen, ctx.message_id, session_id=session.id)])
 
-    async def glitch_with_clip(self, ctx: ChatContext, clip: Path, *, reply_to: str | None = None) -> Reply:
-        """`/glitch` on a shared clip (or Discord's "Remix this clip"): it becomes the
-        template clip; the caller is asked for their image."""
+    async def glitch_with_clip(
+        self, ctx: ChatContext, clip: Path, *, reply_to: str | None = None, start: str | None = None
+    ) -> Reply:
+        """`/glitch [START]` on a shared clip (or Discord's "Remix this clip"): it becomes
+        the template clip, trimmed from START (default 0); the caller is asked for their image."""
         user, lang, _ = await self.user(ctx)
         try:
             stored, info = await self._take_video(clip)
-        except MediaError as exc:
+            begin = self._clip_start(start, info.duration)
+        except (MediaError, TimestampInvalid, TimestampOutOfRange) as exc:
             return self._error(ctx, lang, exc)
         session = await self.sessions.create(
             user_id=user.id, platform=ctx.platform, chat_id=ctx.chat_id, chat_kind=ctx.chat_kind,
             step="ask_image", data={"source_message_id": reply_to or ctx.message_id},
             awaiting="image",
         )
-        trimmed = await trim_clip(stored, 0.0, self.limits.glitch_max_seconds,
-                                  self.media.session_dir(session.id) / "clip.mp4")
+        trimmed = await self._trim_for_glitch(session.id, stored, begin)
         session = await self.sessions.save(session.evolve(clip=str(trimmed), clip_duration=info.duration))
         last = await self.sessions.latest_with(user.id, "frame")
         screen = views.ask_image(lang, session, has_last_frame=last is not None and last.id != session.id)
@@ -410,9 +413,26 @@ class Studio:
             fresh = await self.sessions.get(session.id) or session
             return await self._show_frame(ctx, lang, fresh, at, send=True)
 
-    async def _clip_arrived(self, ctx: ChatContext, lang: str, session: Session, clip: Path, duration: float) -> Reply:
-        trimmed = await trim_clip(clip, 0.0, self.limits.glitch_max_seconds,
-                                  self.media.session_dir(session.id) / "clip.mp4")
+    def _clip_start(self, text: str | None, duration: float) -> float:
+        """Where a glitch template clip starts: the given time, or 0."""
+        if not text or not text.strip():
+            return 0.0
+        return check_in_range(parse_timestamp(text), duration)
+
+    async def _trim_for_glitch(self, session_id: str, clip: Path, start: float) -> Path:
+        """At most GLITCH_MAX_SECONDS of the clip from `start`: what the model gets."""
+        return await trim_clip(clip, start, self.limits.glitch_max_seconds,
+                               self.media.session_dir(session_id) / "clip.mp4")
+
+    async def _clip_arrived(
+        self, ctx: ChatContext, lang: str, session: Session, clip: Path, duration: float,
+        caption: str | None,
+    ) -> Reply:
+        try:
+            start = self._clip_start(caption, duration)
+        except (TimestampInvalid, TimestampOutOfRange) as exc:
+            return self._error(ctx, lang, exc)
+        trimmed = await self._trim_for_glitch(session.id, clip, start)
         async with self._lock(session.id):
             fresh = await self.sessions.get(session.id) or session
             fresh = await self.sessions.save(
@@ -531,7 +551,14 @@ class Studio:
             return Reply([Alert(t(lang, "error.job_not_found"))])
         if action == "job.like":
             likes = await self.jobs.like(job.id, user.id)
-            return Reply([Alert(t(lang, "job.liked", n=likes))])
+            reply = Reply([Alert(t(lang, "job.liked", n=likes))])
+            if ctx.message_id:  # the count shows on the result's own 👍 button
+                screen = job_screens.result_screen(
+                    job, job_screens.describe(job, self.templates, job.language),
+                    local_preview=job.backend == "local", likes=likes,
+                )
+                reply.add(Edit(screen, ctx.message_id, buttons_only=True))
+            return reply
         if action == "job.remix":
             if not job.output_path or not Path(job.output_path).exists():
                 return Reply([Alert(t(lang, "error.session_expired"))])

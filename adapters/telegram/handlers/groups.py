@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiogram import Router
-from aiogram.filters import Command
+from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from adapters.telegram.handlers.common import fetch_or_explain, lang_of
@@ -25,8 +25,8 @@ def router() -> Router:
 
     @area.message(Command("glitch", "remix"))
     async def glitch(
-        message: Message, ctx: ChatContext, studio: Studio, renderer: Renderer,
-        downloads: Downloads, services: Services,
+        message: Message, command: CommandObject, ctx: ChatContext, studio: Studio,
+        renderer: Renderer, downloads: Downloads, services: Services,
     ) -> None:
         replied = message.reply_to_message
         item = attachment(replied) if replied is not None else None
@@ -37,7 +37,9 @@ def router() -> Router:
         clip = await fetch_or_explain(item, ctx, services, downloads, renderer)
         if clip is None:
             return
-        reply = await studio.glitch_with_clip(ctx, clip, reply_to=str(message.message_id))
+        reply = await studio.glitch_with_clip(
+            ctx, clip, reply_to=str(message.message_id), start=command.args
+        )
         await renderer.render(reply, ctx)
 
     return area
