@@ -28,7 +28,7 @@ from core.media_store import MediaStore
 from core.notify import Notifier, OutputMedia
 from core.platform_files import PlatformFiles
 from core.ratelimit import UpdateRateLimiter
-from core.sessions import SessionStore
+from core.sessions import SESSION_TTL, SessionStore
 from core.settings import Settings
 from core.storage import Database, open_database
 from core.studio.account import Account
@@ -92,7 +92,8 @@ async def build_services(settings: Settings) -> Services:
     users = UserDirectory(db)
     ledger = CreditLedger(db, users, starter_credits=settings.starter_credits)
     jobs = JobStore(db, ledger)
-    sessions = SessionStore(db)
+    # A session cannot outlive the media it works on.
+    sessions = SessionStore(db, ttl=min(SESSION_TTL, settings.media_ttl_hours * 3600))
     media = MediaStore(settings.media_dir, settings.media_ttl_hours)
     models = build_models(settings)
     templates = TemplateCatalogue.load(settings.templates_file)

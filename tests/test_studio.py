@@ -288,3 +288,11 @@ async def test_a_glitch_clip_can_start_later_and_a_bad_start_is_explained(servic
     from core.media.probe import probe
 
     assert abs((await probe(Path(session.get("clip")))).duration - 2.0) < 0.2  # 0:04 → 0:06
+
+
+async def test_a_session_whose_media_was_cleaned_says_it_expired(services, tmp_path, video):
+    sent, session_id = await open_frame(services, tmp_path, video)
+    session = await services.sessions.get(session_id)
+    Path(session.get("video")).unlink()  # the media TTL passed
+    reply = await services.studio.press(ctx(message="500"), button(sent.screen, "+1s"))
+    assert [type(o) for o in reply.outs] == [Alert] and "expired" in reply.outs[0].text

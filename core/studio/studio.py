@@ -294,7 +294,7 @@ class Studio:
 
     async def _own_session(self, user: User, lang: str, session_id: str) -> Session | Reply:
         session = await self.sessions.get(session_id)
-        if session is None or session.expired:
+        if session is None or session.expired or not _media_present(session):
             return Reply([Alert(t(lang, "error.session_expired"))])
         if session.user_id != user.id:
             return Reply([Alert(t(lang, "error.not_your_session"))])
@@ -656,6 +656,12 @@ def clean_prompt(text: str) -> str:
         raise PromptInvalid("prompt too long", reason="too_long", limit=MAX_PROMPT_CHARS,
                             length=len(cleaned))
     return cleaned
+
+
+def _media_present(session: Session) -> bool:
+    """Whether the files a session works on are still there (media is cleaned after its TTL)."""
+    return all(Path(session.get(key)).exists() for key in ("video", "clip", "image")
+               if session.get(key))
 
 
 def _short(text: str, limit: int = 60) -> str:
