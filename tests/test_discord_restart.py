@@ -1,8 +1,9 @@
 """Restarting LOKIZ mid-job on Discord: the clip still arrives and old buttons still work.
 
-The bot process is stopped while the model is generating and started again;
-the job is re-attached from the database, delivered into the channel, and the
-buttons sent by the first process are pressed on the second.
+The bot process is stopped (SIGTERM, or killed with SIGKILL) while the model is
+generating and started again; the job is re-attached from the database,
+delivered into the channel once, and the buttons sent by the first process are
+pressed on the second.
 """
 
 from __future__ import annotations
@@ -67,16 +68,20 @@ async def test_restart_mid_job_still_delivers_and_old_buttons_still_work(world: 
 
 
 async def test_a_crash_mid_job_still_delivers_after_the_next_start(world: World) -> None:
-    # Last in the module: the fake keeps routing interactions to a crashed session.
+    """Killed with SIGKILL and restarted: the clip is delivered once and the old buttons still work."""
     fake, replicate = world.discord, world.replicate
+    opened = await fake.slash(BOB, CHANNEL, "capture", {"at": "1"}, attachments={"video": world.media.video})
+    studio = await world.answer(opened)
+    assert "+1s" in world.buttons(studio)
     asked = await fake.slash(BOB, CHANNEL, "glitch", {"mode": "replace"},
                              attachments={"clip": world.media.video, "image": world.media.photo})
     confirm = await world.answer(asked)
     replicate.script(REPLACE_MODEL, delay=None)
     await world.handled(await fake.press(BOB, confirm["id"], "✅ Confirm (30 credits)"))
     await replicate.wait_for(lambda: len(replicate.predictions) == 2, within=20)
-    await world.crash_bot()
-    await world.start_bot()
+
+    await world.crash_bot()  # SIGKILL: the socket just dies, the session is never closed
+    await world.start_bot()  # a fresh IDENTIFY, a new session
     prediction = list(replicate.predictions)[-1]
     await replicate.complete(prediction)
     result = await world.channel_message(
@@ -84,3 +89,15 @@ async def test_a_crash_mid_job_still_delivers_after_the_next_start(world: World)
     )
     assert result["message_reference"]["message_id"] == confirm["id"]
     assert len(replicate.predictions) == 2  # picked up again, not generated (or charged) twice
+
+    # Buttons sent by the killed process, pressed on the new one:
+    await world.handled(await fake.press(BOB, studio["id"], "+1s"))
+    await world.edited_to(studio["id"], "Frame at 0:02 ")
+    liked = await fake.press(ALICE, result["id"], "👍")
+    assert "Thanks! 1 so far" in await world.ephemeral_text(liked)
+    await fake.wait_until(lambda: "👍 1" in str(fake.message(int(result["id"]))["components"]))
+    delivered = [m for m in fake.channel_messages(CHANNEL)
+                 if m.get("message_reference", {}).get("message_id") == confirm["id"]
+                 and m["attachments"]]
+    assert [m["id"] for m in delivered] == [result["id"]]  # delivered once, even by now
+    world.assert_every_interaction_answered_in_time()

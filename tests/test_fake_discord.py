@@ -14,6 +14,7 @@ import io
 import re
 from collections.abc import AsyncIterator
 
+import aiohttp
 import discord
 import pytest
 from discord import app_commands
@@ -369,4 +370,52 @@ async def test_bot_closes_cleanly(fake: FakeDiscord, bot: StudioBot) -> None:
     await bot.close()
     assert bot.is_closed()
     await fake.wait_until(lambda: not fake.connected)
+    assert fake.internal_errors == []
+
+
+async def test_interactions_go_to_the_new_session_when_the_old_socket_died(
+    fake: FakeDiscord,
+) -> None:
+    intents = discord.Intents.default().value
+    async with aiohttp.ClientSession() as http:
+        # A first bot process IDENTIFYs, then dies (SIGKILL): its socket drops, no close frame.
+        first = await http.ws_connect(f"{fake.gateway_url}?v=10&encoding=json")
+        assert (await first.receive_json())["op"] == 10
+        identify = {"token": fake.token, "intents": intents, "properties": {}}
+        await first.send_json({"op": 2, "d": identify})
+        ready = await first.receive_json()
+        assert ready["t"] == "READY"
+        assert first._response.connection is not None
+        first._response.connection.transport.abort()
+        await fake.wait_until(lambda: not fake.connected)
+
+        # The next process logs in with a fresh session and gets the presses.
+        bot = StudioBot()
+        await bot.login(fake.token)
+        connection = asyncio.create_task(bot.connect())
+        try:
+            await asyncio.wait_for(bot.wait_until_ready(), timeout=5)
+            await bot.tree.sync()
+            opened = await fake.slash(ALICE, CHANNEL_ID, "studio")
+            assert (await fake.wait_for_response(opened)).content == "studio s1"
+            shared = await fake.post_user_message(BOB, CHANNEL_ID, "while you were gone")
+            await fake.wait_until(lambda: bot.seen_messages)
+        finally:
+            await bot.close()
+            await asyncio.wait_for(connection, timeout=5)
+
+        # The dead session can still RESUME: it missed the message but never got the interaction.
+        back = await http.ws_connect(f"{fake.gateway_url}?v=10&encoding=json")
+        assert (await back.receive_json())["op"] == 10
+        resume = {"token": fake.token, "session_id": ready["d"]["session_id"], "seq": ready["s"]}
+        await back.send_json({"op": 6, "d": resume})
+        replayed = []
+        while not replayed or replayed[-1]["t"] != "RESUMED":
+            replayed.append(await asyncio.wait_for(back.receive_json(), timeout=5))
+        assert fake.resumes == 1
+        kinds = [p["t"] for p in replayed]
+        assert "INTERACTION_CREATE" not in kinds  # that went to the live session only
+        missed = [p["d"]["id"] for p in replayed if p["t"] == "MESSAGE_CREATE"]
+        assert str(shared["id"]) in missed
+        await back.close()
     assert fake.internal_errors == []

@@ -20,6 +20,13 @@ deferred "thinking" response edits the loading message instead of creating a
 new one; without the MESSAGE_CONTENT intent other users' guild messages arrive
 with empty content and no attachments; a 429 carries ``Via`` and ``retry_after``
 exactly like Discord's (discord.py only retries a 429 that has a ``Via`` header).
+
+Gateway sessions behave like Discord's too: events go to the live connections.
+A session whose socket closed without a clean close (the process was killed, the
+network dropped) gets nothing over the wire; it only keeps a backlog replayed if
+it RESUMEs, which makes it live again. An interaction goes to one session: the
+most recently IDENTIFY'd live one, so a bot restarted after a crash gets the
+presses, not the dead session of the process before it.
 """
 
 from __future__ import annotations
@@ -520,6 +527,11 @@ class _GatewaySession:
     backlog: list[JSON] = field(default_factory=list)
     connection: _GatewayConnection | None = None
     resumable: bool = True
+
+    @property
+    def live(self) -> bool:
+        """Connected right now: new events reach it, not only its backlog for a RESUME."""
+        return self.resumable and self.connection is not None and not self.connection.ws.closed
 
     def owns_guild(self, guild_id: int | None) -> bool:
         if self.shard is None:
@@ -2494,7 +2506,7 @@ class FakeDiscord:
     # ================================================================== internals: gateway
 
     def _live_sessions(self) -> list[_GatewaySession]:
-        return [s for s in self._sessions.values() if s.resumable and s.connection is not None]
+        return [s for s in self._sessions.values() if s.live]
 
     async def _send_dispatch(self, session: _GatewaySession, event: str, data: JSON) -> None:
         session.seq += 1
@@ -2511,10 +2523,17 @@ class FakeDiscord:
         *,
         first_only: bool = False,
     ) -> None:
-        # Sessions that dropped but may RESUME still get the event in their backlog.
-        for session in [s for s in self._sessions.values() if s.resumable]:
-            if not session.owns_guild(guild_id):
-                continue
+        """Send ``event`` to the sessions that own ``guild_id``.
+
+        Every resumable session gets it: a live one over its socket, one whose socket died
+        (the process was killed, the network dropped) only in its backlog, replayed if it
+        RESUMEs. With ``first_only`` (an interaction goes to one session) it is the most
+        recently IDENTIFY'd live session; a dead one holds it only if no live one can take it.
+        """
+        sessions = [s for s in self._sessions.values() if s.resumable and s.owns_guild(guild_id)]
+        if first_only:  # _sessions is in IDENTIFY order; the sort is stable
+            sessions = sorted(reversed(sessions), key=lambda s: not s.live)
+        for session in sessions:
             data = data_for(session)
             if data is None:
                 continue
