@@ -16,10 +16,11 @@ from functools import cache
 from pathlib import Path
 
 from core.errors import ConfigError, MediaError, MediaTimeout
+from core.media.slots import FairSlots
 
 _configured_binary: Path | None = None
 _cpu_slots: int = max(1, os.cpu_count() or 1)
-_semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+_semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FairSlots] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -61,21 +62,22 @@ def ffmpeg_path(configured: Path | None = None) -> str:
     return str(binary)
 
 
-def _semaphore() -> asyncio.Semaphore:
+def _semaphore() -> FairSlots:
     loop = asyncio.get_running_loop()
-    sem = _semaphores.get(loop)
-    if sem is None:
-        sem = _semaphores[loop] = asyncio.Semaphore(_cpu_slots)
-    return sem
+    slots = _semaphores.get(loop)
+    if slots is None:
+        slots = _semaphores[loop] = FairSlots(_cpu_slots)
+    return slots
 
 
 @contextlib.asynccontextmanager
 async def cpu_slot() -> AsyncIterator[None]:
     """Hold one of the CPU slots (about one per core) for a piece of heavy media work.
 
+    Slots go round-robin across the users the work is for (see `core.media.slots`).
     Never nest two: every public media operation takes exactly one at a time.
     """
-    async with _semaphore():
+    async with _semaphore().slot():
         yield
 
 

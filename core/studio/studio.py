@@ -42,6 +42,7 @@ from core.media.capture import capture_frame
 from core.media.edit import mux_music, trim_clip
 from core.media.probe import VideoInfo, probe, probe_image
 from core.media.sheet import contact_sheet
+from core.media.slots import work_owner
 from core.media.timestamps import check_in_range, parse_timestamp
 from core.media_store import MediaStore
 from core.notify import OutputMedia
@@ -111,6 +112,7 @@ class Studio:
             ctx.platform, ctx.user_id, display_name=ctx.display_name,
             username=ctx.username, platform_language=ctx.language_code,
         )
+        work_owner.set(user.ref)  # this update's media work queues fairly, as this user's
         return user, self.language_of(user, ctx), first
 
     def language_of(self, user: User, ctx: ChatContext | None = None) -> str:
