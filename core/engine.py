@@ -19,9 +19,8 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from core import job_screens
 from core.backends.base import (
@@ -760,9 +759,3 @@ class JobEngine:
         """Register an adapter's notifier (adapters start after the engine is built)."""
         self.notifiers[notifier.platform] = notifier
 
-    def _debug_state(self) -> dict[str, Any]:
-        return {"queued": len(self.queue), "running": len(self._running)}
-
-
-def job_with(job: Job, **changes: Any) -> Job:
-    return replace(job, **changes)

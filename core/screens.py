@@ -9,7 +9,7 @@ with `encode_action` and decode presses with `decode_action`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 # The shortest platform limit: Telegram callback_data is at most 64 bytes.
@@ -40,7 +40,6 @@ class Screen:
     # Discord: a select menu for long lists (the template list); Telegram shows buttons.
     select: tuple[Button, ...] = ()
     select_placeholder: str = ""
-    meta: dict[str, str] = field(default_factory=dict, compare=False)
 
     def all_buttons(self) -> list[Button]:
         return [button for row in self.buttons for button in row] + list(self.select)

@@ -8,7 +8,7 @@ store (PostgreSQL) implements the same two classes.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -94,6 +94,3 @@ async def open_database(url: str, *, migrate: bool = True) -> Database:
         await db.migrate()
     return db
 
-
-def rows(items: Iterable[Any]) -> list[Row]:
-    return [dict(item) for item in items]
