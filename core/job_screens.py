@@ -75,13 +75,11 @@ def failed_screen(job: Job, what: str, reason: str, refunded: int) -> Screen:
     )
 
 
-def result_screen(job: Job, what: str, *, local_preview: bool, likes: int = 0, mention: str = "") -> Screen:
+def result_screen(job: Job, what: str, *, local_preview: bool, likes: int = 0) -> Screen:
     lang = job.language
     caption = t(lang, "job.result", what=what, price=job.price, id=job.id)
     if local_preview:
         caption += "\n" + t(lang, "job.local_preview")
-    if mention:
-        caption = f"{mention} {caption}"
     like = Button(f"👍 {likes}" if likes else "👍", "job.like", (job.id,))
     if job.action == MUSIC:
         rows: tuple[tuple[Button, ...], ...] = (

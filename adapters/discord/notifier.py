@@ -71,18 +71,21 @@ class DiscordNotifier:
                 log.info("job %s: status message is gone; sending a new one", job.id)
             except discord.Forbidden as exc:
                 raise RecipientGone(str(exc)) from exc
-        kwargs: dict[str, Any] = {"content": content_of(screen.text),
-                                  "allowed_mentions": discord.AllowedMentions.none()}
+        message = await self._send(channel, job, view, content=content_of(screen.text),
+                                   allowed_mentions=discord.AllowedMentions.none())
+        return str(message.id)
+
+    async def _send(self, channel: Any, job: Job, view: Any, **kwargs: Any) -> discord.Message:
+        """A channel message for `job`, replying to its request; a lost channel is RecipientGone."""
         if view is not None:
             kwargs["view"] = view
         reference = await self._reference(job)
         if reference is not None:
             kwargs["reference"] = reference
         try:
-            message = await channel.send(**kwargs)
+            return await channel.send(**kwargs)  # type: ignore[no-any-return]
         except (discord.Forbidden, discord.NotFound) as exc:
             raise RecipientGone(str(exc)) from exc
-        return str(message.id)
 
     # --- result --------------------------------------------------------------------------
     async def deliver(self, job: Job, media: OutputMedia, screen: Screen) -> Receipt:
@@ -97,21 +100,12 @@ class DiscordNotifier:
             mentions = discord.AllowedMentions(users=[discord.Object(int(owner.platform_user_id))],
                                                everyone=False, roles=False, replied_user=False)
         suffix = media.path.suffix or (".mp4" if media.kind == "video" else ".wav")
-        kwargs: dict[str, Any] = {
-            "content": content_of(text),
-            "file": discord.File(media.path, filename=f"lokiz-{job.id}{suffix}"),
-            "allowed_mentions": mentions,
-        }
-        view = build_view(screen)
-        if view is not None:
-            kwargs["view"] = view
-        reference = await self._reference(job)
-        if reference is not None:
-            kwargs["reference"] = reference
         try:
-            message = await channel.send(**kwargs)
-        except (discord.Forbidden, discord.NotFound) as exc:
-            raise RecipientGone(str(exc)) from exc
+            message = await self._send(
+                channel, job, build_view(screen), content=content_of(text),
+                file=discord.File(media.path, filename=f"lokiz-{job.id}{suffix}"),
+                allowed_mentions=mentions,
+            )
         except discord.HTTPException as exc:
             if exc.status == 413 or exc.code == UPLOAD_TOO_LARGE:
                 # The channel takes less than we thought: fit harder on the engine's retry.
