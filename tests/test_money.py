@@ -267,3 +267,31 @@ async def test_admin_ids_take_ascii_digits_only(services, who):
 def test_admin_ids_setting_refuses_what_is_not_a_plain_id(tmp_path, raw):
     with pytest.raises(ConfigError, match="ADMIN_IDS"):
         load_settings(None, database_url=f"sqlite:///{tmp_path / 'x.db'}", admin_ids=raw)
+
+
+async def test_concurrent_presses_and_grants_keep_the_ledger_exact(services):
+    from core.errors import InsufficientCredits
+
+    ledger = services.ledger
+    ann, _ = await ledger.ensure_user("telegram", "1")  # 50 starter credits
+
+    async def press(i: int) -> str:
+        try:
+            async with services.db.transaction() as tx:
+                await ledger.charge(tx, ann.id, 20, job_id=f"j{i}",
+                                    key=f"press:telegram:1:800:again:{i % 3}")
+        except AlreadyStarted:
+            return "double"
+        except InsufficientCredits:
+            return "short"
+        return "charged"
+
+    async def grant(i: int) -> str:
+        await ledger.grant(ann.id, 5, actor="test", key=f"grant:telegram:1:{i % 4}")
+        return "granted"
+
+    results = await asyncio.gather(*(press(i) for i in range(30)), *(grant(i) for i in range(20)))
+    charged = results.count("charged")
+    assert charged in (2, 3) and results.count("double") + results.count("short") == 30 - charged
+    balance = await ledger.balance(ann.id)
+    assert balance == await ledger.ledger_sum(ann.id) == 50 + 4 * 5 - 20 * charged >= 0
