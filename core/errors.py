@@ -96,6 +96,13 @@ class VideoTooLarge(MediaError):
     key = "error.video_too_large"
 
 
+class MediaQuotaExceeded(MediaError):
+    """The user's stored media would pass MAX_MEDIA_MB_PER_USER; params: used_mb, size_mb,
+    limit_mb, hours."""
+
+    key = "error.media_quota"
+
+
 class NotAnImage(MediaError):
     key = "error.not_an_image"
 

@@ -132,7 +132,7 @@ class Studio:
         """A video arrived (downloaded to `path`), maybe with a time in its caption."""
         user, lang, _ = await self.user(ctx)
         try:
-            stored, info = await self._take_video(path)
+            stored, info = await self._take_video(path, user.id)
         except MediaError as exc:
             return self._error(ctx, lang, exc)
         waiting = await self.sessions.latest(
@@ -158,13 +158,14 @@ class Studio:
             reply.add(Send(Screen(t(lang, at.key, **at.params)), ctx.message_id))
         return await self._show_sheet(ctx, lang, session, reply)
 
-    async def _take_video(self, path: Path) -> tuple[Path, VideoInfo]:
-        """Keep a downloaded video under its content address and probe it (MediaError if bad)."""
-        stored = await self.media.keep(path)
+    async def _take_video(self, path: Path, owner: int) -> tuple[Path, VideoInfo]:
+        """Keep a downloaded video under its content address and probe it (MediaError if bad,
+        or over the owner's media quota)."""
+        stored = await self.media.keep(path, owner=owner)
         try:
             return stored, await probe(stored, max_seconds=self.limits.max_video_seconds)
         except MediaError:
-            stored.unlink(missing_ok=True)
+            await self.media.discard(stored, owner=owner)
             raise
 
     def _caption_time(self, caption: str | None, duration: float) -> float | LokizError | None:
@@ -182,7 +183,7 @@ class Studio:
             user_id=user.id, platform=ctx.platform, chat_id=ctx.chat_id, awaiting=True
         )
         try:
-            stored = await self.media.keep(path)
+            stored = await self.media.keep(path, owner=user.id)
             await probe_image(stored)
         except MediaError as exc:
             path.unlink(missing_ok=True)
@@ -247,7 +248,7 @@ class Studio:
         the template clip, trimmed from START (default 0); the caller is asked for their image."""
         user, lang, _ = await self.user(ctx)
         try:
-            stored, info = await self._take_video(clip)
+            stored, info = await self._take_video(clip, user.id)
             begin = self._clip_start(start, info.duration)
         except (MediaError, TimestampInvalid, TimestampOutOfRange) as exc:
             return self._error(ctx, lang, exc)
