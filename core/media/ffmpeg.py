@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 
 from core.errors import ConfigError, MediaError, MediaTimeout
+from core.media.pool import set_pool_size
 from core.media.slots import FairSlots
 
 _configured_binary: Path | None = None
@@ -34,6 +35,7 @@ def configure(*, ffmpeg_binary: Path | None = None, cpu_slots: int | None = None
     if cpu_slots is not None:
         _cpu_slots = max(1, cpu_slots)
         _semaphores.clear()
+        set_pool_size(_cpu_slots)
 
 
 @cache

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import MediaError
 from core.media.ffmpeg import cpu_slot, run_ffmpeg
 from core.media.frames import THUMBNAIL_QUALITY, frame_at, open_video, upright, write_jpeg
-from core.media.probe import VideoInfo, probe, probe_sync
+from core.media.pool import in_worker
+from core.media.probe import PROBE_TIMEOUT, VideoInfo, probe, probe_sync
 
 MAX_SIDE = 1920  # re-encodes never exceed 1080p
 CRF = 23
@@ -191,4 +191,6 @@ async def fit_video(path: Path, max_bytes: int, out: Path | None = None) -> Fitt
             partial.unlink(missing_ok=True)
             raise MediaError(f"could not fit {path.name} into {max_bytes} bytes", reason="too big")
         partial.replace(out)
-        return await asyncio.to_thread(_finish_sync, out, thumbnail, method)
+        return await in_worker(
+            _finish_sync, out, thumbnail, method, timeout=PROBE_TIMEOUT, what="checking the video"
+        )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -14,13 +13,13 @@ from core.errors import (
     AudioOnly,
     CorruptVideo,
     EmptyFile,
-    MediaTimeout,
     NotAnImage,
     NotAVideo,
     VideoTooLong,
 )
 from core.media.ffmpeg import cpu_slot
 from core.media.frames import rotation_of
+from core.media.pool import in_worker
 from core.media.timestamps import format_timestamp
 
 PROBE_TIMEOUT = 60.0
@@ -194,12 +193,9 @@ async def probe(path: Path, *, max_seconds: float | None = None) -> VideoInfo:
     (when longer than `max_seconds`).
     """
     async with cpu_slot():
-        try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(probe_sync, Path(path), max_seconds), PROBE_TIMEOUT
-            )
-        except TimeoutError:
-            raise MediaTimeout("reading the video took too long", seconds=PROBE_TIMEOUT) from None
+        return await in_worker(
+            probe_sync, Path(path), max_seconds, timeout=PROBE_TIMEOUT, what="reading the video"
+        )
 
 
 def probe_image_sync(path: Path) -> ImageInfo:
@@ -225,9 +221,6 @@ def probe_image_sync(path: Path) -> ImageInfo:
 async def probe_image(path: Path) -> ImageInfo:
     """Check that `path` is a decodable photo (JPEG, PNG, WebP…); raises NotAnImage."""
     async with cpu_slot():
-        try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(probe_image_sync, Path(path)), PROBE_TIMEOUT
-            )
-        except TimeoutError:
-            raise MediaTimeout("reading the picture took too long", seconds=PROBE_TIMEOUT) from None
+        return await in_worker(
+            probe_image_sync, Path(path), timeout=PROBE_TIMEOUT, what="reading the picture"
+        )
