@@ -14,6 +14,9 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
+
+import ffmpeg as ffmpeg_python
 
 from core.errors import ConfigError, MediaError, MediaTimeout
 from core.media.pool import set_pool_size
@@ -136,3 +139,12 @@ async def run_ffmpeg(
     if process.returncode != 0:
         reason = reduce_stderr(stderr.decode("utf-8", "replace"))
         raise MediaError(f"ffmpeg failed: {reason}", reason=reason)
+
+
+async def run_graph(output: Any, *, timeout: float, binary: Path | None = None) -> None:
+    """Run a command line built with ffmpeg-python (`ffmpeg.input(...).output(...)`).
+
+    Only its argument list is used: it runs through `run_ffmpeg` (no shell, timeout, kill).
+    """
+    args: list[str] = ffmpeg_python.compile(output, cmd="ffmpeg")[1:]
+    await run_ffmpeg(args, timeout=timeout, binary=binary)
