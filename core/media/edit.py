@@ -16,7 +16,7 @@ import ffmpeg as ffmpeg_python
 from core.errors import MediaError, NotAVideo, TimestampOutOfRange
 from core.media.ffmpeg import cpu_slot, run_graph
 from core.media.pool import in_worker
-from core.media.probe import PROBE_TIMEOUT, VideoInfo, probe
+from core.media.probe import IMAGE_CODECS, PROBE_TIMEOUT, VideoInfo, probe
 from core.media.timestamps import check_in_range, format_timestamp
 
 MUSIC_FADE_SECONDS = 1.5
@@ -87,8 +87,8 @@ async def trim_clip(
 
 
 def needs_conversion(info: VideoInfo) -> bool:
-    """GIF and Motion-JPEG clips: both platforms get them as H.264 MP4 instead."""
-    return info.codec in ("gif", "mjpeg") or info.container == "gif"
+    """GIF and Motion-JPEG (or other still-picture codec) clips: converted to H.264 MP4."""
+    return info.codec in IMAGE_CODECS or info.container == "gif"
 
 
 async def convert_to_mp4(video: Path, info: VideoInfo, out: Path | None = None) -> Path:

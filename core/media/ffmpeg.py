@@ -24,14 +24,22 @@ from core.media.slots import FairSlots
 
 _configured_binary: Path | None = None
 _cpu_slots: int = max(1, os.cpu_count() or 1)
+_max_pixels: int = 16_777_216  # MAX_PIXELS: 4096×4096
 _semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FairSlots] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def configure(*, ffmpeg_binary: Path | None = None, cpu_slots: int | None = None) -> None:
-    """Set the ffmpeg binary (None: the bundled one) and the number of CPU slots."""
-    global _configured_binary, _cpu_slots
+def configure(
+    *,
+    ffmpeg_binary: Path | None = None,
+    cpu_slots: int | None = None,
+    max_pixels: int | None = None,
+) -> None:
+    """Set the ffmpeg binary (None: the bundled one), the CPU slots and the pixel cap."""
+    global _configured_binary, _cpu_slots, _max_pixels
+    if max_pixels is not None:
+        _max_pixels = max_pixels
     if ffmpeg_binary is not None:
         ffmpeg_path(ffmpeg_binary)  # fail now, not on the first video
     _configured_binary = ffmpeg_binary
@@ -39,6 +47,11 @@ def configure(*, ffmpeg_binary: Path | None = None, cpu_slots: int | None = None
         _cpu_slots = max(1, cpu_slots)
         _semaphores.clear()
         set_pool_size(_cpu_slots)
+
+
+def max_pixels() -> int:
+    """The largest accepted frame or photo, in pixels (MAX_PIXELS)."""
+    return _max_pixels
 
 
 @cache
