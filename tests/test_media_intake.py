@@ -199,3 +199,13 @@ async def test_a_glitch_from_the_very_end_of_a_clip_is_explained_not_crashed(
     texts = sent_texts(reply)
     assert len(texts) == 1 and "0:03" in texts[0] and "error." not in texts[0]
     assert await balance(services, "8") == before
+
+
+async def test_a_gif_sent_as_a_photo_is_taken_as_a_clip(
+    services: Any, tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    reply = await services.studio.photo(ctx(), upload(clips["gif"], tmp_path))
+    sheet = [out for out in reply.outs if isinstance(out, Send)][-1]
+    assert sheet.screen.image is not None and sheet.session_id
+    session = await services.sessions.get(sheet.session_id)
+    assert (await probe(Path(session.get("video")))).codec == "h264"

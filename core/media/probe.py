@@ -181,6 +181,17 @@ def _has_two_frames(path: Path) -> bool:
     return False
 
 
+def animated_gif_sync(path: Path) -> bool:
+    """True for a GIF file with at least two frames (runs in a media worker)."""
+    with path.open("rb") as handle:
+        if handle.read(6) not in (b"GIF87a", b"GIF89a"):
+            return False
+    try:
+        return _has_two_frames(path)
+    except (av.error.FFmpegError, IndexError):
+        return False
+
+
 def probe_sync(path: Path, max_seconds: float | None, max_pixels: int | None = None) -> VideoInfo:
     """`probe` without the worker and CPU slot (runs in a media worker)."""
     size = path.stat().st_size

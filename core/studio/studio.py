@@ -40,7 +40,7 @@ from core.i18n import normalize_language, t
 from core.jobs import DELIVERED, SUCCEEDED, Job, JobStore
 from core.media.capture import capture_frame
 from core.media.edit import GLITCH_MAX_SIDE, mux_music, trim_clip
-from core.media.intake import accept_video
+from core.media.intake import accept_video, is_animated_gif
 from core.media.probe import VideoInfo, probe, probe_image
 from core.media.sheet import contact_sheet
 from core.media.slots import work_owner
@@ -179,6 +179,8 @@ class Studio:
 
     async def photo(self, ctx: ChatContext, path: Path) -> Reply:
         """A photo arrived: the user's image for a glitch that waits for one."""
+        if await is_animated_gif(path):  # a GIF clip is a video on every platform
+            return await self.video(ctx, path)
         user, lang, _ = await self.user(ctx)
         waiting = await self.sessions.latest(
             user_id=user.id, platform=ctx.platform, chat_id=ctx.chat_id, awaiting=True
