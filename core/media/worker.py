@@ -53,9 +53,26 @@ def _answer(result: tuple[str, Any]) -> bytes:
         return pickle.dumps(("error", MediaError(f"{type(value).__name__}: {value} ({exc})")))
 
 
+_PRELOAD = ("core.media.probe", "core.media.capture", "core.media.sheet", "core.media.fit",
+            "core.media.edit")
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker if the bot process dies (no orphan decoding)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def main() -> None:
     """Serve requests until stdin closes (the parent exited or let this worker go)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    _die_with_parent()
+    for module in _PRELOAD:  # ready before the first request, not during it
+        importlib.import_module(module)
     requests = sys.stdin.buffer
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints must not corrupt the answer stream
