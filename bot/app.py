@@ -24,7 +24,6 @@ from core.http import REPLICATE_WEBHOOK_PATH, HttpServer
 from core.jobs import JobStore
 from core.media import ffmpeg
 from core.media.fit import fit_video
-from core.media.pool import start_workers
 from core.media_store import MediaStore
 from core.notify import Notifier, OutputMedia
 from core.platform_files import PlatformFiles
@@ -89,7 +88,6 @@ def make_backend(settings: Settings, media: MediaStore) -> Backend:
 
 async def build_services(settings: Settings) -> Services:
     ffmpeg.configure(ffmpeg_binary=settings.ffmpeg_binary, max_pixels=settings.max_pixels)
-    start_workers()
     db = await open_database(settings.database_url)
     users = UserDirectory(db)
     ledger = CreditLedger(db, users, starter_credits=settings.starter_credits)
