@@ -127,11 +127,6 @@ class MediaPool:
         if not self._closed:
             self._threads.submit(self._refill)
 
-    def start(self) -> None:
-        """Start the idle workers now (in the background) so the first calls do not wait."""
-        for _ in range(self.size):
-            self._threads.submit(self._refill)
-
     def pids(self) -> list[int]:
         """Process ids of every worker alive now (idle or busy)."""
         with self._lock:
@@ -195,11 +190,6 @@ def media_pool() -> MediaPool:
         if _pool is None:
             _pool = MediaPool(_size)
         return _pool
-
-
-def start_workers() -> None:
-    """Start the media workers ahead of the first video (at bot start-up)."""
-    media_pool().start()
 
 
 def shutdown_pool() -> None:
