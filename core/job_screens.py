@@ -75,11 +75,16 @@ def failed_screen(job: Job, what: str, reason: str, refunded: int) -> Screen:
     )
 
 
-def result_screen(job: Job, what: str, *, local_preview: bool, likes: int = 0) -> Screen:
+def result_screen(
+    job: Job, what: str, *, local_preview: bool, likes: int = 0, resent: bool = False
+) -> Screen:
+    """The result's caption and buttons; `resent` says it may be a second copy (after a restart)."""
     lang = job.language
     caption = t(lang, "job.result", what=what, price=job.price, id=job.id)
     if local_preview:
         caption += "\n" + t(lang, "job.local_preview")
+    if resent:
+        caption += "\n" + t(lang, "job.resent_after_restart")
     like = Button(f"👍 {likes}" if likes else "👍", "job.like", (job.id,))
     if job.action == MUSIC:
         rows: tuple[tuple[Button, ...], ...] = (
