@@ -6,7 +6,9 @@
 - A running job uploads its inputs (stored), creates the prediction (its id
   stored before any waiting), waits for it by webhook or polling under a
   deadline, downloads the output at once and delivers it through the chat's
-  notifier. Any failure ends in exactly one refund.
+  notifier. Any failure ends in exactly one refund, except that a job whose
+  send may have reached the chat (recorded before each send) is never refunded:
+  a lost answer is retried once, then the job counts as delivered (unconfirmed).
 - `recover` at start re-queues, re-attaches and re-delivers what a crash left.
 """
 
