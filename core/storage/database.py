@@ -12,6 +12,7 @@ implement it.
 from __future__ import annotations
 
 import abc
+import functools
 import logging
 from collections.abc import Callable
 from types import TracebackType
@@ -39,13 +40,32 @@ class UnitOfWork(Executor):
     def __init__(self, dialect: Dialect, ledger_totals: dict[str, int]) -> None:
         self.dialect = dialect
         self._on_commit: list[Callable[[], None]] = []
-        hook = self._on_commit.append
-        self.users = UserRows(self, hook)
-        self.ledger = LedgerRows(self, hook, ledger_totals)
-        self.jobs = JobRows(self, hook)
-        self.sessions = SessionRows(self, hook)
-        self.platform_files = PlatformFileRows(self, hook)
-        self.admin_log = AdminLogRows(self, hook)
+        self._ledger_totals = ledger_totals
+
+    # The stores, made when first used (most units of work touch one or two).
+    @functools.cached_property
+    def users(self) -> UserRows:
+        return UserRows(self, self.after_commit)
+
+    @functools.cached_property
+    def ledger(self) -> LedgerRows:
+        return LedgerRows(self, self.after_commit, self._ledger_totals)
+
+    @functools.cached_property
+    def jobs(self) -> JobRows:
+        return JobRows(self, self.after_commit)
+
+    @functools.cached_property
+    def sessions(self) -> SessionRows:
+        return SessionRows(self, self.after_commit)
+
+    @functools.cached_property
+    def platform_files(self) -> PlatformFileRows:
+        return PlatformFileRows(self, self.after_commit)
+
+    @functools.cached_property
+    def admin_log(self) -> AdminLogRows:
+        return AdminLogRows(self, self.after_commit)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once this transaction has committed (never if it rolls back)."""
@@ -67,7 +87,7 @@ class UnitOfWork(Executor):
         tb: TracebackType | None,
     ) -> None:
         await self._end(commit=exc_type is None)
-        if exc_type is None:
+        if exc_type is None and self._on_commit:
             for callback in self._on_commit:
                 callback()
 

@@ -33,33 +33,30 @@ class _Line:
         self.lock = asyncio.Lock()
         self._settling: set[asyncio.Task[None]] = set()
 
-    async def run(self, sql: str) -> None:
-        await self.conn.execute(sql)
-
     async def step(self, sql: str) -> None:
         """Run BEGIN/COMMIT/ROLLBACK so a cancelled caller cannot leave the connection mid-way.
 
-        aiosqlite finishes the statement in its thread even when the awaiting task is
+        aiosqlite finishes a queued statement in its thread even when the awaiting task is
         cancelled; the lock is then held until the connection is idle again.
         """
-        pending = asyncio.ensure_future(self.run(sql))
         try:
-            await asyncio.shield(pending)
+            await self.conn.execute(sql)
         except asyncio.CancelledError:
-            task = asyncio.ensure_future(self._settle(pending))
+            task = asyncio.ensure_future(self._settle())
             self._settling.add(task)
             task.add_done_callback(self._settling.discard)
             raise
         except BaseException:
-            await self._settle(pending)
+            await self._settle()
             raise
-        if sql != "BEGIN IMMEDIATE" and sql != "BEGIN":
+        if not sql.startswith("BEGIN"):
             self.lock.release()
 
-    async def _settle(self, pending: asyncio.Future[None]) -> None:
+    async def _settle(self) -> None:
         try:
+            # Queued behind the interrupted statement: once it answers, that one has run.
             with contextlib.suppress(Exception):
-                await pending
+                await self.conn.execute("SELECT 1")
             if self.conn.in_transaction:
                 await self.conn.execute("ROLLBACK")
         finally:

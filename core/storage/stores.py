@@ -168,12 +168,16 @@ class LedgerRows(_Store):
         # PostgreSQL runs READ COMMITTED: lock the user's row first, so the balance read
         # here is the one the entry is written against, and a repeat of `key` queued
         # behind the first sees its entry.
-        balance = await UserRows(self.tx, self._after_commit).lock(user_id)
-        existing = await self.by_key(key)
-        if existing is not None:
-            return existing
-        if balance is None:
-            return None
+        found = await self.tx.fetchone(
+            "SELECT u.balance, l.id AS entry FROM users AS u"
+            " LEFT JOIN ledger AS l ON l.idempotency_key = ? WHERE u.id = ? FOR UPDATE OF u",
+            (key, user_id),
+        )
+        if found is None:
+            return await self.by_key(key)
+        if found["entry"] is not None:
+            return await self.by_key(key)
+        balance = int(found["balance"])
         if balance + delta < 0:
             raise Overdraft(balance)
         rows = await self.tx.fetchall(
