@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
-from core.storage.url import redact_url
+from core.storage.url import redact_url, url_password
 
 Platform = Literal["telegram", "discord"]
 PLATFORMS: tuple[str, ...] = ("telegram", "discord")
@@ -178,7 +178,9 @@ class Settings(BaseSettings):
             self.metrics_token,
             self.telegram_webhook_secret,
         ]
-        return [v.get_secret_value() for v in values if v and v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v and v.get_secret_value()]
+        database_password = url_password(self.database_url)
+        return [*found, database_password] if database_password else found
 
 
 def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides: Any) -> Settings:

@@ -247,3 +247,10 @@ async def test_cancelled_waiters_for_the_write_lock_leave_the_connection_usable(
     finally:
         other.close()
         await db.close()
+
+
+def test_the_database_password_is_redacted_from_logs():
+    from core.settings import load_settings
+
+    settings = load_settings(None, database_url="postgresql://bob:pw-in-url@db.example/lokiz")
+    assert "pw-in-url" in settings.secrets()

@@ -34,16 +34,20 @@ def to_psycopg(sql: str) -> str:
 
 
 class _PgUnit(UnitOfWork):
-    def __init__(self, db: PostgresDatabase) -> None:
+    def __init__(self, db: PostgresDatabase, *, read_only: bool = False) -> None:
         super().__init__("postgresql", db.ledger_totals)
         self._pool = db.pool
+        # READ COMMITTED gives each statement its own snapshot even inside a transaction,
+        # so a read unit runs its statements in autocommit: no BEGIN/COMMIT round trips.
+        self._read_only = read_only
         self._stack = AsyncExitStack()
         self._conn: psycopg.AsyncConnection[Row] | None = None
 
     async def _begin(self) -> None:
         async with AsyncExitStack() as stack:
             conn = await stack.enter_async_context(self._pool.connection())
-            await stack.enter_async_context(conn.transaction())
+            if not self._read_only:
+                await stack.enter_async_context(conn.transaction())
             self._conn = conn
             self._stack = stack.pop_all()
 
@@ -104,7 +108,7 @@ class PostgresDatabase(Database):
         return _PgUnit(self)
 
     def read(self) -> UnitOfWork:
-        return _PgUnit(self)
+        return _PgUnit(self, read_only=True)
 
     async def schema_version(self) -> int:
         async with self.read() as uow:
