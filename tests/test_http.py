@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 
 import aiohttp
+import pytest
 
 from bot.app import build_services
 from core.catalogue import MUSIC, JobRequest
@@ -15,8 +16,9 @@ from tests.fakes.backend import Script, ScriptedBackend
 from tests.fakes.notifier import RecordingNotifier
 
 
-async def test_healthz_and_metrics(tmp_path, av_video):
-    settings = load_settings(None, database_url=f"sqlite:///{tmp_path / 'h.db'}", media_dir=tmp_path / "m",
+@pytest.mark.both_stores
+async def test_healthz_and_metrics(tmp_path, av_video, database_url):
+    settings = load_settings(None, database_url=database_url, media_dir=tmp_path / "m",
                              http_port=0, starter_credits=100)
     services = await build_services(settings)
     backend = ScriptedBackend(output_file=av_video)
