@@ -200,7 +200,7 @@ async def test_migrate_command_applies_each_dialects_migrations_once(database_ur
 
 
 async def test_instances_starting_together_migrate_once(database_url):
-    opened = await asyncio.gather(*(open_database(database_url, migrate=False) for _ in range(4)))
+    opened = await asyncio.gather(*(open_database(database_url, migrate=False) for _ in range(8)))
     try:
         applied = await asyncio.gather(*(d.migrate() for d in opened))
         assert sorted(v for versions in applied for v in versions) == [1, 2, 3]

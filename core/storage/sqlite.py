@@ -96,11 +96,21 @@ class _SqliteUnit(UnitOfWork):
 async def _connect(path: str) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None, timeout=30)
     conn.row_factory = sqlite3.Row
-    await conn.execute("PRAGMA journal_mode=WAL")
+    await conn.execute("PRAGMA busy_timeout=30000")
+    # Switching a new file to WAL answers "locked" at once, without waiting, while another
+    # process opening it at the same moment does the same: try again briefly.
+    for attempt in range(100):
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError:
+            if attempt == 99:
+                await conn.close()
+                raise
+            await asyncio.sleep(0.05)
     # NORMAL in WAL mode: a committed transaction survives a killed process.
     await conn.execute("PRAGMA synchronous=NORMAL")
     await conn.execute("PRAGMA foreign_keys=ON")
-    await conn.execute("PRAGMA busy_timeout=30000")
     return conn
 
 
