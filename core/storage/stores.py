@@ -492,3 +492,231 @@ class MediaUsageRows(_Store):
 
     async def forget_before(self, cutoff: float) -> None:
         await self.tx.execute("DELETE FROM media_usage WHERE used_at < ?", (cutoff,))
+
+
+# --- Social: posts, likes and creator totals (migration 010) ---------------------------------
+
+POST_COLUMNS = (
+    "id", "job_id", "platform", "chat_id", "owner_id", "created_at", "source_post_id",
+    "generation", "clip_path", "file_id", "message_id", "search_text", "likes", "score",
+    "deleted_at",
+)
+_POST_INSERTED = (
+    "job_id", "platform", "chat_id", "owner_id", "created_at", "source_post_id", "generation",
+    "clip_path", "file_id", "message_id", "search_text",
+)
+# The owner's names come along with every post a screen shows.
+_POST_WITH_OWNER = (
+    "SELECT p.*, u.username AS owner_username, u.display_name AS owner_display_name,"
+    " u.platform_user_id AS owner_platform_user_id FROM posts AS p"
+    " JOIN users AS u ON u.id = p.owner_id"
+)
+
+
+def _like_escape(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class PostRows(_Store):
+    """The `posts` table: one row per delivered clip, with its lineage and like counts."""
+
+    async def insert_if_new(self, row: Row) -> Row:
+        """Insert the post of `row["job_id"]` unless it exists; the stored row either way."""
+        await self.tx.execute(
+            f"INSERT INTO posts ({', '.join(_POST_INSERTED)}) VALUES ({_marks(_POST_INSERTED)})"
+            " ON CONFLICT (job_id) DO NOTHING",
+            tuple(row.get(column) for column in _POST_INSERTED),
+        )
+        stored = await self.by_job(str(row["job_id"]))
+        assert stored is not None
+        return stored
+
+    async def get(self, post_id: int) -> Row | None:
+        """A post with its owner's names (deleted ones too)."""
+        return await self.tx.fetchone(f"{_POST_WITH_OWNER} WHERE p.id = ?", (post_id,))
+
+    async def by_job(self, job_id: str) -> Row | None:
+        return await self.tx.fetchone(f"{_POST_WITH_OWNER} WHERE p.job_id = ?", (job_id,))
+
+    async def by_message(self, platform: str, chat_id: str, message_id: str) -> Row | None:
+        """The post delivered as `message_id` in a chat (a remix started from its message)."""
+        return await self.tx.fetchone(
+            f"{_POST_WITH_OWNER} WHERE p.platform = ? AND p.chat_id = ? AND p.message_id = ?"
+            " ORDER BY p.id DESC LIMIT 1",
+            (platform, chat_id, message_id),
+        )
+
+    async def ancestors(self, post_id: int, limit: int) -> list[Row]:
+        """The post and the posts it was remixed from, newest generation first."""
+        return await self.tx.fetchall(
+            "WITH RECURSIVE chain (id, depth) AS (SELECT CAST(? AS BIGINT), 0"
+            " UNION ALL SELECT p.source_post_id, c.depth + 1 FROM chain AS c"
+            " JOIN posts AS p ON p.id = c.id"
+            " WHERE p.source_post_id IS NOT NULL AND c.depth < ?)"
+            f" {_POST_WITH_OWNER} JOIN chain AS c ON c.id = p.id ORDER BY c.depth",
+            (post_id, limit - 1),
+        )
+
+    async def feed(
+        self, platform: str, chat_id: str, *, since: float, limit: int, offset: int
+    ) -> list[Row]:
+        """A chat's live posts made since `since`, most liked (by others) first."""
+        return await self.tx.fetchall(
+            f"{_POST_WITH_OWNER} JOIN (SELECT id AS top_id, score AS top_score FROM posts"
+            " WHERE platform = ? AND chat_id = ? AND created_at >= ? AND deleted_at IS NULL"
+            " ORDER BY score DESC, id DESC LIMIT ? OFFSET ?) AS top ON top.top_id = p.id"
+            " ORDER BY top.top_score DESC, p.id DESC",
+            (platform, chat_id, since, limit, offset),
+        )
+
+    async def feed_size(self, platform: str, chat_id: str, *, since: float) -> int:
+        return int(await self.tx.fetchval(
+            "SELECT COUNT(*) FROM posts WHERE platform = ? AND chat_id = ? AND created_at >= ?"
+            " AND deleted_at IS NULL",
+            (platform, chat_id, since),
+        ))
+
+    async def of_owner(self, owner_id: int, words: Sequence[str], limit: int) -> list[Row]:
+        """The owner's newest live posts with a platform file id whose search text has
+        every one of `words` (lower-case)."""
+        where = "".join(" AND p.search_text LIKE ? ESCAPE '\\'" for _ in words)
+        return await self.tx.fetchall(
+            f"{_POST_WITH_OWNER} WHERE p.owner_id = ? AND p.deleted_at IS NULL"
+            f" AND p.file_id IS NOT NULL{where} ORDER BY p.created_at DESC, p.id DESC LIMIT ?",
+            (owner_id, *(f"%{_like_escape(word)}%" for word in words), limit),
+        )
+
+    async def lock(self, post_id: int) -> Row | None:
+        """The post's row, locked until the transaction ends (PostgreSQL; SQLite serialises)."""
+        suffix = " FOR UPDATE" if self.postgres else ""
+        return await self.tx.fetchone(f"SELECT * FROM posts WHERE id = ?{suffix}", (post_id,))
+
+    async def mark_deleted(self, post_id: int, now: float) -> bool:
+        """Take a post out of the feed, /top and inline results; True if it was live."""
+        post = await self.lock(post_id)
+        if post is None or post["deleted_at"] is not None:
+            return False
+        await self.tx.execute(
+            "UPDATE posts SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL", (now, post_id)
+        )
+        # Its likes leave the creator's daily totals (self-likes were never in them).
+        await self.tx.execute(
+            "UPDATE creator_likes SET likes = likes - (SELECT COUNT(*) FROM post_likes AS l"
+            " WHERE l.post_id = ? AND l.user_id <> ? AND l.day = creator_likes.day)"
+            " WHERE platform = ? AND chat_id = ? AND owner_id = ?"
+            " AND day IN (SELECT day FROM post_likes WHERE post_id = ?)",
+            (post_id, post["owner_id"], post["platform"], post["chat_id"], post["owner_id"],
+             post_id),
+        )
+        return True
+
+    async def forget_clips_before(self, cutoff: float) -> list[str]:
+        """Clear the clip path of posts older than `cutoff`; the paths cleared."""
+        found = await self.tx.fetchall(
+            "UPDATE posts SET clip_path = NULL WHERE created_at < ? AND clip_path IS NOT NULL"
+            " RETURNING clip_path AS old",
+            (cutoff,),
+        )
+        return [str(row["old"]) for row in found if row["old"] is not None]
+
+    async def insert_many(self, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        """Bulk load (benches, imports): many posts in a few multi-row statements."""
+        unknown = set(columns) - set(POST_COLUMNS)
+        if unknown:
+            raise ValueError(f"not post columns: {sorted(unknown)}")
+        await _insert_many(self.tx, "posts", columns, rows)
+
+
+class LikeRows(_Store):
+    """`post_likes`, with the post's counts and the creator's daily totals kept in step."""
+
+    async def toggle(self, post_id: int, user_id: int, *, now: float) -> tuple[bool, int] | None:
+        """Like the post, or take the like back; (liked, likes) or None for no live post."""
+        post = await PostRows(self.tx, self._after_commit).lock(post_id)
+        if post is None or post["deleted_at"] is not None:
+            return None
+        day = int(now // 86400)
+        added = await self.tx.fetchall(
+            "INSERT INTO post_likes (post_id, user_id, liked_at, day) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (post_id, user_id) DO NOTHING RETURNING day",
+            (post_id, user_id, now, day),
+        )
+        if added:
+            step = 1
+        else:
+            removed = await self.tx.fetchall(
+                "DELETE FROM post_likes WHERE post_id = ? AND user_id = ? RETURNING day",
+                (post_id, user_id),
+            )
+            if not removed:  # pragma: no cover - the post's lock orders presses
+                raise RuntimeError("a like vanished under the post's lock")
+            step, day = -1, int(removed[0]["day"])
+        counted = int(user_id != post["owner_id"])
+        likes = await self.tx.fetchval(
+            "UPDATE posts SET likes = likes + ?, score = score + ? WHERE id = ? RETURNING likes",
+            (step, step * counted, post_id),
+        )
+        if counted:
+            await self.tx.execute(
+                "INSERT INTO creator_likes (platform, chat_id, day, owner_id, likes)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, chat_id, day, owner_id)"
+                " DO UPDATE SET likes = creator_likes.likes + excluded.likes",
+                (post["platform"], post["chat_id"], day, post["owner_id"], step),
+            )
+        return bool(added), int(likes)
+
+    async def has_liked(self, post_id: int, user_id: int) -> bool:
+        return await self.tx.fetchone(
+            "SELECT 1 AS yes FROM post_likes WHERE post_id = ? AND user_id = ?", (post_id, user_id)
+        ) is not None
+
+    async def top_creators(
+        self, platform: str, chat_id: str, *, since_day: int, limit: int
+    ) -> list[Row]:
+        """A chat's creators by likes received from others since `since_day` (live posts)."""
+        return await self.tx.fetchall(
+            "SELECT t.owner_id, t.likes, u.username AS owner_username,"
+            " u.display_name AS owner_display_name, u.platform_user_id AS owner_platform_user_id"
+            " FROM (SELECT owner_id, SUM(likes) AS likes FROM creator_likes"
+            " WHERE platform = ? AND chat_id = ? AND day >= ? GROUP BY owner_id"
+            " HAVING SUM(likes) > 0 ORDER BY SUM(likes) DESC, owner_id LIMIT ?) AS t"
+            " JOIN users AS u ON u.id = t.owner_id ORDER BY t.likes DESC, t.owner_id",
+            (platform, chat_id, since_day, limit),
+        )
+
+    async def insert_many(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Bulk load (benches, imports) of (post_id, user_id, liked_at, day) rows; run
+        `recount` afterwards."""
+        await _insert_many(self.tx, "post_likes", ("post_id", "user_id", "liked_at", "day"), rows)
+
+    async def recount(self) -> None:
+        """Rebuild every post's counts and the creators' daily totals from the likes."""
+        await self.tx.execute(
+            "UPDATE posts SET likes = (SELECT COUNT(*) FROM post_likes AS l"
+            " WHERE l.post_id = posts.id), score = (SELECT COUNT(*) FROM post_likes AS l"
+            " WHERE l.post_id = posts.id AND l.user_id <> posts.owner_id)"
+        )
+        await self.tx.execute("DELETE FROM creator_likes")
+        await self.tx.execute(
+            "INSERT INTO creator_likes (platform, chat_id, day, owner_id, likes)"
+            " SELECT p.platform, p.chat_id, l.day, p.owner_id, COUNT(*) FROM post_likes AS l"
+            " JOIN posts AS p ON p.id = l.post_id"
+            " WHERE l.user_id <> p.owner_id AND p.deleted_at IS NULL"
+            " GROUP BY p.platform, p.chat_id, l.day, p.owner_id"
+        )
+        if not self.postgres:
+            await self.tx.execute("ANALYZE")
+
+
+async def _insert_many(
+    tx: Executor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    # Well under both stores' limits on parameters per statement (SQLite 32,766).
+    per = max(1, 30_000 // len(columns))
+    one = f"({_marks(columns)})"
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        await tx.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * len(chunk))}",
+            tuple(value for row in chunk for value in row),
+        )
