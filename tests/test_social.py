@@ -294,3 +294,45 @@ async def test_inline_results_are_the_own_clips_matching_template_or_prompt_word
     assert await posts.recent_posts_of(alice.id, "a_cat") == []  # `_` is no wildcard
     assert await posts.recent_posts_of(alice.id, "cat hug") == []
     assert [p.id for p in await posts.recent_posts_of(alice.id, "", limit=1)] == [cat.id]
+
+
+async def test_top_kept_between_likes_matches_a_count_from_scratch(
+    posts: Posts, ledger: CreditLedger, clock: Clock
+):
+    import random
+
+    rng = random.Random(14)
+    people = [await person(ledger, i, f"u{i}") for i in range(6)]
+    made: list = []
+    liked: dict[tuple[int, int], float] = {}  # (post, person) -> when
+    deleted: set[int] = set()
+    for step in range(120):
+        await posts.top("telegram", GROUP_A)  # built early, then kept up to date
+        roll = rng.random()
+        if roll < 0.15 or not made:
+            owner = rng.choice(people)
+            made.append((await posts.record_delivered(delivered(owner, f"j{step}")), owner))
+        elif roll < 0.2:
+            post, _ = rng.choice(made)
+            await posts.delete_as_operator(post.id)
+            deleted.add(post.id)
+        elif roll < 0.3:
+            clock.now += rng.choice([0.3, 1, 4, 12]) * DAY
+        else:
+            post, _ = rng.choice(made)
+            who = rng.choice(people)
+            if post.id in deleted:
+                continue
+            liked_now, _ = await posts.toggle_like(post.id, who.id)
+            if liked_now:
+                liked[(post.id, who.id)] = clock.now
+            else:
+                del liked[(post.id, who.id)]
+        since_day = int((clock.now - 30 * DAY) // DAY) + 1
+        expected: dict[str, int] = {}
+        for (post_id, who_id), when in liked.items():
+            post, owner = next((p, o) for p, o in made if p.id == post_id)
+            if who_id != owner.id and post_id not in deleted and int(when // DAY) >= since_day:
+                expected[owner.mention_name] = expected.get(owner.mention_name, 0) + 1
+        top = await posts.top("telegram", GROUP_A)
+        assert {c.mention: c.likes for c in top} == expected, step

@@ -278,11 +278,16 @@ class Posts:
         """The chat's TOP_SIZE creators by likes received from others in the last
         TOP_DAYS days (counted by UTC day; self-likes and deleted posts left out)."""
         since_day = int((self.clock() - TOP_DAYS * DAY) // DAY) + 1
+        chat_id = str(chat_id)
         async with self.db.read() as tx:
-            rows = await tx.likes.top_creators(
-                platform, str(chat_id), since_day=since_day, limit=TOP_SIZE
-            )
-        return [_creator(row) for row in rows]
+            rows = await tx.likes.top_creators(platform, chat_id, since_day=since_day, limit=TOP_SIZE)
+        if rows is None:  # the first /top of the day in this chat sums its last 30 days
+            async with self.db.transaction() as tx:
+                await tx.likes.rebuild_window(platform, chat_id, since_day)
+                rows = await tx.likes.top_creators(
+                    platform, chat_id, since_day=since_day, limit=TOP_SIZE
+                )
+        return [_creator(row) for row in rows or ()]
 
     # --- inline mode -------------------------------------------------------------------
     async def recent_posts_of(

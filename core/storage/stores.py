@@ -596,6 +596,9 @@ class PostRows(_Store):
         post = await self.lock(post_id)
         if post is None or post["deleted_at"] is not None:
             return False
+        from_day = await LikeRows(self.tx, self._after_commit).hold_window(
+            post["platform"], post["chat_id"]
+        )
         await self.tx.execute(
             "UPDATE posts SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL", (now, post_id)
         )
@@ -608,6 +611,14 @@ class PostRows(_Store):
             (post_id, post["owner_id"], post["platform"], post["chat_id"], post["owner_id"],
              post_id),
         )
+        if from_day >= 0:
+            await self.tx.execute(
+                "UPDATE creator_window SET likes = likes - (SELECT COUNT(*) FROM post_likes AS l"
+                " WHERE l.post_id = ? AND l.user_id <> ? AND l.day >= ?)"
+                " WHERE platform = ? AND chat_id = ? AND owner_id = ?",
+                (post_id, post["owner_id"], from_day, post["platform"], post["chat_id"],
+                 post["owner_id"]),
+            )
         return True
 
     async def forget_clips_before(self, cutoff: float) -> list[str]:
@@ -619,13 +630,6 @@ class PostRows(_Store):
         )
         return [str(row["old"]) for row in found if row["old"] is not None]
 
-    async def insert_many(self, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
-        """Bulk load (benches, imports): many posts in a few multi-row statements."""
-        unknown = set(columns) - set(POST_COLUMNS)
-        if unknown:
-            raise ValueError(f"not post columns: {sorted(unknown)}")
-        await _insert_many(self.tx, "posts", columns, rows)
-
 
 class LikeRows(_Store):
     """`post_likes`, with the post's counts and the creator's daily totals kept in step."""
@@ -636,6 +640,7 @@ class LikeRows(_Store):
         if post is None or post["deleted_at"] is not None:
             return None
         day = int(now // 86400)
+        from_day = await self.hold_window(post["platform"], post["chat_id"])
         added = await self.tx.fetchall(
             "INSERT INTO post_likes (post_id, user_id, liked_at, day) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (post_id, user_id) DO NOTHING RETURNING day",
@@ -663,7 +668,28 @@ class LikeRows(_Store):
                 " DO UPDATE SET likes = creator_likes.likes + excluded.likes",
                 (post["platform"], post["chat_id"], day, post["owner_id"], step),
             )
+            if 0 <= from_day <= day:
+                await self.tx.execute(
+                    "INSERT INTO creator_window (platform, chat_id, owner_id, likes)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (platform, chat_id, owner_id)"
+                    " DO UPDATE SET likes = creator_window.likes + excluded.likes",
+                    (post["platform"], post["chat_id"], post["owner_id"], step),
+                )
         return bool(added), int(likes)
+
+    async def hold_window(self, platform: str, chat_id: str) -> int:
+        """The chat's /top window start (-1: not built), held (PostgreSQL: FOR SHARE) so no
+        rebuild runs until this transaction ends; likes on days from it go in the window."""
+        await self.tx.execute(
+            "INSERT INTO chat_windows (platform, chat_id, from_day) VALUES (?, ?, -1)"
+            " ON CONFLICT (platform, chat_id) DO NOTHING",
+            (platform, chat_id),
+        )
+        suffix = " FOR SHARE" if self.postgres else ""
+        return int(await self.tx.fetchval(
+            f"SELECT from_day FROM chat_windows WHERE platform = ? AND chat_id = ?{suffix}",
+            (platform, chat_id),
+        ))
 
     async def has_liked(self, post_id: int, user_id: int) -> bool:
         return await self.tx.fetchone(
@@ -672,22 +698,52 @@ class LikeRows(_Store):
 
     async def top_creators(
         self, platform: str, chat_id: str, *, since_day: int, limit: int
-    ) -> list[Row]:
-        """A chat's creators by likes received from others since `since_day` (live posts)."""
+    ) -> list[Row] | None:
+        """A chat's creators by likes received from others since `since_day` (live posts),
+        or None when the chat's window starts on another day (`rebuild_window` first)."""
+        from_day = await self.tx.fetchval(
+            "SELECT from_day FROM chat_windows WHERE platform = ? AND chat_id = ?",
+            (platform, chat_id),
+        )
+        if from_day is None or int(from_day) != since_day:
+            return None
         return await self.tx.fetchall(
-            "SELECT t.owner_id, t.likes, u.username AS owner_username,"
+            "SELECT w.owner_id, w.likes, u.username AS owner_username,"
             " u.display_name AS owner_display_name, u.platform_user_id AS owner_platform_user_id"
-            " FROM (SELECT owner_id, SUM(likes) AS likes FROM creator_likes"
-            " WHERE platform = ? AND chat_id = ? AND day >= ? GROUP BY owner_id"
-            " HAVING SUM(likes) > 0 ORDER BY SUM(likes) DESC, owner_id LIMIT ?) AS t"
-            " JOIN users AS u ON u.id = t.owner_id ORDER BY t.likes DESC, t.owner_id",
-            (platform, chat_id, since_day, limit),
+            " FROM creator_window AS w JOIN users AS u ON u.id = w.owner_id"
+            " WHERE w.platform = ? AND w.chat_id = ? AND w.likes > 0"
+            " ORDER BY w.likes DESC, w.owner_id LIMIT ?",
+            (platform, chat_id, limit),
         )
 
-    async def insert_many(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Bulk load (benches, imports) of (post_id, user_id, liked_at, day) rows; run
-        `recount` afterwards."""
-        await _insert_many(self.tx, "post_likes", ("post_id", "user_id", "liked_at", "day"), rows)
+    async def rebuild_window(self, platform: str, chat_id: str, since_day: int) -> None:
+        """Sum the chat's daily creator totals from `since_day` into its /top window."""
+        await self.tx.execute(
+            "INSERT INTO chat_windows (platform, chat_id, from_day) VALUES (?, ?, -1)"
+            " ON CONFLICT (platform, chat_id) DO NOTHING",
+            (platform, chat_id),
+        )
+        suffix = " FOR UPDATE" if self.postgres else ""
+        from_day = await self.tx.fetchval(
+            f"SELECT from_day FROM chat_windows WHERE platform = ? AND chat_id = ?{suffix}",
+            (platform, chat_id),
+        )
+        if int(from_day) == since_day:
+            return  # another instance just built it
+        await self.tx.execute(
+            "DELETE FROM creator_window WHERE platform = ? AND chat_id = ?", (platform, chat_id)
+        )
+        await self.tx.execute(
+            "INSERT INTO creator_window (platform, chat_id, owner_id, likes)"
+            " SELECT platform, chat_id, owner_id, SUM(likes) FROM creator_likes"
+            " WHERE platform = ? AND chat_id = ? AND day >= ?"
+            " GROUP BY platform, chat_id, owner_id HAVING SUM(likes) > 0",
+            (platform, chat_id, since_day),
+        )
+        await self.tx.execute(
+            "UPDATE chat_windows SET from_day = ? WHERE platform = ? AND chat_id = ?",
+            (since_day, platform, chat_id),
+        )
 
     async def recount(self) -> None:
         """Rebuild every post's counts and the creators' daily totals from the likes."""
@@ -697,6 +753,8 @@ class LikeRows(_Store):
             " WHERE l.post_id = posts.id AND l.user_id <> posts.owner_id)"
         )
         await self.tx.execute("DELETE FROM creator_likes")
+        await self.tx.execute("DELETE FROM creator_window")
+        await self.tx.execute("DELETE FROM chat_windows")
         await self.tx.execute(
             "INSERT INTO creator_likes (platform, chat_id, day, owner_id, likes)"
             " SELECT p.platform, p.chat_id, l.day, p.owner_id, COUNT(*) FROM post_likes AS l"
@@ -704,8 +762,35 @@ class LikeRows(_Store):
             " WHERE l.user_id <> p.owner_id AND p.deleted_at IS NULL"
             " GROUP BY p.platform, p.chat_id, l.day, p.owner_id"
         )
-        if not self.postgres:
-            await self.tx.execute("ANALYZE")
+        # Fresh statistics, so the planner reads the feed from its index.
+        for table in ("posts", "post_likes", "creator_likes", "users"):
+            await self.tx.execute(f"ANALYZE {table}")
+
+
+class BulkRows(_Store):
+    """Bulk loading for benches and imports: many rows in a few multi-row statements."""
+
+    TABLES = {
+        "users": ("platform", "platform_user_id", "display_name", "username", "created_at",
+                  "seen_at"),
+        "posts": POST_COLUMNS,
+        "post_likes": ("post_id", "user_id", "liked_at", "day"),
+    }
+
+    async def insert(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        allowed = self.TABLES.get(table, ())
+        if not columns or set(columns) - set(allowed):
+            raise ValueError(f"cannot bulk load {table} ({', '.join(columns)})")
+        await _insert_many(self.tx, table, columns, rows)
+
+    async def ids(self, table: str, key: str) -> dict[str, int]:
+        """`key` → id of every row of a bulk-loaded table (users: platform_user_id)."""
+        if table not in self.TABLES or key not in self.TABLES[table]:
+            raise ValueError(f"not a bulk key: {table}.{key}")
+        found = await self.tx.fetchall(f"SELECT id, {key} AS k FROM {table}")
+        return {str(row["k"]): int(row["id"]) for row in found}
 
 
 async def _insert_many(

@@ -42,3 +42,20 @@ CREATE TABLE creator_likes (
     likes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (platform, chat_id, day, owner_id)
 );
+
+-- /top's answer kept ready: each creator's likes from others since the chat's from_day
+-- (the sum of its creator_likes days), rebuilt when the 30-day window moves to a new day.
+CREATE TABLE chat_windows (
+    platform TEXT NOT NULL,
+    chat_id TEXT NOT NULL,
+    from_day INTEGER NOT NULL,        -- -1: not built yet
+    PRIMARY KEY (platform, chat_id)
+);
+CREATE TABLE creator_window (
+    platform TEXT NOT NULL,
+    chat_id TEXT NOT NULL,
+    owner_id INTEGER NOT NULL REFERENCES users (id),
+    likes INTEGER NOT NULL,
+    PRIMARY KEY (platform, chat_id, owner_id)
+);
+CREATE INDEX creator_window_rank ON creator_window (platform, chat_id, likes DESC, owner_id);
