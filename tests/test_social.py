@@ -336,3 +336,28 @@ async def test_top_kept_between_likes_matches_a_count_from_scratch(
                 expected[owner.mention_name] = expected.get(owner.mention_name, 0) + 1
         top = await posts.top("telegram", GROUP_A)
         assert {c.mention: c.likes for c in top} == expected, step
+
+
+async def test_the_cleanup_keeps_a_posts_clip_for_post_ttl_days_not_media_ttl_hours(
+    tmp_path: Path,
+):
+    import os
+    import time
+
+    from core.media_store import MediaStore
+    from core.social.posts import keep_clip
+
+    root = tmp_path / "media"
+    output = root / "outputs" / "j1.mp4"
+    output.parent.mkdir(parents=True)
+    output.write_bytes(b"clip")
+    kept = keep_clip(root, output, "j1")
+    old = root / "outputs" / "j0.mp4"
+    old.write_bytes(b"old clip")
+    gone = keep_clip(root, old, "j0")
+    now = time.time()
+    os.utime(output, (now - 3 * DAY, now - 3 * DAY))  # past MEDIA_TTL_HOURS, not POST_TTL_DAYS
+    os.utime(old, (now - 31 * DAY, now - 31 * DAY))
+    await MediaStore(root, ttl_hours=48, post_ttl_days=30).clean()
+    assert not output.exists() and kept.read_bytes() == b"clip"
+    assert not old.exists() and not gone.exists()
