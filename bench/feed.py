@@ -111,8 +111,12 @@ async def load(url: str, args: argparse.Namespace) -> float:
                 for k, person in enumerate(people):
                     liked_at = min(NOW, created + (k + 1) * 600.0)
                     like_rows.append((post_id, user_ids[str(person)], liked_at, int(liked_at // DAY)))
+            inserted = time.perf_counter()
             await uow.bulk.insert("post_likes", ("post_id", "user_id", "liked_at", "day"), like_rows)
+            liked = time.perf_counter()
             await uow.likes.recount()
+            print(f"  posts {inserted - started:.1f}s, likes {liked - inserted:.1f}s,"
+                  f" recount {time.perf_counter() - liked:.1f}s")
     finally:
         await db.close()
     return time.perf_counter() - started

@@ -361,3 +361,24 @@ async def test_the_cleanup_keeps_a_posts_clip_for_post_ttl_days_not_media_ttl_ho
     await MediaStore(root, ttl_hours=48, post_ttl_days=30).clean()
     assert not output.exists() and kept.read_bytes() == b"clip"
     assert not old.exists() and not gone.exists()
+
+
+async def test_bulk_loaded_likes_recount_to_what_pressing_gives(
+    db: Database, posts: Posts, ledger: CreditLedger
+):
+    alice, bob, carol = (await person(ledger, 1, "alice"), await person(ledger, 2, "bob"),
+                         await person(ledger, 3, "carol"))
+    pressed = await posts.record_delivered(delivered(alice, "a1"))
+    loaded = await posts.record_delivered(delivered(alice, "a2"))
+    for who in (alice, bob, carol):
+        await posts.toggle_like(pressed.id, who.id)
+    async with db.transaction() as uow:
+        await uow.bulk.insert("post_likes", ("post_id", "user_id", "liked_at", "day"), [
+            (loaded.id, who.id, NOW, int(NOW // DAY)) for who in (alice, bob, carol)
+        ])
+        await uow.likes.recount()
+        with pytest.raises(ValueError):
+            await uow.bulk.insert("ledger", ("delta",), [(1,)])
+    again = {p.id: (p.likes, p.score) for p in (await posts.feed("telegram", GROUP_A)).posts}
+    assert again == {pressed.id: (3, 2), loaded.id: (3, 2)}
+    assert [(c.mention, c.likes) for c in await posts.top("telegram", GROUP_A)] == [("@alice", 4)]

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import math
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -147,7 +148,8 @@ def keep_clip(media_dir: Path, output: Path, job_id: str) -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.part")
+    # its own temporary name: two deliveries of one job may keep the clip at once
+    partial = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
     try:
         os.link(output, partial)
     except OSError:

@@ -747,10 +747,12 @@ class LikeRows(_Store):
 
     async def recount(self) -> None:
         """Rebuild every post's counts and the creators' daily totals from the likes."""
+        await self.tx.execute("UPDATE posts SET likes = 0, score = 0")
         await self.tx.execute(
-            "UPDATE posts SET likes = (SELECT COUNT(*) FROM post_likes AS l"
-            " WHERE l.post_id = posts.id), score = (SELECT COUNT(*) FROM post_likes AS l"
-            " WHERE l.post_id = posts.id AND l.user_id <> posts.owner_id)"
+            "UPDATE posts SET likes = c.likes, score = c.score FROM (SELECT l.post_id,"
+            " COUNT(*) AS likes, SUM(CASE WHEN l.user_id <> p.owner_id THEN 1 ELSE 0 END)"
+            " AS score FROM post_likes AS l JOIN posts AS p ON p.id = l.post_id"
+            " GROUP BY l.post_id) AS c WHERE posts.id = c.post_id"
         )
         await self.tx.execute("DELETE FROM creator_likes")
         await self.tx.execute("DELETE FROM creator_window")
@@ -768,26 +770,46 @@ class LikeRows(_Store):
 
 
 class BulkRows(_Store):
-    """Bulk loading for benches and imports: many rows in a few multi-row statements."""
+    """Bulk loading for benches and imports: many rows in a few statements."""
 
-    TABLES = {
-        "users": ("platform", "platform_user_id", "display_name", "username", "created_at",
-                  "seen_at"),
-        "posts": POST_COLUMNS,
-        "post_likes": ("post_id", "user_id", "liked_at", "day"),
+    # Loadable columns and their PostgreSQL types (rows go there as one array per column).
+    TABLES: dict[str, dict[str, str]] = {
+        "users": {
+            "platform": "text", "platform_user_id": "text", "display_name": "text",
+            "username": "text", "created_at": "double precision", "seen_at": "double precision",
+        },
+        "posts": {
+            "job_id": "text", "platform": "text", "chat_id": "text", "owner_id": "bigint",
+            "created_at": "double precision", "source_post_id": "bigint", "generation": "integer",
+            "clip_path": "text", "file_id": "text", "message_id": "text", "search_text": "text",
+            "deleted_at": "double precision",
+        },
+        "post_likes": {
+            "post_id": "bigint", "user_id": "bigint", "liked_at": "double precision",
+            "day": "integer",
+        },
     }
 
     async def insert(
         self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
-        allowed = self.TABLES.get(table, ())
-        if not columns or set(columns) - set(allowed):
+        types = self.TABLES.get(table, {})
+        if not columns or set(columns) - set(types):
             raise ValueError(f"cannot bulk load {table} ({', '.join(columns)})")
-        await _insert_many(self.tx, table, columns, rows)
+        if not self.postgres:
+            await _insert_many(self.tx, table, columns, rows)
+            return
+        arrays = ", ".join(f"CAST(? AS {types[column]}[])" for column in columns)
+        for start in range(0, len(rows), 100_000):
+            chunk = rows[start:start + 100_000]
+            await self.tx.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})",
+                tuple([row[i] for row in chunk] for i in range(len(columns))),
+            )
 
     async def ids(self, table: str, key: str) -> dict[str, int]:
         """`key` → id of every row of a bulk-loaded table (users: platform_user_id)."""
-        if table not in self.TABLES or key not in self.TABLES[table]:
+        if key not in self.TABLES.get(table, {}):
             raise ValueError(f"not a bulk key: {table}.{key}")
         found = await self.tx.fetchall(f"SELECT id, {key} AS k FROM {table}")
         return {str(row["k"]): int(row["id"]) for row in found}
