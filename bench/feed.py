@@ -117,6 +117,8 @@ async def load(url: str, args: argparse.Namespace) -> float:
             await uow.likes.recount()
             print(f"  posts {inserted - started:.1f}s, likes {liked - inserted:.1f}s,"
                   f" recount {time.perf_counter() - liked:.1f}s")
+        async with db.read() as uow:
+            await uow.bulk.settle()
     finally:
         await db.close()
     return time.perf_counter() - started

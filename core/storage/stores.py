@@ -807,6 +807,13 @@ class BulkRows(_Store):
                 tuple([row[i] for row in chunk] for i in range(len(columns))),
             )
 
+    async def settle(self) -> None:
+        """After a bulk load, in a read unit (outside a transaction): PostgreSQL's VACUUM
+        marks the new pages all-visible, so the feed reads its index alone."""
+        if self.postgres:
+            for table in ("posts", "post_likes", "creator_likes", "creator_window"):
+                await self.tx.execute(f"VACUUM (ANALYZE) {table}")
+
     async def ids(self, table: str, key: str) -> dict[str, int]:
         """`key` → id of every row of a bulk-loaded table (users: platform_user_id)."""
         if key not in self.TABLES.get(table, {}):
