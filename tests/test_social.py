@@ -13,6 +13,7 @@ from core.credits import CreditLedger
 from core.jobs import DELIVERED, Job
 from core.screens import decode_action
 from core.social import (
+    DELETE,
     FEED_PAGE,
     LIKE,
     REMIX,
@@ -121,6 +122,11 @@ async def test_post_answers_only_in_its_chat_or_to_its_owner(posts: Posts, ledge
     here = post_screen("ko", chain, user_id=bob.id, platform="telegram", chat_id=GROUP_A)
     actions = [decode_action(b.data) for b in here.all_buttons()]
     assert actions == [(LIKE, (str(post.id),)), (REMIX, (str(post.id),))]
+    # 🗑 for the owner, and for an admin of the post's chat there
+    assert (DELETE, (str(post.id),)) in [decode_action(b.data) for b in owner_in_dm.all_buttons()]
+    admin_here = post_screen("en", chain, user_id=bob.id, platform="telegram", chat_id=GROUP_A,
+                             is_chat_admin=True)
+    assert (DELETE, (str(post.id),)) in [decode_action(b.data) for b in admin_here.all_buttons()]
     assert parse_post_id(" 12 ") == 12 and parse_post_id("#7") == 7
     assert parse_post_id("12; drop") is None and parse_post_id("٣") is None
 

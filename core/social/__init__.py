@@ -14,6 +14,7 @@ from core.social.posts import (
     Posts,
 )
 from core.social.screens import (
+    DELETE,
     FEED_PAGE,
     LIKE,
     REMIX,
@@ -29,7 +30,7 @@ from core.social.screens import (
 )
 
 __all__ = [
-    "FEED_DAYS", "FEED_PAGE", "FEED_PAGE_SIZE", "LIKE", "POST_TTL_DAYS", "REMIX", "TOP_DAYS",
+    "DELETE", "FEED_DAYS", "FEED_PAGE", "FEED_PAGE_SIZE", "LIKE", "POST_TTL_DAYS", "REMIX", "TOP_DAYS",
     "TOP_SIZE", "Creator", "Deleted", "FeedPage", "Link", "Post", "PostGone", "Posts",
     "delete_answer", "feed_screen", "like_answer", "like_button", "lineage_line",
     "parse_post_id", "post_screen", "top_screen",

@@ -12,7 +12,7 @@ from core.i18n import t
 from core.screens import Button, Screen
 from core.social.posts import FEED_PAGE_SIZE, Creator, FeedPage, Post
 
-LIKE, REMIX, FEED_PAGE = "post.like", "post.remix", "feed.page"
+LIKE, REMIX, DELETE, FEED_PAGE = "post.like", "post.remix", "post.delete", "feed.page"
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,11 @@ def chain_links(chain: list[Post], platform: str, chat_id: str) -> list[Link]:
 
 def post_screen(
     lang: str, chain: list[Post], *, user_id: int, platform: str, chat_id: str,
-    asked: str = "",
+    asked: str = "", is_chat_admin: bool = False,
 ) -> Screen:
     """The answer to `/post ID`: the post and where it comes from, generation by
-    generation. `chain` is `Posts.chain(id)`; a post the asker may not see is "not found"."""
+    generation. `chain` is `Posts.chain(id)`; a post the asker may not see is "not found".
+    Its owner (or an admin of its chat, there) also gets 🗑 Delete."""
     if not chain or not may_see_post(chain[0], user_id=user_id, platform=platform, chat_id=chat_id):
         return Screen(t(lang, "social.post.not_found", id=asked or (chain[0].id if chain else "")))
     post = chain[0]
@@ -101,8 +102,10 @@ def post_screen(
         oldest = chain[-1]
         if oldest.source_post_id is not None:  # cut at CHAIN_LIMIT, or a source that is gone
             lines.append(t(lang, "social.post.chain_more"))
-    buttons = ((_like_button(lang, post), Button(t(lang, "social.button.remix"), REMIX, (str(post.id),))),)
-    return Screen("\n".join(lines), buttons)
+    row = [_like_button(lang, post), Button(t(lang, "social.button.remix"), REMIX, (str(post.id),))]
+    if post.owner_id == user_id or (is_chat_admin and post.in_chat(platform, chat_id)):
+        row.append(Button(t(lang, "social.button.delete"), DELETE, (str(post.id),), "danger"))
+    return Screen("\n".join(lines), (tuple(row),))
 
 
 def _chain_item(lang: str, link: Link) -> str:
