@@ -24,7 +24,7 @@ from core.http import REPLICATE_WEBHOOK_PATH, HttpServer
 from core.jobs import JobStore
 from core.media import ffmpeg
 from core.media.fit import fit_video
-from core.media_store import MediaStore
+from core.media_store import MediaStore, media_store_from
 from core.notify import Notifier, OutputMedia
 from core.platform_files import PlatformFiles
 from core.ratelimit import UpdateRateLimiter
@@ -60,6 +60,7 @@ class Services:
         await self.engine.stop()
         await self.http.stop()
         await self.backend.close()
+        await self.media.close()
         await self.db.close()
 
 
@@ -94,8 +95,12 @@ async def build_services(settings: Settings) -> Services:
     jobs = JobStore(db, ledger)
     # A session cannot outlive the media it works on.
     sessions = SessionStore(db, ttl=min(SESSION_TTL, settings.media_ttl_hours * 3600))
-    media = MediaStore(settings.media_dir, settings.media_ttl_hours, db=db,
-                       quota_mb=settings.max_media_mb_per_user)
+    media = media_store_from(settings, db)
+    try:
+        await media.start()  # a bad S3 setting stops start-up here, naming the variable
+    except BaseException:
+        await db.close()
+        raise
     models = build_models(settings)
     templates = TemplateCatalogue.load(settings.templates_file)
     backend = make_backend(settings, media)

@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +76,14 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///data/lokiz.db"
     redis_url: str | None = None
     media_dir: Path = Path("data/media")
+    # s3://bucket/prefix: media shared by every instance; MEDIA_DIR becomes a local cache
+    media_url: str | None = None
+    s3_endpoint_url: str | None = None  # empty = AWS; else MinIO, R2, Garage…
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # the bucket is reachable from the internet: Replicate gets presigned URLs, not uploads
+    media_public: bool = False
     media_ttl_hours: int = Field(default=48, ge=1)
     post_ttl_days: int = Field(default=30, ge=1)  # a post keeps its clip this long
     ffmpeg_binary: Path | None = None
@@ -140,6 +150,47 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
 
+    @field_validator("media_url", "s3_endpoint_url", "s3_access_key_id", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("s3_secret_access_key")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @field_validator("media_url")
+    @classmethod
+    def _valid_media_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from core.media_s3 import parse_media_url
+
+            parse_media_url(value)
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _valid_endpoint(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL (empty = AWS S3)")
+            if parts.username or parts.password:
+                raise ValueError("must not hold credentials: use S3_ACCESS_KEY_ID and"
+                                 " S3_SECRET_ACCESS_KEY")
+        return value
+
+    @field_validator("s3_region")
+    @classmethod
+    def _valid_region(cls, value: str) -> str:
+        value = value.strip() or "us-east-1"
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", value):
+            raise ValueError("must look like us-east-1 (lowercase letters, digits, dashes)")
+        return value
+
     @field_validator("ffmpeg_binary")
     @classmethod
     def _absolute_ffmpeg(cls, value: Path | None) -> Path | None:
@@ -153,6 +204,14 @@ class Settings(BaseSettings):
             raise ValueError("GENERATOR: 'replicate' needs REPLICATE_API_TOKEN")
         if self.telegram_webhook and not self.public_url:
             raise ValueError("TELEGRAM_WEBHOOK: webhook mode needs PUBLIC_URL")
+        if self.media_url:
+            if self.s3_access_key_id is None:
+                raise ValueError("S3_ACCESS_KEY_ID: MEDIA_URL=s3://… needs S3_ACCESS_KEY_ID")
+            if self.s3_secret_access_key is None:
+                raise ValueError(
+                    "S3_SECRET_ACCESS_KEY: MEDIA_URL=s3://… needs S3_SECRET_ACCESS_KEY")
+        elif self.media_public:
+            raise ValueError("MEDIA_PUBLIC: needs MEDIA_URL=s3://… (a local folder is private)")
         if self.max_active_jobs_per_user > self.max_concurrent_jobs:
             raise ValueError(
                 "MAX_ACTIVE_JOBS_PER_USER: cannot exceed MAX_CONCURRENT_JOBS"
@@ -185,6 +244,7 @@ class Settings(BaseSettings):
             self.replicate_webhook_secret,
             self.metrics_token,
             self.telegram_webhook_secret,
+            self.s3_secret_access_key,
         ]
         found = [v.get_secret_value() for v in values if v and v.get_secret_value()]
         database_password = url_password(self.database_url)
@@ -202,8 +262,11 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         if loc:
             variable = str(loc[0]).upper()
             given = error.get("input")
-            if variable == "DATABASE_URL" and isinstance(given, str):
+            if variable in ("DATABASE_URL", "MEDIA_URL", "S3_ENDPOINT_URL") and isinstance(
+                given, str
+            ):
                 given = redact_url(given)
-            shown = "" if variable.endswith(("TOKEN", "SECRET")) else f" (got {given!r})"
+            secret = variable.endswith(("TOKEN", "SECRET")) or "SECRET" in variable
+            shown = "" if secret else f" (got {given!r})"
             raise ConfigError(f"{variable}: {message}{shown}") from None
         raise ConfigError(message) from None

@@ -27,8 +27,9 @@ pytest_plugins = ["tests.media_factory"]
 
 # Tests never read a developer's .env or real tokens from the environment.
 for _name in list(os.environ):
-    if _name.startswith(("TELEGRAM_", "DISCORD_", "REPLICATE_")) or _name in (
-        "DATABASE_URL", "GENERATOR", "ADMIN_IDS", "PUBLIC_URL", "MEDIA_DIR",
+    if _name.startswith(("TELEGRAM_", "DISCORD_", "REPLICATE_", "S3_")) or _name in (
+        "DATABASE_URL", "GENERATOR", "ADMIN_IDS", "PUBLIC_URL", "MEDIA_DIR", "MEDIA_URL",
+        "MEDIA_PUBLIC",
     ):
         del os.environ[_name]
 
