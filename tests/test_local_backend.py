@@ -20,8 +20,8 @@ from core.backends.base import (
     PredictionLost,
 )
 from core.backends.local import LocalBackend
+from core.backends.local.render import LOOKS
 from core.media import probe
-from core.media.render import LOOKS
 from tests.media_factory import audio_seconds, first_frame, mean_rgb
 
 VEO = "google/veo-3-fast"

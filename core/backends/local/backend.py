@@ -33,10 +33,10 @@ from core.backends.base import (
     Prediction,
     PredictionLost,
 )
+from core.backends.local.render import pick_look, render_glitch, render_music, render_template
 from core.errors import LokizError
 from core.media.ffmpeg import cpu_slot
 from core.media.probe import probe_image_sync, probe_sync
-from core.media.render import pick_look, render_glitch, render_music, render_template
 
 log = logging.getLogger(__name__)
 
