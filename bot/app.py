@@ -78,8 +78,10 @@ def make_backend(settings: Settings, media: MediaStore) -> Backend:
         from core.backends.replicate import ReplicateBackend
 
         assert settings.replicate_api_token is not None
+        configured = settings.replicate_webhook_secret
         return ReplicateBackend(
-            settings.replicate_api_token.get_secret_value(), settings.replicate_base_url
+            settings.replicate_api_token.get_secret_value(), settings.replicate_base_url,
+            webhook_secret=configured.get_secret_value() if configured else None,
         )
     from core.backends.local import LocalBackend
 
@@ -123,17 +125,8 @@ async def build_services(settings: Settings) -> Services:
         default_language=settings.default_language, starter_credits=settings.starter_credits,
         music_is_bark=models[MUSIC].model_id == settings.model_music_bark,
     )
-    secret_source = None
-    if webhook_url:
-        configured = settings.replicate_webhook_secret
-
-        async def secret_source() -> str:
-            if configured is not None:
-                return configured.get_secret_value()
-            return await backend.webhook_secret()  # type: ignore[attr-defined,no-any-return]
-
     http = HttpServer(db=db, engine=engine, jobs=jobs, host=settings.http_host,
-                      port=settings.http_port, webhook_secret=secret_source)
+                      port=settings.http_port, webhooks=backend if webhook_url else None)
     return Services(
         settings=settings, db=db, ledger=ledger, jobs=jobs, sessions=sessions, media=media,
         backend=backend, engine=engine, studio=studio, account=Account(studio, jobs, engine),

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from core.backends.base import StartRecord
 from core.catalogue import JobRequest
 from core.credits import CreditLedger
 from core.ids import short_id
@@ -178,6 +179,30 @@ class JobStore:
         return await self._update(
             job_id, "prepared_inputs = ?", (json.dumps(inputs),), (QUEUED, RUNNING)
         )
+
+    # --- the backend port's start log (see core.backends.base.StartLog) ------------
+    async def start_record(self, job_id: str) -> StartRecord | None:
+        """What the backend port knows of the job's prediction; None once the job ended."""
+        async with self.db.read() as tx:
+            row = await tx.fetchone(
+                "SELECT prepared_inputs, creating_since, prediction_id FROM jobs"
+                " WHERE id = ? AND status IN ('queued', 'running')",
+                (job_id,),
+            )
+        if row is None:
+            return None
+        inputs = json.loads(row["prepared_inputs"]) if row["prepared_inputs"] else None
+        return StartRecord(inputs, row["creating_since"], row["prediction_id"])
+
+    async def record_prepared(self, job_id: str, inputs: dict[str, Any]) -> bool:
+        return await self.set_prepared(job_id, inputs)
+
+    async def record_creating(self, job_id: str) -> bool:
+        """Before the create request: from now on the prediction may exist."""
+        return await self._update(job_id, "creating_since = ?", (time.time(),), (QUEUED, RUNNING))
+
+    async def record_created(self, job_id: str, prediction_id: str) -> bool:
+        return await self._update(job_id, "prediction_id = ?", (prediction_id,), (QUEUED, RUNNING))
 
     async def set_running(self, job_id: str, prediction_id: str, deadline_at: float) -> bool:
         """Store the prediction id before any waiting (a restart re-attaches by it)."""

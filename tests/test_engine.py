@@ -255,8 +255,9 @@ async def test_restart_after_upload_but_before_the_id_was_stored_adopts_the_pred
     engine = world.make_engine()
     job = await submit(engine, world.user)
     spec = world.models[TEMPLATE]
-    inputs = await world.backend.prepare(job.id, spec.inputs_for(job.request))
+    inputs = await world.backend.prepare(job.id, dict(spec.request_for(job.id, job.request).inputs))
     await store.set_prepared(job.id, inputs)
+    await store.record_creating(job.id)
     await world.backend.create(job.id, spec.model_id, inputs)  # created, then the crash
     await engine.stop()
     second = world.make_engine()

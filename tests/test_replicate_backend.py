@@ -20,15 +20,17 @@ from core.backends.base import (
     FAILED,
     SUCCEEDED,
     BackendError,
+    GenerationRequest,
+    MemoryStartLog,
     OutputMissing,
     Prediction,
     PredictionLost,
+    extract_output_url,
 )
 from core.backends.replicate import (
     OutputTooLarge,
     ReplicateBackend,
     TokenBucket,
-    extract_output_url,
     parse_prediction_payload,
 )
 from core.webhooks import verify_webhook
@@ -102,7 +104,6 @@ def job_inputs(model: str, files: dict[str, Path]) -> dict[str, Any]:
             "generate_audio": False,
             "seed": 1234,
             "negative_prompt": "blurry",
-            "_template": "neon",  # a local-backend hint: never sent
         }
     if model in (WAN_ANIMATE, WAN_REPLACE):
         return {
@@ -112,7 +113,6 @@ def job_inputs(model: str, files: dict[str, Path]) -> dict[str, Any]:
             "frames_per_second": 24,
             "go_fast": True,
             "seed": 7,
-            "_trim_start": 0.0,
         }
     if model == BARK:
         return {
@@ -156,11 +156,13 @@ async def test_each_model_runs_end_to_end(
     fake.set_media(model, result_media)
     job_id = f"job-{model.split('/')[1][:12]}"
     raw = job_inputs(model, files)
+    starts = MemoryStartLog()
+    request = GenerationRequest("any", model, raw, hints={"look": "neon"})
 
-    inputs = await backend.prepare(job_id, raw)
-    json.dumps(inputs)  # storable as is
-    assert not any(key.startswith("_") for key in inputs)
-    prediction_id = await backend.create(job_id, model, inputs)
+    prediction_id = await backend.start(job_id, request, starts=starts)
+    record = await starts.start_record(job_id)
+    assert record is not None and record.prediction_id == prediction_id
+    json.dumps(record.inputs)  # storable as is
     done = await run_to_end(backend, prediction_id)
 
     assert done.status == SUCCEEDED
@@ -171,8 +173,9 @@ async def test_each_model_runs_end_to_end(
 
     (sent,) = fake.predictions_of(model)
     assert sent.id == prediction_id
-    expected = {k: v for k, v in raw.items() if not k.startswith("_") and not isinstance(v, Path)}
+    expected = {k: v for k, v in raw.items() if not isinstance(v, Path)}
     assert {k: v for k, v in sent.input.items() if k in expected} == expected
+    assert set(sent.input) == set(raw)  # the hints were never sent
     for key, value in raw.items():
         if isinstance(value, Path):  # uploaded, then sent as the file's URL
             uploaded = fake.file_of_url(sent.input[key])
