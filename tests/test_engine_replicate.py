@@ -261,3 +261,29 @@ async def test_a_forged_webhook_is_rejected_and_changes_nothing(rig, replicate_f
         assert (await rig.jobs.get(job.id)).status == "delivered"
     finally:
         await server.stop()
+
+
+async def test_a_music_job_whose_create_went_through_before_a_crash_adopts_it(rig, replicate_fake):
+    request = JobRequest(MUSIC, prompt="la la la", options={"style": "sing"})
+    crashed = rig.engine()  # never started: it stores and queues, then "dies"
+    mine = await crashed.submit(user_id=rig.user.id, platform="telegram", chat_id="1",
+                                language="en", request=request)
+    spec = rig.models[MUSIC]
+    generation = spec.request_for(mine.id, mine.request)
+    await rig.jobs.record_prepared(mine.id, dict(generation.inputs))
+    await rig.jobs.record_creating(mine.id)
+    made = await rig.backend.create(mine.id, spec.model_id, dict(generation.inputs))  # then the crash
+    other = ReplicateBackend(replicate_fake.token, replicate_fake.api_url)  # someone else, same song
+    await other.create("job-x", spec.model_id, {**generation.inputs, "text_temp": 0.7})
+    await other.close()
+
+    fresh = ReplicateBackend(replicate_fake.token, replicate_fake.api_url, lookup_delay=0.05)
+    restarted = rig.engine(backend=fresh)  # a new process: nothing remembered in memory
+    await restarted.start()
+    await until(lambda: len(rig.notifier.delivered) == 1)
+    job = await rig.jobs.get(mine.id)
+    assert (job.status, job.prediction_id) == ("delivered", made)
+    assert len(replicate_fake.predictions_of(BARK)) == 2  # nothing created again
+    assert await rig.ledger.balance(rig.user.id) == 200 - spec.price
+    await restarted.stop()
+    await fresh.close()

@@ -89,7 +89,7 @@ class ReplicateBackend(StartOnce):
         self._webhooks = WebhookReader(webhook_secret, self._api.webhook_secret)
         self._lookup_delay = lookup_delay
         self._lookup_pages = max(1, lookup_pages)
-        self._claimed: set[str] = set()  # prediction ids this backend created or adopted
+        self._claimed: dict[str, str] = {}  # prediction id -> the job it was handed to
 
     def __repr__(self) -> str:
         return f"ReplicateBackend(base_url={self._api.base_url!r})"
@@ -105,11 +105,13 @@ class ReplicateBackend(StartOnce):
         created_after = datetime.fromtimestamp(since, UTC) - _CLOCK_SKEW
 
         async def lookup() -> str | None:
-            return await self.find_existing(request.model, inputs, created_after=created_after)
+            return await self.find_existing(
+                request.model, inputs, created_after=created_after, job_id=job_id
+            )
 
         found = await self._api.retrying(f"look up job {job_id}'s prediction", lookup)
         if found:
-            self._claimed.add(found)
+            self._claimed[found] = job_id
         return found
 
     async def _create(
@@ -177,7 +179,7 @@ class ReplicateBackend(StartOnce):
                 if found:
                     return found
             else:
-                self._claimed.add(prediction_id)
+                self._claimed[prediction_id] = job_id
                 log.info("job %s: created prediction %s on %s", job_id, prediction_id, ref.slug)
                 return prediction_id
             if attempt < self._api.max_attempts:
@@ -192,13 +194,15 @@ class ReplicateBackend(StartOnce):
         for pause in (self._lookup_delay * 0.25, self._lookup_delay):
             await asyncio.sleep(pause)
             try:
-                found = await self.find_existing(model, inputs, created_after=since)
+                found = await self.find_existing(
+                    model, inputs, created_after=since, job_id=job_id
+                )
             except BackendError as exc:
                 log.warning("job %s: looking up an unclear create failed: %s", job_id, exc)
                 continue
             if found:
                 log.warning("job %s: adopted prediction %s after an unclear create", job_id, found)
-                self._claimed.add(found)
+                self._claimed[found] = job_id
                 return found
         return None
 
@@ -208,11 +212,12 @@ class ReplicateBackend(StartOnce):
         inputs: Mapping[str, Any],
         *,
         created_after: datetime | None = None,
+        job_id: str | None = None,
     ) -> str | None:
         """The newest recent prediction of `model` with exactly `inputs`, if any.
 
         Scans the first pages of `GET /v1/predictions` (newest first), skipping
-        predictions this backend already handed out for other jobs.
+        predictions this backend already handed out to jobs other than `job_id`.
         """
         ref = ModelRef.parse(model)
         wanted = canonical(inputs)
@@ -230,7 +235,9 @@ class ReplicateBackend(StartOnce):
                 if created_after and created_at and created_at < created_after:
                     return None  # newest first: the rest is older still
                 prediction_id = item.get("id")
-                if not isinstance(prediction_id, str) or prediction_id in self._claimed:
+                if not isinstance(prediction_id, str):
+                    continue
+                if self._claimed.get(prediction_id, job_id) != job_id:
                     continue
                 if not same_model(ref, item):
                     continue
