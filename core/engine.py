@@ -396,7 +396,7 @@ class JobEngine:
                 self._webhook_results.pop(next(iter(self._webhook_results)))
             self.stats.webhooks_ignored += 1
             return False
-        if job.status != RUNNING:
+        if job.status not in (QUEUED, RUNNING):  # queued: its id is stored, `_wait` not yet begun
             self._webhook_results.pop(prediction.id, None)
             self.stats.webhooks_ignored += 1
             return False

@@ -175,33 +175,32 @@ class JobStore:
                 (message_id, time.time(), job_id),
             )
 
-    async def set_prepared(self, job_id: str, inputs: dict[str, Any]) -> bool:
-        return await self._update(
-            job_id, "prepared_inputs = ?", (json.dumps(inputs),), (QUEUED, RUNNING)
-        )
-
     # --- the backend port's start log (see core.backends.base.StartLog) ------------
     async def start_record(self, job_id: str) -> StartRecord | None:
         """What the backend port knows of the job's prediction; None once the job ended."""
         async with self.db.read() as tx:
             row = await tx.fetchone(
-                "SELECT prepared_inputs, creating_since, prediction_id FROM jobs"
+                "SELECT prepared_inputs, creating_since, prediction_id, updated_at FROM jobs"
                 " WHERE id = ? AND status IN ('queued', 'running')",
                 (job_id,),
             )
         if row is None:
             return None
         inputs = json.loads(row["prepared_inputs"]) if row["prepared_inputs"] else None
-        return StartRecord(inputs, row["creating_since"], row["prediction_id"])
+        creating_since = row["creating_since"]
+        if inputs is not None and creating_since is None:
+            creating_since = row["updated_at"]  # stored by an older version: it may have created
+        return StartRecord(inputs, creating_since, row["prediction_id"])
 
-    async def record_prepared(self, job_id: str, inputs: dict[str, Any]) -> bool:
-        return await self.set_prepared(job_id, inputs)
-
-    async def record_creating(self, job_id: str) -> bool:
-        """Before the create request: from now on the prediction may exist."""
-        return await self._update(job_id, "creating_since = ?", (time.time(),), (QUEUED, RUNNING))
+    async def record_creating(self, job_id: str, inputs: dict[str, Any]) -> bool:
+        """Before the create request: the prepared inputs, and from now on it may exist."""
+        return await self._update(
+            job_id, "prepared_inputs = ?, creating_since = ?", (json.dumps(inputs), time.time()),
+            (QUEUED, RUNNING),
+        )
 
     async def record_created(self, job_id: str, prediction_id: str) -> bool:
+        """The prediction id, stored as soon as it is known (status changes come later)."""
         return await self._update(job_id, "prediction_id = ?", (prediction_id,), (QUEUED, RUNNING))
 
     async def set_running(self, job_id: str, prediction_id: str, deadline_at: float) -> bool:

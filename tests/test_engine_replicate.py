@@ -270,8 +270,7 @@ async def test_a_music_job_whose_create_went_through_before_a_crash_adopts_it(ri
                                 language="en", request=request)
     spec = rig.models[MUSIC]
     generation = spec.request_for(mine.id, mine.request)
-    await rig.jobs.record_prepared(mine.id, dict(generation.inputs))
-    await rig.jobs.record_creating(mine.id)
+    await rig.jobs.record_creating(mine.id, dict(generation.inputs))
     made = await rig.backend.create(mine.id, spec.model_id, dict(generation.inputs))  # then the crash
     other = ReplicateBackend(replicate_fake.token, replicate_fake.api_url)  # someone else, same song
     await other.create("job-x", spec.model_id, {**generation.inputs, "text_temp": 0.7})

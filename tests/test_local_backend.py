@@ -162,8 +162,7 @@ async def test_a_job_creating_before_a_restart_is_rendered_again_once(
 ) -> None:
     starts = MemoryStartLog()
     request = GenerationRequest("template", VEO, _template_inputs(photo))
-    await starts.record_prepared("job-1", {"image": str(photo)})
-    await starts.record_creating("job-1")  # local work died with the process
+    await starts.record_creating("job-1", {"image": str(photo)})  # work died with the process
     restarted = LocalBackend(tmp_path / "work", delay=30, short_side=144)
     first, second = await asyncio.gather(
         restarted.start("job-1", request, starts=starts),

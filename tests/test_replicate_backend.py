@@ -611,8 +611,8 @@ def music_request(job_id: str, engine: str, prompt: str = "happy birthday") -> G
 class EndsDuringCreate(MemoryStartLog):
     """A job canceled while its create request is on the way."""
 
-    async def record_creating(self, job_id: str) -> bool:
-        recorded = await super().record_creating(job_id)
+    async def record_creating(self, job_id: str, inputs: dict[str, Any]) -> bool:
+        recorded = await super().record_creating(job_id, inputs)
         self.ended.add(job_id)
         return recorded
 
@@ -641,8 +641,7 @@ async def test_a_job_recorded_creating_adopts_the_prediction_made_before_a_crash
         "template", VEO, {"prompt": "x", "image": media_files(tmp_path)["frame"]}
     )
     inputs = await backend.prepare("job-1", dict(request.inputs))
-    await starts.record_prepared("job-1", inputs)
-    await starts.record_creating("job-1")
+    await starts.record_creating("job-1", inputs)
     made = await backend.create("job-1", VEO, inputs)  # the create went through, then the crash
     await backend.create("job-2", VEO, {"prompt": "x"})  # someone else's, made later
 
@@ -659,8 +658,7 @@ async def test_a_music_job_recorded_creating_is_told_apart_by_its_marker(
     starts = MemoryStartLog()
     mine, theirs = music_request("job-1", engine), music_request("job-2", engine)
     assert mine.model == model and mine.inputs["prompt"] == theirs.inputs["prompt"]
-    await starts.record_prepared("job-1", dict(mine.inputs))
-    await starts.record_creating("job-1")
+    await starts.record_creating("job-1", dict(mine.inputs))
     made = await backend.create("job-1", model, dict(mine.inputs))  # then the crash
     later = await backend.start("job-2", theirs, starts=starts)  # same prompt, newer
 
@@ -676,8 +674,8 @@ async def test_a_job_recorded_creating_whose_create_never_happened_creates_exact
     starts = MemoryStartLog()
     request = music_request("job-1", "bark")
     await backend.create("job-0", BARK, {"prompt": "happy birthday"})  # an older, other job
-    await starts.record_prepared("job-1", dict(request.inputs))
-    await starts.record_creating("job-1")  # then the crash, before the request left
+    # recorded, then the crash before the request left
+    await starts.record_creating("job-1", dict(request.inputs))
 
     restarted = make_backend(fake)
     prediction_id = await restarted.start("job-1", request, starts=starts)

@@ -7,9 +7,9 @@ The port owns idempotency: `start(job_id, …)` is the one place that decides
 between adopting the job's prediction and creating it, so a job never gets
 two, whether `start` is called twice, retried after an unclear failure or
 called again after a crash. It keeps its promise with a durable `StartLog`
-(the job store): inputs are stored before the create (uploads are never
-repeated), the job is recorded as `creating` before the create request is
-sent, and the prediction id is stored as soon as it is known.
+(the job store): before the create request is sent the job is recorded as
+`creating`, with its prepared inputs (the uploads' URLs, which a lookup can
+match); the prediction id is stored as soon as it is known.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class StartRecord:
 class StartLog(Protocol):
     """The durable record `start` keeps per job (the job store implements it).
 
-    Every `record_*` is a compare-and-set on a job that still wants its
+    Each `record_*` is a compare-and-set on a job that still wants its
     prediction (queued or running) and answers False once the job has ended.
     """
 
@@ -93,11 +93,13 @@ class StartLog(Protocol):
         """The job's record; None when the job is unknown or has ended."""
         ...
 
-    async def record_prepared(self, job_id: str, inputs: dict[str, Any]) -> bool: ...
+    async def record_creating(self, job_id: str, inputs: dict[str, Any]) -> bool:
+        """Before the create request: the prepared inputs, and that a create may follow."""
+        ...
 
-    async def record_creating(self, job_id: str) -> bool: ...
-
-    async def record_created(self, job_id: str, prediction_id: str) -> bool: ...
+    async def record_created(self, job_id: str, prediction_id: str) -> bool:
+        """The job's prediction id, as soon as it is known."""
+        ...
 
 
 class BackendError(Exception):
@@ -220,19 +222,17 @@ class StartOnce:
             raise JobGone(job_id)
         if record.prediction_id:
             return record.prediction_id
-        inputs = record.inputs
-        if inputs is None:
-            inputs = await self._prepare(job_id, request)
-            if not await starts.record_prepared(job_id, inputs):
-                raise JobGone(job_id)
-        if record.creating_since is not None:
+        if record.creating_since is not None and record.inputs is not None:
             # A create may have gone through before a crash: find it before making one.
+            inputs = record.inputs
             found = await self._find_created(job_id, request, inputs, record.creating_since)
             if found:
                 log.warning("job %s: adopted prediction %s from before a restart", job_id, found)
                 return await self._settle(job_id, found, starts)
-        elif not await starts.record_creating(job_id):
-            raise JobGone(job_id)
+        else:
+            inputs = await self._prepare(job_id, request)
+            if not await starts.record_creating(job_id, inputs):
+                raise JobGone(job_id)
         create = asyncio.ensure_future(self._create(job_id, request, inputs, webhook_url))
         try:
             prediction_id = await asyncio.shield(create)
@@ -303,11 +303,8 @@ class MemoryStartLog:
             return None
         return self.records.setdefault(job_id, StartRecord())
 
-    async def record_prepared(self, job_id: str, inputs: dict[str, Any]) -> bool:
-        return self._set(job_id, inputs=json.loads(json.dumps(inputs)))
-
-    async def record_creating(self, job_id: str) -> bool:
-        return self._set(job_id, creating_since=time.time())
+    async def record_creating(self, job_id: str, inputs: dict[str, Any]) -> bool:
+        return self._set(job_id, inputs=json.loads(json.dumps(inputs)), creating_since=time.time())
 
     async def record_created(self, job_id: str, prediction_id: str) -> bool:
         return self._set(job_id, prediction_id=prediction_id)
