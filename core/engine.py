@@ -373,9 +373,13 @@ class JobEngine:
         task = self._running.get(job.id)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
-        if job.prediction_id:
+        # Read again: an id stored since the first read is this job's too (a later one
+        # cannot be stored any more: the backend port cancels it itself).
+        fresh = await self.jobs.get(job.id)
+        prediction_id = fresh.prediction_id if fresh else job.prediction_id
+        if prediction_id:
             with contextlib.suppress(Exception):
-                await self.backend.cancel(job.prediction_id)
+                await self.backend.cancel(prediction_id)
         self._wakeup.set()
         return refunded
 

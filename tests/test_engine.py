@@ -385,3 +385,21 @@ async def test_a_job_an_older_version_left_mid_create_is_looked_up_not_created_a
     await second.start()
     await asyncio.wait_for(world.notifier.done.wait(), 5)
     assert len(world.backend.runs) == 1
+
+
+async def test_a_cancel_racing_the_create_still_stops_the_prediction(world):
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=30)
+    engine = world.make_engine()
+    finish = engine.jobs.finish_unsuccessfully
+
+    async def slow_finish(*args, **kwargs):
+        await until(lambda: world.backend.creates != [])  # the create lands meanwhile
+        await asyncio.sleep(0.05)
+        return await finish(*args, **kwargs)
+
+    engine.jobs.finish_unsuccessfully = slow_finish
+    await engine.start()
+    job = await submit(engine, world.user)
+    assert await engine.cancel(job.id, user_id=world.user.id) == 20
+    assert world.backend.cancels == ["p1"]
+    assert await job_status(world, job.id) == "canceled"
