@@ -403,3 +403,30 @@ async def test_a_cancel_racing_the_create_still_stops_the_prediction(world):
     assert await engine.cancel(job.id, user_id=world.user.id) == 20
     assert world.backend.cancels == ["p1"]
     assert await job_status(world, job.id) == "canceled"
+
+
+async def test_a_restart_in_one_process_waits_for_the_create_still_in_flight(world):
+    gate = asyncio.Event()
+    create = world.backend.create
+
+    async def slow_create(job_id, model, inputs, *, webhook_url=None):
+        await gate.wait()  # the create request is on the way
+        return await create(job_id, model, inputs, webhook_url=webhook_url)
+
+    world.backend.create = slow_create
+    first = world.make_engine()
+    await first.start()
+    job = await submit(first, world.user)
+    store = JobStore(world.db, world.ledger)
+    for _ in range(200):
+        record = await store.start_record(job.id)
+        if record and record.creating_since:
+            break
+        await asyncio.sleep(0.01)
+    await first.stop()  # the job's task is stopped mid-create
+    second = world.make_engine()
+    await second.start()
+    await asyncio.sleep(0.1)
+    gate.set()
+    await asyncio.wait_for(world.notifier.done.wait(), 5)
+    assert world.backend.creates == [job.id]

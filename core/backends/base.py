@@ -191,7 +191,9 @@ class StartOnce:
 
     def __init__(self) -> None:
         self._start_locks: dict[str, tuple[asyncio.Lock, int]] = {}
-        self._settling: set[asyncio.Task[None]] = set()
+        # Creates in flight per job: they finish (and are recorded) even when the
+        # caller is cancelled, and a later `start` for the job waits for them.
+        self._creating: dict[str, asyncio.Task[str]] = {}
 
     async def start(
         self,
@@ -206,17 +208,24 @@ class StartOnce:
         self._start_locks[job_id] = (lock, users + 1)
         try:
             async with lock:
-                return await self._start_locked(job_id, request, starts, webhook_url)
+                creating = self._creating.get(job_id)
+                if creating is None:
+                    begun = await self._begin(job_id, request, starts, webhook_url)
+                    if isinstance(begun, str):
+                        return begun
+                    creating = begun
         finally:
             lock, users = self._start_locks[job_id]
             if users <= 1:
                 del self._start_locks[job_id]
             else:
                 self._start_locks[job_id] = (lock, users - 1)
+        return await asyncio.shield(creating)
 
-    async def _start_locked(
+    async def _begin(
         self, job_id: str, request: GenerationRequest, starts: StartLog, webhook_url: str | None
-    ) -> str:
+    ) -> str | asyncio.Task[str]:
+        """The known or adopted prediction id, or the task creating it."""
         record = await starts.start_record(job_id)
         if record is None:
             raise JobGone(job_id)
@@ -233,14 +242,28 @@ class StartOnce:
             inputs = await self._prepare(job_id, request)
             if not await starts.record_creating(job_id, inputs):
                 raise JobGone(job_id)
-        create = asyncio.ensure_future(self._create(job_id, request, inputs, webhook_url))
-        try:
-            prediction_id = await asyncio.shield(create)
-        except asyncio.CancelledError:
-            # The job's task was stopped mid-create: record (or cancel) what the create makes.
-            create.add_done_callback(lambda done: self._settle_later(job_id, done, starts))
-            raise
+        task = asyncio.ensure_future(self._create_and_settle(job_id, request, inputs, webhook_url,
+                                                             starts))
+        self._creating[job_id] = task
+        task.add_done_callback(lambda done: self._created(job_id, done))
+        return task
+
+    async def _create_and_settle(
+        self,
+        job_id: str,
+        request: GenerationRequest,
+        inputs: dict[str, Any],
+        webhook_url: str | None,
+        starts: StartLog,
+    ) -> str:
+        prediction_id = await self._create(job_id, request, inputs, webhook_url)
         return await self._settle(job_id, prediction_id, starts)
+
+    def _created(self, job_id: str, task: asyncio.Task[str]) -> None:
+        if self._creating.get(job_id) is task:
+            del self._creating[job_id]
+        if not task.cancelled():
+            task.exception()  # retrieved here too: its caller may be gone
 
     async def _settle(self, job_id: str, prediction_id: str, starts: StartLog) -> str:
         """Store the id; a job that ended meanwhile gets its prediction cancelled."""
@@ -251,22 +274,10 @@ class StartOnce:
             await self.cancel(prediction_id)
         raise JobGone(job_id)
 
-    def _settle_later(self, job_id: str, create: asyncio.Future[str], starts: StartLog) -> None:
-        if create.cancelled() or create.exception() is not None:
-            return
-
-        async def settle() -> None:
-            with contextlib.suppress(JobGone, Exception):
-                await self._settle(job_id, create.result(), starts)
-
-        task = asyncio.ensure_future(settle())
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
-
     async def _close_starts(self) -> None:
-        """Let pending settlements finish (bounded) before the backend closes."""
-        if self._settling:
-            await asyncio.wait(list(self._settling), timeout=5)
+        """Let creates in flight finish and be recorded (bounded) before the backend closes."""
+        if self._creating:
+            await asyncio.wait(list(self._creating.values()), timeout=5)
 
     # -- what each backend supplies ------------------------------------------------------
 
