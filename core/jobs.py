@@ -180,7 +180,7 @@ class JobStore:
         """What the backend port knows of the job's prediction; None once the job ended."""
         async with self.db.read() as tx:
             row = await tx.fetchone(
-                "SELECT prepared_inputs, creating_since, prediction_id, updated_at FROM jobs"
+                "SELECT prepared_inputs, creating_since, prediction_id, created_at FROM jobs"
                 " WHERE id = ? AND status IN ('queued', 'running')",
                 (job_id,),
             )
@@ -189,7 +189,7 @@ class JobStore:
         inputs = json.loads(row["prepared_inputs"]) if row["prepared_inputs"] else None
         creating_since = row["creating_since"]
         if inputs is not None and creating_since is None:
-            creating_since = row["updated_at"]  # stored by an older version: it may have created
+            creating_since = row["created_at"]  # stored by an older version: it may have created
         return StartRecord(inputs, creating_since, row["prediction_id"])
 
     async def record_creating(self, job_id: str, inputs: dict[str, Any]) -> bool:
