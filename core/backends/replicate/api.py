@@ -13,6 +13,8 @@ Facts of the client (replicate 1.0.7) this module works around:
   Everything else (creates, uploads, the webhook secret) uses the public client.
 - The client retries its own GETs on 429/503/504; our own calls are not retried
   by it: the engine polls again, and lookups and cancels retry in `retrying`.
+- We never use `async_run` (a create answering `processing` makes it return None)
+  nor `async_wait` (no deadline of its own): the engine waits, under its deadline.
 """
 
 from __future__ import annotations
