@@ -127,7 +127,9 @@ async def build_services(settings: Settings) -> Services:
         music_is_bark=models[MUSIC].model_id == settings.model_music_bark,
     )
     http = HttpServer(db=db, engine=engine, jobs=jobs, host=settings.http_host,
-                      port=settings.http_port, webhooks=backend if webhook_url else None)
+                      port=settings.http_port, webhooks=backend if webhook_url else None,
+                      metrics_token=settings.metrics_token.get_secret_value()
+                      if settings.metrics_token else None)
     return Services(
         settings=settings, db=db, ledger=ledger, jobs=jobs, sessions=sessions, media=media,
         backend=backend, engine=engine, studio=studio, account=Account(studio, jobs, engine),
