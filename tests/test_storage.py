@@ -20,6 +20,7 @@ from core.jobs import QUEUED, Job, JobStore
 from core.platform_files import PlatformFiles
 from core.sessions import SessionStore
 from core.storage import Database, open_database
+from core.storage.base import migrations
 from core.users import UserDirectory
 
 pytestmark = pytest.mark.both_stores
@@ -190,19 +191,13 @@ async def test_platform_file_ids_are_remembered_and_replaced(db: Database, tmp_p
     assert await files.file_id("telegram", clip) == "B"
 
 
-def _versions() -> list[int]:
-    """Every migration's number (each dialect has the same, see below)."""
-    from core.storage.base import migrations
-
-    return [version for version, _, _ in migrations("sqlite")]
-
-
 async def test_migrate_command_applies_each_dialects_migrations_once(database_url, tmp_path):
     env = {"DATABASE_URL": database_url}
     first = run_bot("migrate", env=env, cwd=tmp_path)
     second = run_bot("migrate", env=env, cwd=tmp_path)
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
-    assert f"applied migrations {', '.join(map(str, _versions()))}" in first.stdout
+    versions = ", ".join(str(v) for v, _, _ in migrations("sqlite"))
+    assert f"applied migrations {versions}" in first.stdout
     assert "up to date" in second.stdout
 
 
@@ -210,8 +205,9 @@ async def test_instances_starting_together_migrate_once(database_url):
     opened = await asyncio.gather(*(open_database(database_url, migrate=False) for _ in range(8)))
     try:
         applied = await asyncio.gather(*(d.migrate() for d in opened))
-        assert sorted(v for versions in applied for v in versions) == _versions()
-        assert {await d.schema_version() for d in opened} == {_versions()[-1]}
+        every = [v for v, _, _ in migrations("sqlite")]
+        assert sorted(v for versions in applied for v in versions) == every
+        assert {await d.schema_version() for d in opened} == {every[-1]}
     finally:
         for d in opened:
             await d.close()
