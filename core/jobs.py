@@ -69,6 +69,8 @@ class Job:
     started_at: float | None
     deadline_at: float | None
     finished_at: float | None
+    owner_id: str | None = None  # the owner's platform user id (mentioned in groups)
+    owner_name: str | None = None  # how the chat names them, settled at submit
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -95,12 +97,13 @@ class JobStore:
         await tx.execute(
             "INSERT INTO jobs (id, user_id, platform, chat_id, language, session_id,"
             " reply_to_message_id, status_message_id, action, model, backend, request, price,"
-            " status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " status, created_at, updated_at, owner_id, owner_name)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.id, job.user_id, job.platform, job.chat_id, job.language, job.session_id,
                 job.reply_to_message_id, job.status_message_id, job.action, job.model,
                 job.backend, json.dumps(job.request.to_json()), job.price, job.status,
-                job.created_at, job.created_at,
+                job.created_at, job.created_at, job.owner_id, job.owner_name,
             ),
         )
 

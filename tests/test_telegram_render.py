@@ -12,7 +12,9 @@ from pathlib import Path
 from adapters.telegram.app import TelegramAdapter
 from adapters.telegram.notifier import LOCAL_UPLOAD_LIMIT
 from bot.app import Services, build_services
+from core.actions import Back
 from core.screens import Button, Screen
+from core.sessions import SessionData, Step
 from core.settings import load_settings
 from core.studio.replies import ChatContext, Edit
 from tests.fakes.telegram import ChatUser, TelegramFake
@@ -36,7 +38,8 @@ async def running(tmp_path: Path, *, local: bool) -> AsyncIterator[Running]:
             media_dir=tmp_path / "media", generator="local", http_port=0,
         )
         services = await build_services(settings)
-        adapter = TelegramAdapter(services)
+        adapter = TelegramAdapter(settings, services.desk)
+        adapter.mount(services.http.app)
         task = asyncio.create_task(adapter.run())
         try:
             await fake.wait_until(lambda: fake.calls_of("getUpdates"), timeout=10)
@@ -72,10 +75,11 @@ async def test_long_captions_and_text_that_becomes_a_photo(tmp_path: Path) -> No
         await fake.wait_for("sendMessage", chat_id=502)
         ctx = ChatContext("telegram", "502", "502")
         session = await world.services.sessions.create(
-            user_id=1, platform="telegram", chat_id="502", chat_kind="private", step="sheet", data={},
+            user_id=1, platform="telegram", chat_id="502", chat_kind="private", step=Step.SHEET,
+            data=SessionData(),
         )
         long_text = "🎬 " + "a long template list line. " * 60
-        buttons = ((Button("Back", "st.back", (session.id,)),),)
+        buttons = ((Button("Back", Back(session.id)),),)
         screen = Screen(long_text, buttons, image=world.media.photo)
         mark = fake.mark()
         sent = await renderer.send(ctx, screen, reply_to=None, session_id=session.id)

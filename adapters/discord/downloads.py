@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import discord
 
-from core.errors import VideoTooLarge
-from core.media_store import MediaStore
+from core.desk import Desk
+from core.errors import LokizError, VideoTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +21,10 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".m4v", ".avi", ".gif")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".heic")
 
 
-class DownloadFailed(Exception):
+class DownloadFailed(LokizError):
     """The CDN did not give us the file (expired URL, network trouble)."""
+
+    key = "discord.download_failed"
 
 
 def is_video(attachment: discord.Attachment) -> bool:
@@ -41,8 +44,8 @@ def _mb(size: int) -> str:
 
 
 class Downloader:
-    def __init__(self, media: MediaStore, limit: int = MAX_DOWNLOAD_BYTES) -> None:
-        self.media = media
+    def __init__(self, desk: Desk, limit: int = MAX_DOWNLOAD_BYTES) -> None:
+        self.desk = desk
         self.limit = limit
         self._session: aiohttp.ClientSession | None = None
 
@@ -64,7 +67,7 @@ class Downloader:
         await self.open()
         assert self._session is not None
         suffix = Path(attachment.filename).suffix.lower()[:8] or default_suffix
-        path = self.media.temp(suffix)
+        path = self.desk.temp_file(suffix)
         try:
             async with self._session.get(attachment.url) as response:
                 if response.status != 200:
@@ -88,3 +91,15 @@ class Downloader:
             raise
         log.info("downloaded attachment %s (%d bytes)", attachment.filename, attachment.size)
         return path
+
+
+@dataclass(frozen=True)
+class DiscordFile:
+    """An attachment as the Desk receives it (`core.desk.Incoming`): fetched when needed."""
+
+    downloader: Downloader
+    attachment: discord.Attachment
+    default_suffix: str = ".mp4"
+
+    async def fetch(self) -> Path:
+        return await self.downloader.fetch(self.attachment, self.default_suffix)

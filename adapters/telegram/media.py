@@ -1,4 +1,7 @@
-"""User media in: which attachment a message carries, its size check, the download."""
+"""User media in: which attachment a message carries, its size check, the download.
+
+An attachment reaches the Desk as a `TelegramFile` (an `Incoming`): the Desk
+downloads it when it needs it, and a file over the limit is a typed error it answers."""
 
 from __future__ import annotations
 
@@ -7,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 
-from core.media_store import MediaStore
+from core.desk import Desk
+from core.errors import LokizError
 
 MB = 1024 * 1024
 DOWNLOAD_LIMIT = 20 * MB  # getFile on the public Bot API server
@@ -70,12 +75,22 @@ def attachment(message: Message) -> Attachment | None:
     return None
 
 
-class Downloads:
-    """Fetches user files into the media store's temp area, within the server's limit."""
+class VideoTooBigToFetch(LokizError):
+    """Over the Bot API's download limit; params: size_mb, limit_mb."""
 
-    def __init__(self, bot: Bot, media: MediaStore, *, local_server: bool) -> None:
+    key = "telegram.video_too_large"
+
+
+class ImageTooBigToFetch(VideoTooBigToFetch):
+    key = "telegram.image_too_large"
+
+
+class Downloads:
+    """Fetches user files into the Desk's temp area, within the server's limit."""
+
+    def __init__(self, bot: Bot, desk: Desk, *, local_server: bool) -> None:
         self.bot = bot
-        self.media = media
+        self.desk = desk
         self.limit = None if local_server else DOWNLOAD_LIMIT
 
     @property
@@ -87,10 +102,37 @@ class Downloads:
         return self.limit is not None and item.size is not None and item.size > self.limit
 
     async def fetch(self, item: Attachment) -> Path:
-        path = self.media.temp(item.suffix)
+        """The file on disk; VideoTooBigToFetch (or the image one) over the download limit."""
+        if self.too_large(item):
+            raise self._too_big(item)
+        path = self.desk.temp_file(item.suffix)
         try:
             await self.bot.download(item.file_id, destination=path, timeout=DOWNLOAD_TIMEOUT)
+        except TelegramBadRequest as exc:
+            path.unlink(missing_ok=True)
+            if "file is too big" not in str(exc).lower():
+                raise
+            raise self._too_big(item) from exc
         except BaseException:
             path.unlink(missing_ok=True)
             raise
         return path
+
+    def _too_big(self, item: Attachment) -> VideoTooBigToFetch:
+        size_mb = item.size_mb if item.size else f">{self.limit_mb}"
+        kind = ImageTooBigToFetch if item.kind == "photo" else VideoTooBigToFetch
+        return kind(f"{item.size} bytes", size_mb=size_mb, limit_mb=self.limit_mb)
+
+    def incoming(self, item: Attachment) -> TelegramFile:
+        return TelegramFile(self, item)
+
+
+@dataclass(frozen=True)
+class TelegramFile:
+    """A user's file as the Desk receives it (`core.desk.Incoming`)."""
+
+    downloads: Downloads
+    item: Attachment
+
+    async def fetch(self) -> Path:
+        return await self.downloads.fetch(self.item)

@@ -10,8 +10,8 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import FSInputFile, InlineKeyboardMarkup, Message, ReplyParameters
 
 from adapters.telegram.calls import bad_file_id, with_retry
+from core.desk import Desk
 from core.notify import OutputMedia
-from core.platform_files import PlatformFiles
 
 log = logging.getLogger(__name__)
 PLATFORM = "telegram"
@@ -32,9 +32,9 @@ def file_id_of(message: Message) -> str | None:
 
 
 class MediaSender:
-    def __init__(self, bot: Bot, files: PlatformFiles) -> None:
+    def __init__(self, bot: Bot, desk: Desk) -> None:
         self.bot = bot
-        self.files = files
+        self.desk = desk
 
     async def send(
         self,
@@ -46,7 +46,7 @@ class MediaSender:
         reply_to: str | None,
     ) -> Message:
         """Send `media` with `text` (caption kwargs); upload only bytes Telegram has not seen."""
-        known = media.file_id or await self.files.file_id(PLATFORM, media.path)
+        known = media.file_id or await self.desk.file_id(PLATFORM, media.path)
         if known is not None:
             try:
                 return await self._send(chat_id, media, known, text, markup, reply_to)
@@ -57,7 +57,7 @@ class MediaSender:
         message = await self._send(chat_id, media, None, text, markup, reply_to)
         uploaded = file_id_of(message)
         if uploaded is not None:
-            await self.files.remember(PLATFORM, media.path, uploaded)
+            await self.desk.remember_file(PLATFORM, media.path, uploaded)
         return message
 
     async def _send(
