@@ -1,6 +1,6 @@
 """The Discord adapter: a discord.py 2 bot that renders the core's studio.
 
-`DiscordAdapter(settings, desk)` is what `bot.app` runs: `run()` logs in and serves
+`DiscordAdapter(settings, desk)` is what the composition root runs: `run()` logs in and serves
 until cancelled, `close()` disconnects, `notifier` is the engine's voice here.
 `LokizBot.setup_hook` adds one cog per feature, registers the restart-proof
 components and syncs the application commands.
@@ -133,7 +133,7 @@ class LokizBot(commands.Bot):
 
 
 class DiscordAdapter:
-    """The composition root's handle on Discord (see `bot.app.Adapter`)."""
+    """The composition root's handle on Discord (its `Adapter` protocol)."""
 
     def __init__(self, settings: Settings, desk: Desk) -> None:
         assert settings.discord_bot_token is not None
