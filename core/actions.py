@@ -62,10 +62,12 @@ def unpack(data: str | None) -> Action | None:
         return None
     kind, args = _KINDS[parts[1]], parts[2:]
     fields = dataclasses.fields(kind)
-    if len(args) != len(fields) or not all(_ARG.match(arg) for arg in args):
+    required = sum(1 for f in fields if f.default is dataclasses.MISSING)
+    # Trailing fields with defaults may be absent: buttons sent before they existed still work.
+    if not required <= len(args) <= len(fields) or not all(_ARG.match(arg) for arg in args):
         return None
     values: list[Any] = []
-    for field, arg in zip(fields, args, strict=True):
+    for field, arg in zip(fields, args, strict=False):
         if field.type in (int, "int"):
             try:
                 number = int(arg)
@@ -204,7 +206,11 @@ class CancelJob(JobAction):
 
 @dataclass(frozen=True)
 class Again(JobAction):
+    """Run the result's request again; `version` counts the Again presses the buttons had
+    taken when shown (a press of an older version is a double press)."""
+
     wire: ClassVar[str] = "job.again"
+    version: int = 0
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,18 @@ class UnknownUser(LokizError):
     key = "error.unknown_user"
 
 
+class KeyReused(LokizError):
+    """An idempotency key already names a different change (other user, amount or kind)."""
+
+    key = "error.key_reused"
+
+
+class AlreadyStarted(LokizError):
+    """This press (same message, same screen) already started a job; params: id."""
+
+    key = "error.already_started"
+
+
 # --- media ---------------------------------------------------------------
 class MediaError(LokizError):
     key = "error.media"

@@ -26,9 +26,12 @@ def parse_admin_ids(raw: str) -> frozenset[tuple[str, str]]:
         platform, sep, user_id = item.partition(":")
         platform = platform.strip().lower()
         user_id = user_id.strip()
-        if not sep or platform not in PLATFORMS or not user_id.isdigit():
+        # ASCII digits without a leading zero: "0123" or "١٢٣" would never match a real id.
+        plain = user_id.isascii() and user_id.isdigit() and not user_id.startswith("0")
+        if not sep or platform not in PLATFORMS or not plain:
             raise ValueError(
-                f"{item!r} is not PLATFORM:ID (PLATFORM is telegram or discord, ID is a number)"
+                f"{item!r} is not PLATFORM:ID (PLATFORM is telegram or discord,"
+                " ID is the platform's number, ASCII digits without a leading zero)"
             )
         admins.add((platform, user_id))
     return frozenset(admins)
@@ -84,6 +87,7 @@ class Settings(BaseSettings):
     admin_ids: str = ""
     starter_credits: int = Field(default=50, ge=0)
     price_template: int = Field(default=20, ge=0)
+    price_template_1080p: int = Field(default=10, ge=0)  # extra credits for a 1080p template
     price_glitch_animate: int = Field(default=30, ge=0)
     price_glitch_replace: int = Field(default=30, ge=0)
     price_music: int = Field(default=5, ge=0)

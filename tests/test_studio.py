@@ -94,7 +94,8 @@ class Drive:
 
     async def answer(self, event: Event) -> Reply:
         reply = await self.desk.answer(event)
-        if reply.outs and isinstance(reply.outs[0], Send) and reply.outs[0].screen.text.startswith("👋"):
+        if not isinstance(event, Started) and reply.outs and isinstance(reply.outs[0], Send) \
+                and reply.outs[0].screen.text.startswith("👋"):
             reply.outs.pop(0)
         return reply
 
@@ -116,8 +117,10 @@ class Drive:
     async def bind_message(self, session_id, message_id):
         await self.desk.bind_message(session_id, message_id)
 
-    async def user(self, who):
+    async def start(self, who):
         return await self.answer(Started(who))
+
+    user = start
 
     async def set_language(self, who, code):
         return await self.answer(LanguageChosen(who, code))

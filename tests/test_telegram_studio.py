@@ -258,8 +258,13 @@ async def test_bad_input_is_answered_with_the_catalogue_text(world: TelegramWorl
         await send  # type: ignore[misc]
         return (await world.reply_to(fay, "sendMessage", after=mark)).message().text
 
-    said = await answer_to(fay.send_document(text_file, file_name="clip.mp4", mime_type="video/mp4"))
-    assert "isn't a video" in said
+    mark = tg.mark()
+    await fay.send_document(text_file, file_name="clip.mp4", mime_type="video/mp4")
+    welcome = (await world.reply_to(fay, "sendMessage", after=mark, welcome=True)).message()
+    answer = (await world.reply_to(fay, "sendMessage", after=mark)).message()
+    # Fay's first message: the welcome comes first (as on Discord), then the answer to it.
+    assert welcome.text.startswith("👋") and welcome.message_id < answer.message_id
+    assert "isn't a video" in answer.text
     said = await answer_to(fay.send_document(text_file, file_name="notes.txt", mime_type="text/plain"))
     assert "isn't a video" in said
     said = await answer_to(fay.send_video(b"", width=0, height=0, duration=0))
@@ -354,6 +359,32 @@ async def test_again_resends_by_file_id_without_uploading(world: TelegramWorld) 
     like = await world.press(lea, second, "👍")
     assert "1 so far" in like.text
     await tg.wait_until(lambda: "👍 1" in tg.buttons(tg.message(lea.chat_id, second.message_id)))
+
+
+async def test_again_pressed_twice_makes_one_job_and_the_changed_buttons_make_another(
+    world: TelegramWorld,
+) -> None:
+    tg = world.telegram
+    olga = world.user("Olga")
+    frame = await world.open_frame(olga, "1.5")
+    for label in ("🎵 Music", "🌙 Lo-fi chill"):
+        await world.press(olga, frame, label)
+        frame = await world.edited(olga, "editMessageCaption", frame)
+    await world.confirm_on(olga, frame)
+    song = await world.delivered(olga, "sendAudio")
+    await world.wait_job(olga, "delivered")
+    presses = [await olga.press(song, "🔁 Again"), await olga.press(song, "🔁 Again")]
+    answers = [await press.wait_answer(timeout=15) for press in presses]
+    assert sum("Already" in answer.text for answer in answers) == 1, [a.text for a in answers]
+    await tg.wait_until(lambda: "🔁 Again (1 started)" in tg.buttons(tg.message(olga.chat_id, song.message_id)))
+    await world.wait_job(olga, "delivered")
+    assert len(world.jobs(olga)) == 2 and world.balance(olga) == 40
+    # The buttons changed: a deliberate press there is a new job, charged once more.
+    answer = await world.press(olga, song, "🔁 Again (1 started)")
+    assert "Again: job" in answer.text
+    await tg.wait_until(lambda: "🔁 Again (2 started)" in tg.buttons(tg.message(olga.chat_id, song.message_id)))
+    await world.wait_job(olga, "delivered")
+    assert len(world.jobs(olga)) == 3 and world.balance(olga) == 35
 
 
 async def test_a_user_who_blocked_the_bot_does_not_stop_the_engine(world: TelegramWorld) -> None:
@@ -485,4 +516,6 @@ async def test_group_chatter_the_bot_can_see_is_left_alone(world: TelegramWorld)
     balance = await world.say(quinn, "/balance")
     assert "Balance" in balance.text, "not rate-limited by messages that were not for the bot"
     to_lounge = [c for c in tg.calls if c.params.get("chat_id") == lounge.id and c.method != "getFile"]
-    assert [c.method for c in to_lounge] == ["sendMessage"]
+    # Quinn's first word to the bot: the welcome, then the balance asked for; nothing else.
+    assert [c.method for c in to_lounge] == ["sendMessage", "sendMessage"]
+    assert to_lounge[0].params["text"].startswith("👋") and to_lounge[1].params["text"] == balance.text

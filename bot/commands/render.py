@@ -22,6 +22,7 @@ from core.catalogue import (
     MUSIC,
     TEMPLATE,
     JobRequest,
+    ModelSpec,
     TemplateCatalogue,
     build_models,
 )
@@ -107,7 +108,7 @@ async def handle(args: argparse.Namespace, settings: Settings) -> int:
     templates = TemplateCatalogue.load(settings.templates_file)
     with tempfile.TemporaryDirectory(prefix="lokiz-render-") as scratch:
         work = Path(scratch)
-        request = await _request(args, action, templates, settings, work)
+        request = await _request(args, action, templates, settings, work, models)
         output = args.output or Path(f"{args.name or args.action}{spec.output_suffix}")
         if spec.output_kind == "video" and output.suffix.lower() != ".mp4":
             output = output.with_suffix(".mp4")
@@ -145,7 +146,7 @@ async def handle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _request(args: argparse.Namespace, action: str, templates: TemplateCatalogue,
-                   settings: Settings, work: Path) -> JobRequest:
+                   settings: Settings, work: Path, models: dict[str, ModelSpec]) -> JobRequest:
     """The job as the studio would build it (core.studio.requests), from the command line."""
     seed = int(time.time()) % 100000
     if action == TEMPLATE:
@@ -157,7 +158,7 @@ async def _request(args: argparse.Namespace, action: str, templates: TemplateCat
         template = templates.get(args.name) if args.name else None
         if template is None and not args.prompt:
             raise RenderFailed("render template needs a template NAME or --prompt")
-        options: dict[str, Any] = preset_options(template) if template is not None else {}
+        options: dict[str, Any] = preset_options(template, models[TEMPLATE]) if template is not None else {}
         if args.duration is not None:
             options["duration"] = args.duration
         if args.aspect_ratio:

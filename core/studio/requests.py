@@ -14,14 +14,12 @@ from core.catalogue import (
     MUSIC,
     TEMPLATE,
     JobRequest,
+    ModelSpec,
     Template,
     TemplateCatalogue,
 )
 from core.errors import PromptInvalid
 from core.sessions import SessionData
-
-# Template options a template may preset (the others are the model's defaults).
-TEMPLATE_OPTIONS = ("duration", "aspect_ratio")
 
 
 def new_seed() -> int:
@@ -42,9 +40,10 @@ def clean_prompt(text: str) -> str:
     return cleaned
 
 
-def preset_options(template: Template) -> dict[str, Any]:
-    """The options a template sets, as a starting point the user may change."""
-    return {k: v for k, v in template.options.items() if k in TEMPLATE_OPTIONS}
+def preset_options(template: Template, spec: ModelSpec) -> dict[str, Any]:
+    """The options a template sets that the studio offers, as a starting point the user may change."""
+    offered = {option.name for option in spec.offered}
+    return {k: v for k, v in template.options.items() if k in offered}
 
 
 def template_request(frame: str | None, *, template: Template | None = None, prompt: str | None = None,

@@ -33,6 +33,7 @@ class Results:
             screen = job_screens.result_screen(
                 job, job_screens.describe(job, self.shop.templates, job.language),
                 local_preview=job.backend == "local", likes=likes,
+                again=await self.shop.ledger.presses(again_prefix(ctx, job)),
             )
             reply.add(Edit(screen, ctx.message_id, buttons_only=True))
         return reply
@@ -49,12 +50,28 @@ class Results:
         return Reply([Alert(t(who.lang, "job.canceled", n=refunded))])
 
     async def again(self, ctx: ChatContext, who: Caller, job: Job, action: act.Again) -> Reply:
+        """Run a result's request again: once per version of the result's buttons.
+
+        Presses of the same screen share one charge key (a double press makes one job);
+        the first press moves the buttons to the next version, where a press is a new job.
+        """
+        prefix = again_prefix(ctx, job)
+        current = await self.shop.ledger.presses(prefix)
+        if action.version != current:
+            return refuse(who.lang, "error.already_done")
         repeat = await self.shop.engine.submit(
             user_id=who.user.id, platform=job.platform, chat_id=ctx.chat_id, language=who.lang,
             request=again(job.request), reply_to_message_id=ctx.message_id, session_id=job.session_id,
-            owner_id=ctx.user_id, owner_name=owner_name(ctx),
+            charge_key=f"{prefix}{action.version}", owner_id=ctx.user_id, owner_name=owner_name(ctx),
         )
-        return Reply([Alert(t(who.lang, "job.again_started", id=repeat.id, price=repeat.price))])
+        reply = Reply([Alert(t(who.lang, "job.again_started", id=repeat.id, price=repeat.price))])
+        if ctx.message_id:
+            screen = job_screens.result_screen(
+                job, job_screens.describe(job, self.shop.templates, job.language),
+                local_preview=job.backend == "local", likes=job.likes, again=current + 1,
+            )
+            reply.add(Edit(screen, ctx.message_id, buttons_only=True))
+        return reply
 
     async def music(self, ctx: ChatContext, who: Caller, job: Job, action: act.AddMusic) -> Reply:
         if job.output_path is None or not Path(job.output_path).exists():
@@ -89,3 +106,8 @@ class Results:
         if latest is not None and latest.data.video and Path(latest.data.video).exists():
             return Path(latest.data.video)
         return None
+
+
+def again_prefix(ctx: ChatContext, job: Job) -> str:
+    """Charge keys of Again presses on one result message (platform, chat, message)."""
+    return f"press:{ctx.platform}:{ctx.chat_id}:{ctx.message_id or job.id}:again:"

@@ -107,7 +107,7 @@ class Steps:
         template = shop.templates.get(action.template)
         session = await shop.sessions.save(session.evolve(
             step=Step.OPTIONS, action=TEMPLATE, template=template.id, prompt=None,
-            options=preset_options(template),
+            options=preset_options(template, shop.models[TEMPLATE]),
         ))
         return edit(ctx, session, views.template_options(
             who.lang, session, shop.models[TEMPLATE], template.text("name", who.lang)))
@@ -125,8 +125,9 @@ class Steps:
 
     async def option(self, ctx: ChatContext, who: Caller, session: Session, action: act.SetOption) -> Reply:
         shop = self.shop
-        option = shop.models[TEMPLATE].option(action.name)
-        if not 0 <= action.index < len(option.choices):
+        # Only what the options screen shows: crafted data cannot pick an unpriced option.
+        option = {option.name: option for option in shop.models[TEMPLATE].offered}.get(action.name)
+        if session.step != Step.OPTIONS or option is None or not 0 <= action.index < len(option.choices):
             return refuse(who.lang)
         options = {**session.data.options, action.name: option.choices[action.index]}
         session = await shop.sessions.save(session.evolve(options=options))
@@ -212,7 +213,7 @@ class Steps:
         return edit(ctx, session, views.music(who.lang, session, shop.models[MUSIC], bark=shop.music_is_bark))
 
     async def style(self, ctx: ChatContext, who: Caller, session: Session, action: act.PickStyle) -> Reply:
-        if not self.shop.music_is_bark or action.style not in ("sing", "speak"):
+        if not self.shop.music_is_bark or session.step != Step.MUSIC or action.style not in ("sing", "speak"):
             return refuse(who.lang)
         session = await self.shop.sessions.save(session.evolve(options={"style": action.style}))
         return edit(ctx, session, views.music(who.lang, session, self.shop.models[MUSIC], bark=True))
@@ -240,7 +241,7 @@ class Steps:
         balance = await shop.ledger.balance(who.user.id)
         what = views.describe_choice(lang, chosen, session, shop.templates)
         screen = views.confirm(lang, session, what=what, details=self.details(lang, session, spec),
-                               price=spec.price, balance=balance)
+                               price=spec.price_for(session.data.options), balance=balance)
         if send_new or session.message_id is None:
             return send(ctx, session, screen)
         return edit(ctx, session, screen)
@@ -249,7 +250,8 @@ class Steps:
         data = session.data
         if spec.action == TEMPLATE:
             options = spec.resolve_options(data.options)
-            parts = [t(lang, "time.seconds", n=options["duration"]), options["aspect_ratio"]]
+            parts = [t(lang, "time.seconds", n=options["duration"]), options["aspect_ratio"],
+                     options["resolution"]]
             if data.prompt:
                 parts.append(f"“{_short(data.prompt)}”")
             return " · ".join(parts)
@@ -276,13 +278,18 @@ class Steps:
         if session.step != Step.CONFIRM:
             return refuse(lang, "error.already_done")
         request = session_request(session.data, shop.templates)
+        # The charge is keyed on the pressed message and the screen's version, so a press
+        # handled twice (two instances) charges once even past the session's own check.
+        pressed = ctx.message_id or session.message_id or "-"
+        charge_key = f"press:{ctx.platform}:{ctx.chat_id}:{pressed}:{session.id}.{session.version}"
         # Claim the confirm step first: a double press or a second instance loses here.
         claimed = await shop.sessions.save(session.evolve(step=Step.SUBMITTED))
         try:
             job = await shop.engine.submit(
                 user_id=who.user.id, platform=ctx.platform, chat_id=ctx.chat_id, language=lang,
                 request=request, reply_to_message_id=session.data.source_message_id or session.message_id,
-                session_id=session.id, owner_id=ctx.user_id, owner_name=owner_name(ctx),
+                session_id=session.id, charge_key=charge_key, owner_id=ctx.user_id,
+                owner_name=owner_name(ctx),
             )
         except LokizError as exc:
             reopened = await shop.sessions.save(claimed.evolve(step=Step.CONFIRM))
