@@ -198,3 +198,42 @@ def test_session_data_keeps_the_stored_json_as_it_was():
     assert data.at == 2.5 and data.options == {"duration": 6} and data.frame is None
     assert json.loads(data.to_json()) == {k: v for k, v in json.loads(stored).items() if k != "unknown_future_key"}
     assert Step("frame") is Step.FRAME and Awaiting("") is Awaiting.NOTHING
+
+
+async def test_an_uploaded_clip_goes_to_the_glitch_that_asked_and_a_photo_there_is_refused(
+    services, tmp_path, av_video, photo
+):
+    desk = services.desk
+    frame = sent(await desk.answer(VideoSent(web(user="7"), Local(av_video, tmp_path), "1")))
+    await desk.bind_message(frame.session_id, "s7")
+    asked = await desk.answer(Pressed(web(user="7", message="s7"), press(frame.screen, "Glitch")))
+    assert asked.awaiting is Awaiting.CLIP
+    wrong = await desk.answer(FormAnswered(web(user="7"), frame.session_id, file=Local(photo, tmp_path)))
+    assert "isn't a video" in wrong.outs[0].screen.text
+    modes = await desk.answer(FormAnswered(web(user="7"), frame.session_id,
+                                           file=Local(av_video, tmp_path), is_video=True))
+    assert "How should it work?" in sent(modes).screen.text
+    late = await desk.answer(FormAnswered(web(user="7"), frame.session_id,
+                                          file=Local(av_video, tmp_path), is_video=True))
+    assert [type(o) for o in late.outs] == [Alert]  # nothing waits for a file any more
+
+
+async def test_when_rendering_fails_the_user_is_told_once_in_their_language(services):
+    class Flaky:
+        def __init__(self) -> None:
+            self.rendered: list[Reply] = []
+            self.acknowledged = 0
+
+        async def acknowledge(self) -> None:
+            self.acknowledged += 1
+
+        async def render(self, reply: Reply) -> None:
+            self.rendered.append(reply)
+            if len(self.rendered) == 1:
+                raise ConnectionError("platform hiccup")
+
+    outlet = Flaky()
+    await services.desk.serve(AccountAsked(web(user="8", lang="ko"), "help"), outlet)
+    first, told = outlet.rendered
+    assert outlet.acknowledged == 1 and first.lang == told.lang == "ko"
+    assert [type(o) for o in told.outs] == [Alert] and "다시" in told.outs[0].text
