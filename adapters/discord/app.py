@@ -28,7 +28,7 @@ from adapters.discord.cogs.effects import EffectsCog
 from adapters.discord.cogs.remix import RemixCog
 from adapters.discord.components import StudioButton, StudioSelect
 from adapters.discord.context import interaction_context, message_context
-from adapters.discord.downloads import DiscordFile, Downloader, is_video
+from adapters.discord.downloads import Attached, DiscordFile, Downloader, is_video
 from adapters.discord.notifier import DiscordNotifier
 from adapters.discord.presses import Presses
 from adapters.discord.render import InteractionReplier, MessageReplier
@@ -110,7 +110,7 @@ class LokizBot(commands.Bot):
         """The caller's language: their /lang choice, else their client's locale (read only)."""
         return await self.desk.language("discord", str(interaction.user.id), str(interaction.locale.value))
 
-    def file(self, attachment: discord.Attachment) -> DiscordFile:
+    def file(self, attachment: Attached) -> DiscordFile:
         """An attachment for the Desk, fetched when it is needed."""
         return DiscordFile(self.downloader, attachment, ".mp4" if is_video(attachment) else ".jpg")
 

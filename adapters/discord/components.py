@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 import discord
 
+from adapters.discord.downloads import FormFile
 from core.actions import SessionAction
 from core.desk import AskText, Awaiting
 from core.screens import Button, Screen
@@ -121,7 +122,7 @@ def upload_modal(session_id: str, title: str, label: str) -> discord.ui.Modal:
     return modal
 
 
-def uploaded(interaction: discord.Interaction) -> discord.Attachment | None:
+def uploaded(interaction: discord.Interaction) -> FormFile | None:
     """The file a submitted upload form carries: its id is the field's value, the attachment
     itself is in the interaction's resolved data."""
     data: Any = interaction.data or {}
@@ -130,7 +131,8 @@ def uploaded(interaction: discord.Interaction) -> discord.Attachment | None:
     payload = ((data.get("resolved") or {}).get("attachments") or {}).get(str(values[0])) if values else None
     if payload is None:
         return None
-    return discord.Attachment(data=payload, state=interaction._state)
+    return FormFile(str(payload["url"]), str(payload["filename"]), int(payload.get("size") or 0),
+                    payload.get("content_type"))
 
 
 def build_view(screen: Screen) -> discord.ui.View | None:

@@ -6,9 +6,9 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
-import discord
 
 from core.desk import Desk
 from core.errors import LokizError, VideoTooLarge
@@ -27,12 +27,35 @@ class DownloadFailed(LokizError):
     key = "discord.download_failed"
 
 
-def is_video(attachment: discord.Attachment) -> bool:
+class Attached(Protocol):
+    """What we read of a file a user attached (a `discord.Attachment`, or one from a form)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def filename(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def content_type(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class FormFile:
+    """A file uploaded through a form, as the interaction's resolved data describes it."""
+
+    url: str
+    filename: str
+    size: int
+    content_type: str | None = None
+
+
+def is_video(attachment: Attached) -> bool:
     kind = (attachment.content_type or "").split(";")[0].strip().lower()
     return kind.startswith("video/") or Path(attachment.filename).suffix.lower() in VIDEO_SUFFIXES
 
 
-def is_image(attachment: discord.Attachment) -> bool:
+def is_image(attachment: Attached) -> bool:
     kind = (attachment.content_type or "").split(";")[0].strip().lower()
     if kind.startswith("image/"):
         return kind != "image/gif"  # a GIF is a clip here
@@ -59,7 +82,7 @@ class Downloader:
             await self._session.close()
             self._session = None
 
-    async def fetch(self, attachment: discord.Attachment, default_suffix: str = ".mp4") -> Path:
+    async def fetch(self, attachment: Attached, default_suffix: str = ".mp4") -> Path:
         """Download to a fresh temp path; VideoTooLarge before a byte is fetched if it is too big."""
         if attachment.size > self.limit:
             raise VideoTooLarge(f"{attachment.size} bytes", size_mb=_mb(attachment.size),
@@ -98,7 +121,7 @@ class DiscordFile:
     """An attachment as the Desk receives it (`core.desk.Incoming`): fetched when needed."""
 
     downloader: Downloader
-    attachment: discord.Attachment
+    attachment: Attached
     default_suffix: str = ".mp4"
 
     async def fetch(self) -> Path:
