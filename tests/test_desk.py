@@ -145,7 +145,8 @@ async def test_too_many_events_get_a_slow_down_alert_in_the_users_language(servi
 
 async def test_a_refused_download_and_an_unexpected_error_become_alerts(services, caplog):
     refused = await services.desk.answer(VideoSent(web(user="4"), Refused()))
-    assert [type(o) for o in refused.outs] == [Alert] and "300 MB" in refused.outs[0].text
+    welcome, alert = refused.outs  # a first contact is welcomed even when what they sent is refused
+    assert welcome.screen.text.startswith("👋") and "300 MB" in alert.text
 
     class Broken:
         async def fetch(self) -> Path:

@@ -114,25 +114,26 @@ class Desk:
         if not self.rate_limiter.allow(f"{ctx.platform}:{ctx.user_id}"):
             lang = await self.language(ctx.platform, ctx.user_id, ctx.language_code)
             return Reply([_alert(lang, "error.slow_down")], lang=lang)
-        lang = ""
+        who: Caller | None = None
         try:
             if acknowledge is not None:
                 await acknowledge()
             who = await self.studio.people.resolve(ctx)
-            lang = who.lang
             reply = await self._handlers[type(event)](event, who)
-            if who.first and not isinstance(event, Started):
-                welcome = views.welcome(who.lang, who.user.balance, self.starter_credits)
-                reply.outs.insert(0, Send(replace(welcome, ephemeral=True), ctx.message_id))
+            reply.awaiting = await self._awaiting(reply)
         except LokizError as exc:
             log.info("%s: %s refused: %s", ctx.platform, type(event).__name__, exc)
-            lang = lang or await self.language(ctx.platform, ctx.user_id, ctx.language_code)
-            return Reply([_alert(lang, exc.key, **exc.params)], lang=lang)
+            lang = who.lang if who else await self.language(ctx.platform, ctx.user_id, ctx.language_code)
+            reply = Reply([_alert(lang, exc.key, **exc.params)], lang=lang)
         except Exception:
             log.exception("%s: %s failed", ctx.platform, type(event).__name__)
-            return _generic(lang or await self.language(ctx.platform, ctx.user_id, ctx.language_code))
-        reply.lang = reply.lang or lang
-        reply.awaiting = await self._awaiting(reply)
+            lang = who.lang if who else await self.language(ctx.platform, ctx.user_id, ctx.language_code)
+            reply = _generic(lang)
+        if who is not None:
+            reply.lang = reply.lang or who.lang
+            if who.first and not isinstance(event, Started):  # once, whatever they asked first
+                welcome = views.welcome(who.lang, who.user.balance, self.starter_credits)
+                reply.outs.insert(0, Send(replace(welcome, ephemeral=True), ctx.message_id))
         return reply
 
     # --- what adapters may ask besides events --------------------------------------------------
