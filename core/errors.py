@@ -96,8 +96,27 @@ class VideoTooLarge(MediaError):
     key = "error.video_too_large"
 
 
+class MediaQuotaExceeded(MediaError):
+    """The user's stored media would pass MAX_MEDIA_MB_PER_USER; params: used_mb, size_mb,
+    limit_mb, hours."""
+
+    key = "error.media_quota"
+
+
 class NotAnImage(MediaError):
     key = "error.not_an_image"
+
+
+class TooManyPixels(MediaError):
+    """Frame or photo over MAX_PIXELS; params: width, height, limit (megapixels)."""
+
+    key = "error.too_many_pixels"
+
+
+class UnsupportedFormat(MediaError):
+    """A video in a container not on the allow-list (raw .h264, .ts, .flv…); params: format."""
+
+    key = "error.unsupported_format"
 
 
 class MediaTimeout(MediaError):

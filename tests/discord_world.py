@@ -37,7 +37,7 @@ MINJI = 810_000_000_000_000_103  # a Korean-locale member
 CAROL = 810_000_000_000_000_104  # the admin
 DAVE = 810_000_000_000_000_105
 ERIN = 810_000_000_000_000_106
-FRANK = 810_000_000_000_000_107  # first meets the bot by remixing someone's clip
+GINA = 810_000_000_000_000_108  # first meets the bot by remixing someone's clip
 STARTER = 100
 TEMPLATE_MODEL = "google/veo-3-fast"
 ANIMATE_MODEL = "wan-video/wan-2.2-animate-animation"
@@ -251,6 +251,7 @@ def bot_env(discord: FakeDiscord, replicate: FakeReplicate, work: Path) -> dict[
         HTTP_PORT="0",
         STARTER_CREDITS=str(STARTER),
         GLITCH_MAX_SECONDS="3",
+        MAX_MEDIA_MB_PER_USER="3",  # far above what one member sends, except in the quota test
         LOG_LEVEL="INFO",
     )
     for name in ("GENERATOR", "PUBLIC_URL", "TEMPLATES_FILE"):
@@ -270,7 +271,7 @@ async def discord_world(work: Path, *, model_delay: float = 0.3) -> AsyncIterato
         discord.member(CAROL, "carol")
         discord.member(DAVE, "dave")
         discord.member(ERIN, "erin")
-        discord.member(FRANK, "frank")
+        discord.member(GINA, "gina")
         for model in (TEMPLATE_MODEL, ANIMATE_MODEL, REPLACE_MODEL):
             replicate.script(model, delay=model_delay)
             replicate.set_media(model, media.result)

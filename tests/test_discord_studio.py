@@ -19,7 +19,7 @@ from tests.discord_world import (
     CHANNEL,
     DAVE,
     ERIN,
-    FRANK,
+    GINA,
     MINJI,
     REPLACE_MODEL,
     World,
@@ -120,6 +120,20 @@ async def test_a_video_over_the_download_limit_is_refused_before_downloading(wor
     assert not any(path.endswith("/huge.mp4") for path in fake.downloads)
 
 
+async def test_a_member_over_the_media_quota_is_told_why(world: World) -> None:
+    fake, frank = world.discord, 810_000_000_000_000_107
+    fake.member(frank, "frank")
+    clip = world.media.video.read_bytes()
+    first, second = (clip + fill * (1600 * 1024 - len(clip)) for fill in (b"\0", b"\1"))
+    asked = await fake.slash(frank, CHANNEL, "capture", {"at": "1"},
+                             attachments={"video": fake.add_attachment(first, "a.mp4", "video/mp4")})
+    assert "0:01" in (await world.answer(asked))["content"]
+    asked = await fake.slash(frank, CHANNEL, "capture", {"at": "1"},
+                             attachments={"video": fake.add_attachment(second, "b.mp4", "video/mp4")})
+    answer = await world.answer(asked)
+    assert "the limit is 3 MB per person" in answer["content"]
+
+
 async def test_another_member_pressing_the_studio_buttons_is_refused(world: World) -> None:
     fake = world.discord
     asked = await fake.slash(DAVE, CHANNEL, "capture", {"at": "1"}, attachments={"video": world.media.video})
@@ -158,17 +172,17 @@ async def test_a_member_uploads_their_image_inside_the_flow_with_no_dm_or_second
     shared = await fake.post_user_message(
         ALICE, CHANNEL, "surf clip", [fake.add_attachment(world.media.video, "surf.mp4", "video/mp4")]
     )
-    remix = await fake.message_command(FRANK, CHANNEL, "Remix this clip", shared)
+    remix = await fake.message_command(GINA, CHANNEL, "Remix this clip", shared)
     welcome = await world.welcomed(remix)  # a first contact is welcomed once, then served
     assert welcome["flags"] & FLAG_EPHEMERAL and f"{100} credits" in welcome["content"]
     asked = await world.answer(remix)
     assert world.buttons(asked)[0] == "📎 Upload" and "send your image" in asked["content"]
 
-    opened = await fake.press(FRANK, asked["id"], "📎 Upload")
+    opened = await fake.press(GINA, asked["id"], "📎 Upload")
     form = (await fake.wait_for_response(opened)).payload
     assert form["title"] == "Your image"
     photo = fake.add_attachment(world.media.photo, "me.jpg", "image/jpeg")
-    submitted = await fake.submit_modal(FRANK, form["custom_id"], {"file": photo})
+    submitted = await fake.submit_modal(GINA, form["custom_id"], {"file": photo})
     modes = await world.answer(submitted)
     assert "How should it work?" in modes["content"]
     assert {"🕺 Animate", "🔁 Replace"} <= set(world.buttons(modes)) and "📎 Upload" not in world.buttons(modes)

@@ -48,7 +48,8 @@ class TelegramAdapter:
         self.bot = Bot(token, session=AiohttpSession(api=api))
         sender = MediaSender(self.bot, desk)
         self.renderer = Renderer(self.bot, desk, sender)
-        self.downloads = Downloads(self.bot, desk, local_server=self.local_server)
+        self.downloads = Downloads(self.bot, desk, local_server=self.local_server,
+                                   max_download_mb=settings.max_download_mb)
         self.notifier: Notifier = TelegramNotifier(self.bot, sender, local_server=self.local_server)
         self.dp = build_dispatcher(desk, self.renderer, self.downloads)
         self.webhook_url: str | None = None

@@ -12,7 +12,8 @@ from core.catalogue import MUSIC
 from core.errors import LokizError, MediaError, NotAVideo, TimestampInvalid, TimestampOutOfRange
 from core.i18n import t
 from core.media.capture import capture_frame
-from core.media.probe import VideoInfo, probe, probe_image
+from core.media.intake import accept_video, is_animated_gif
+from core.media.probe import VideoInfo, probe_image
 from core.media.timestamps import check_in_range, parse_timestamp
 from core.screens import Screen
 from core.sessions import Awaiting, Session, SessionData, Step
@@ -37,7 +38,7 @@ class Intake:
         """A video arrived (downloaded to `path`), maybe with a time in its caption."""
         shop, lang = self.shop, who.lang
         try:
-            stored, info = await self.take_video(path)
+            stored, info = await self.take_video(path, who.user.id)
         except MediaError as exc:
             return error(ctx, lang, exc)
         waiting = await self.waiting(ctx, who)
@@ -61,13 +62,14 @@ class Intake:
             reply.add(Send(Screen(t(lang, at.key, **at.params)), ctx.message_id))
         return await self.steps.show_sheet(ctx, lang, session, reply)
 
-    async def take_video(self, path: Path) -> tuple[Path, VideoInfo]:
-        """Keep a downloaded video under its content address and probe it (MediaError if bad)."""
-        stored = await self.shop.media.keep(path)
+    async def take_video(self, path: Path, owner: int) -> tuple[Path, VideoInfo]:
+        """Keep a downloaded video under its content address and check it (MediaError if bad,
+        or over the owner's media quota); GIF / Motion-JPEG clips come back as MP4."""
+        stored = await self.shop.media.keep(path, owner=owner)
         try:
-            return stored, await probe(stored, max_seconds=self.shop.limits.max_video_seconds)
+            return await accept_video(stored, max_seconds=self.shop.limits.max_video_seconds)
         except MediaError:
-            stored.unlink(missing_ok=True)
+            await self.shop.media.discard(stored, owner=owner)
             raise
 
     def caption_time(self, caption: str | None, duration: float) -> float | LokizError | None:
@@ -80,9 +82,11 @@ class Intake:
 
     async def photo(self, ctx: ChatContext, who: Caller, path: Path) -> Reply:
         """A photo arrived: the user's image for a glitch that waits for one."""
+        if await is_animated_gif(path):  # a GIF clip is a video on every platform
+            return await self.video(ctx, who, path)
         waiting = await self.waiting(ctx, who)
         try:
-            stored = await self.shop.media.keep(path)
+            stored = await self.shop.media.keep(path, owner=who.user.id)
             await probe_image(stored)
         except MediaError as exc:
             path.unlink(missing_ok=True)
@@ -134,13 +138,13 @@ class Intake:
             if session.awaiting == Awaiting.CLIP:
                 if not is_video:
                     raise NotAVideo("an image where a clip was asked for")
-                stored, info = await self.take_video(file)
+                stored, info = await self.take_video(file, who.user.id)
                 return await self.steps.clip_arrived(ctx, lang, session, stored, info.duration, None)
-            if is_video:
-                stored, _ = await self.take_video(file)
+            if is_video or await is_animated_gif(file):
+                stored, _ = await self.take_video(file, who.user.id)
                 image = await capture_frame(stored, 0.0, self.shop.media.session_dir(session.id) / "image.jpg")
             else:
-                image = await self.shop.media.keep(file)
+                image = await self.shop.media.keep(file, owner=who.user.id)
                 await probe_image(image)
         except MediaError as exc:
             file.unlink(missing_ok=True)
@@ -167,7 +171,7 @@ class Intake:
         clip, trimmed from START (default 0); the caller is asked for their image."""
         shop = self.shop
         try:
-            stored, info = await self.take_video(clip)
+            stored, info = await self.take_video(clip, who.user.id)
             begin = self.steps.clip_start(start, info.duration)
         except (MediaError, TimestampInvalid, TimestampOutOfRange) as exc:
             return error(ctx, who.lang, exc)
@@ -176,7 +180,11 @@ class Intake:
             step=Step.ASK_IMAGE, data=SessionData(source_message_id=reply_to or ctx.message_id),
             awaiting=Awaiting.IMAGE,
         )
-        trimmed = await self.steps.trim_for_glitch(session.id, stored, begin)
+        try:
+            trimmed = await self.steps.trim_for_glitch(session.id, stored, begin)
+        except MediaError as exc:  # nothing is charged yet: the session just ends here
+            await shop.sessions.save(session.evolve(awaiting=Awaiting.NOTHING))
+            return error(ctx, who.lang, exc)
         session = await shop.sessions.save(session.evolve(clip=str(trimmed), clip_duration=info.duration))
         last = await shop.sessions.latest_with(who.user.id, "frame")
         screen = views.ask_image(who.lang, session, has_last_frame=last is not None and last.id != session.id)

@@ -20,13 +20,14 @@ from core.catalogue import (
 from core.errors import (
     InsufficientCredits,
     LokizError,
+    MediaError,
     PromptInvalid,
     TimestampInvalid,
     TimestampOutOfRange,
 )
 from core.i18n import t
 from core.media.capture import capture_frame
-from core.media.edit import trim_clip
+from core.media.edit import GLITCH_MAX_SIDE, trim_clip
 from core.media.sheet import contact_sheet
 from core.media.timestamps import check_in_range, parse_timestamp
 from core.sessions import Awaiting, Session, Step
@@ -178,18 +179,19 @@ class Steps:
         return check_in_range(parse_timestamp(text), duration)
 
     async def trim_for_glitch(self, session_id: str, clip: Path, start: float) -> Path:
-        """At most GLITCH_MAX_SECONDS of the clip from `start`: what the model gets."""
+        """At most GLITCH_MAX_SECONDS of the clip from `start`, ≤ 1280 px: what the model gets."""
         return await trim_clip(clip, start, self.shop.limits.glitch_max_seconds,
-                               self.shop.media.session_dir(session_id) / "clip.mp4")
+                               self.shop.media.session_dir(session_id) / "clip.mp4",
+                               max_side=GLITCH_MAX_SIDE)
 
     async def clip_arrived(self, ctx: ChatContext, lang: str, session: Session, clip: Path, duration: float,
                            caption: str | None) -> Reply:
         shop = self.shop
         try:
             start = self.clip_start(caption, duration)
-        except (TimestampInvalid, TimestampOutOfRange) as exc:
+            trimmed = await self.trim_for_glitch(session.id, clip, start)
+        except MediaError as exc:
             return error(ctx, lang, exc)
-        trimmed = await self.trim_for_glitch(session.id, clip, start)
         async with shop.lock(session.id):
             fresh = await shop.sessions.get(session.id) or session
             fresh = await shop.sessions.save(fresh.evolve(
