@@ -46,7 +46,7 @@ class TelegramAdapter:
         self.local_server = settings.telegram_api_local
         api = TelegramAPIServer.from_base(settings.telegram_api_base, is_local=self.local_server)
         self.bot = Bot(token, session=AiohttpSession(api=api))
-        sender = MediaSender(self.bot, desk)
+        sender = MediaSender(self.bot, desk.files)
         self.renderer = Renderer(self.bot, desk, sender)
         self.downloads = Downloads(self.bot, desk, local_server=self.local_server,
                                    max_download_mb=settings.max_download_mb)

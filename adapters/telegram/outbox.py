@@ -10,7 +10,7 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import FSInputFile, InlineKeyboardMarkup, Message, ReplyParameters
 
 from adapters.telegram.calls import bad_file_id, with_retry
-from core.desk import Desk
+from core.desk import FileIds
 from core.notify import OutputMedia
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,9 @@ def file_id_of(message: Message) -> str | None:
 
 
 class MediaSender:
-    def __init__(self, bot: Bot, desk: Desk) -> None:
+    def __init__(self, bot: Bot, files: FileIds) -> None:
         self.bot = bot
-        self.desk = desk
+        self.files = files
 
     async def send(
         self,
@@ -46,7 +46,7 @@ class MediaSender:
         reply_to: str | None,
     ) -> Message:
         """Send `media` with `text` (caption kwargs); upload only bytes Telegram has not seen."""
-        known = media.file_id or await self.desk.file_id(PLATFORM, media.path)
+        known = media.file_id or await self.files.file_id(PLATFORM, media.path)
         if known is not None:
             try:
                 return await self._send(chat_id, media, known, text, markup, reply_to)
@@ -57,7 +57,7 @@ class MediaSender:
         message = await self._send(chat_id, media, None, text, markup, reply_to)
         uploaded = file_id_of(message)
         if uploaded is not None:
-            await self.desk.remember_file(PLATFORM, media.path, uploaded)
+            await self.files.remember(PLATFORM, media.path, uploaded)
         return message
 
     async def _send(
@@ -80,7 +80,8 @@ class MediaSender:
             common["duration"] = max(1, round(media.duration))
         if media.kind == "audio":
             return await with_retry(
-                lambda: self.bot.send_audio(audio=source(), **common), idempotent=False
+                lambda: self.bot.send_audio(audio=source(), **common),
+                idempotent=False, retry_server_errors=False,
             )
         extra: dict[str, Any] = {"supports_streaming": True}
         if media.width and media.height:
@@ -93,5 +94,5 @@ class MediaSender:
 
         return await with_retry(
             lambda: self.bot.send_video(video=source(), thumbnail=thumbnail(), **common, **extra),
-            idempotent=False,
+            idempotent=False, retry_server_errors=False,  # a 5xx after the upload may have posted it
         )

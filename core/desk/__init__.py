@@ -1,6 +1,6 @@
 """The Desk: the only object an adapter receives from the core (see desk.py)."""
 
-from core.desk.desk import Desk, Outlet
+from core.desk.desk import Desk, FileIds, Outlet
 from core.desk.events import (
     AccountAsked,
     AdminCommand,
@@ -25,7 +25,7 @@ from core.studio.replies import Alert, AskText, ChatContext, Edit, Out, Reply, S
 
 __all__ = [
     "AccountAsked", "AdminCommand", "Alert", "AskText", "Awaiting", "ChatContext", "ClipShared",
-    "Desk", "Edit", "Event", "FormAnswered", "GlitchShortcut", "Incoming", "LanguageChosen",
+    "Desk", "Edit", "Event", "FileIds", "FormAnswered", "GlitchShortcut", "Incoming", "LanguageChosen",
     "MusicAsked", "Out", "Outlet", "PhotoSent", "Pressed", "Reply", "Send", "SendMedia", "Started",
     "Target", "TemplateShortcut", "TextTyped", "Unusable", "VideoSent",
 ]

@@ -37,7 +37,6 @@ from core.desk.events import (
 )
 from core.errors import LokizError
 from core.i18n import t
-from core.platform_files import PlatformFiles
 from core.ratelimit import UpdateRateLimiter
 from core.screens import Screen
 from core.sessions import Awaiting, Step
@@ -63,11 +62,19 @@ class Outlet(Protocol):
     async def render(self, reply: Reply) -> None: ...
 
 
+class FileIds(Protocol):
+    """The platforms' ids for bytes they already have (a re-send uploads nothing)."""
+
+    async def file_id(self, platform: str, path: Path) -> str | None: ...
+
+    async def remember(self, platform: str, path: Path, file_id: str) -> None: ...
+
+
 Handler = Callable[[Any, Caller], Awaitable[Reply]]
 
 
 class Desk:
-    def __init__(self, studio: Studio, account: Account, admin: AdminDesk, files: PlatformFiles,
+    def __init__(self, studio: Studio, account: Account, admin: AdminDesk, files: FileIds,
                  *, starter_credits: int, rate_limiter: UpdateRateLimiter | None = None) -> None:
         self.studio = studio
         self.account = account
@@ -154,13 +161,6 @@ class Desk:
         wanted = typed.strip().lower()
         names = ((item.id, item.text("name", lang)) for item in self.studio.templates)
         return [(tid, name) for tid, name in names if wanted in name.lower() or wanted in tid]
-
-    async def file_id(self, platform: str, path: Path) -> str | None:
-        """The platform's id for bytes it already has (a re-send uploads nothing)."""
-        return await self.files.file_id(platform, path)
-
-    async def remember_file(self, platform: str, path: Path, file_id: str) -> None:
-        await self.files.remember(platform, path, file_id)
 
     # --- handlers -------------------------------------------------------------------------
     async def _started(self, event: Started, who: Caller) -> Reply:

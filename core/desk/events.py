@@ -51,7 +51,7 @@ class TextTyped(Event):
 
 @dataclass(frozen=True)
 class Pressed(Event):
-    """A button or select choice; `data` is the packed action as the platform carried it."""
+    """A button pressed, or a choice in a select menu; `data` is the packed action as carried."""
 
     data: str | None
 
