@@ -228,3 +228,30 @@ class AddToClip(JobAction):
 class ChooseLanguage(Action):
     wire: ClassVar[str] = "acct.lang"
     code: str
+
+
+# --- social (posts and the chat's feed) ----------------------------------------------------
+@dataclass(frozen=True)
+class PostAction(Action):
+    post: int
+
+
+@dataclass(frozen=True)
+class LikePost(PostAction):
+    wire: ClassVar[str] = "post.like"
+
+
+@dataclass(frozen=True)
+class RemixPost(PostAction):
+    wire: ClassVar[str] = "post.remix"
+
+
+@dataclass(frozen=True)
+class DeletePost(PostAction):
+    wire: ClassVar[str] = "post.delete"
+
+
+@dataclass(frozen=True)
+class TurnFeedPage(Action):
+    wire: ClassVar[str] = "feed.page"
+    page: int
