@@ -34,6 +34,7 @@ from core.backends.base import (
     SUCCEEDED,
     Backend,
     BackendError,
+    JobGone,
     OutputMissing,
     Prediction,
     PredictionLost,
@@ -336,8 +337,11 @@ class JobEngine:
         reply_to_message_id: str | None = None,
         session_id: str | None = None,
         charge_key: str | None = None,
+        owner_id: str | None = None,
+        owner_name: str | None = None,
     ) -> Job:
-        """Store and charge a job in one transaction, then queue it.
+        """Store and charge a job in one transaction, then queue it. `owner_id` (platform
+        user id) and `owner_name` travel with the job so notifiers can mention its owner.
 
         `charge_key` names the press that asked (a repeat raises AlreadyStarted).
         Raises InsufficientCredits / TooManyActiveJobs / OptionInvalid with nothing stored.
@@ -353,7 +357,8 @@ class JobEngine:
             prediction_id=None, price=price, status=QUEUED, error_class=None,
             error_detail=None, output_path=None, delivered_message_id=None,
             delivered_file_id=None, delivery_attempts=0, likes=0, created_at=now,
-            started_at=None, deadline_at=None, finished_at=None,
+            started_at=None, deadline_at=None, finished_at=None, owner_id=owner_id,
+            owner_name=owner_name,
         )
         async with self.jobs.db.transaction() as tx:
             active = await self.jobs.active_count(tx, user_id)
@@ -397,7 +402,8 @@ class JobEngine:
         # and the job's task then finds the job canceled and cancels that prediction.
         if task is not None and task is not asyncio.current_task() and job.id not in self._creating:
             task.cancel()
-        # Read again: the prediction id may have been stored after the first read.
+        # Read again: an id stored since the first read is this job's too (a later one
+        # cannot be stored any more: the backend port cancels it itself).
         ended = await self.jobs.get(job.id)
         prediction_id = ended.prediction_id if ended is not None else job.prediction_id
         if prediction_id:
@@ -423,7 +429,7 @@ class JobEngine:
                 self._webhook_results.pop(next(iter(self._webhook_results)))
             self.stats.webhooks_ignored += 1
             return False
-        if job.status != RUNNING:
+        if job.status not in (QUEUED, RUNNING):  # queued: its id is stored, `_wait` not yet begun
             self._webhook_results.pop(prediction.id, None)
             self.stats.webhooks_ignored += 1
             return False
@@ -504,8 +510,7 @@ class JobEngine:
                 raise _JobEnded
             job = current
             reattach = job.prediction_id is not None
-            if job.prediction_id is None:
-                job = await self._create_prediction(job, spec)
+            job = await self._start_prediction(job, spec)
             try:
                 return await self._wait(job, spec, reattach=reattach)
             except PredictionLost:
@@ -516,50 +521,41 @@ class JobEngine:
                 log.info("job %s: local prediction lost in a restart, starting it again", job.id)
                 await self.jobs.forget_prediction(job.id)
 
-    async def _create_prediction(self, job: Job, spec: ModelSpec) -> Job:
-        inputs = job.prepared_inputs
-        first_try = inputs is None
-        if inputs is None:
+    async def _start_prediction(self, job: Job, spec: ModelSpec) -> Job:
+        """The job's one prediction (the port adopts or creates it), stored with a deadline."""
+        webhook = f"{self.webhook_url}?job={job.id}" if self.webhook_url else None
+        # Until its id is stored, a cancel does not interrupt this task: the prediction may
+        # exist already, and this task learns its id and cancels it (so does the port).
+        self._creating.add(job.id)
+        try:
             try:
-                inputs = await self.backend.prepare(job.id, spec.inputs_for(job.request))
+                prediction_id = await self.backend.start(
+                    job.id, spec.request_for(job.id, job.request), starts=self.jobs,
+                    webhook_url=webhook,
+                )
+            except JobGone:
+                raise _JobEnded from None
             except LokizError as exc:
                 await self._end(job, JOB_FAILED, REJECTED, str(exc))
                 raise _JobEnded from None
-            await self.jobs.set_prepared(job.id, inputs)
-        prediction_id = None
-        # From here until its id is stored, a cancel must not interrupt this task: the
-        # prediction may exist already, and only this task can learn its id and cancel it.
-        self._creating.add(job.id)
-        try:
-            if not first_try:
-                # A create may have gone through before a crash: never make a second one.
-                try:
-                    prediction_id = await self.backend.find_existing(spec.model_id, inputs)
-                except BackendError as exc:
-                    # Unknown whether it exists: end the job (refunded) rather than risk two.
-                    log.warning("job %s: cannot look for an earlier prediction: %s", job.id, exc)
-                    raise
-            if prediction_id is None:
-                webhook = f"{self.webhook_url}?job={job.id}" if self.webhook_url else None
-                try:
-                    prediction_id = await self.backend.create(
-                        job.id, spec.model_id, inputs, webhook_url=webhook
-                    )
-                except BackendError as exc:
-                    reason = REJECTED if exc.status == 422 else MODEL_ERROR
-                    await self._end(job, JOB_FAILED, reason, str(exc))
-                    raise _JobEnded from None
+            except BackendError as exc:
+                reason = REJECTED if exc.status == 422 else MODEL_ERROR
+                await self._end(job, JOB_FAILED, reason, str(exc))
+                raise _JobEnded from None
+            if job.prediction_id is None:
                 self.stats.backend_requests += 1
             deadline = time.time() + self.timeout
             if not await self.jobs.set_running(job.id, prediction_id, deadline):
                 # Canceled while the create was in flight: stop the prediction we would pay for.
-                log.info("job %s ended during its create; canceling prediction %s", job.id, prediction_id)
+                log.info("job %s ended during its create; canceling prediction %s",
+                         job.id, prediction_id)
                 with contextlib.suppress(Exception):
                     await self.backend.cancel(prediction_id)
                 raise _JobEnded
         finally:
             self._creating.discard(job.id)
-        log.info("job %s running as prediction %s", job.id, prediction_id)
+        if job.prediction_id is None:
+            log.info("job %s running as prediction %s", job.id, prediction_id)
         fresh = await self.jobs.get(job.id)
         assert fresh is not None
         return fresh
