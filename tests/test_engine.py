@@ -20,7 +20,15 @@ from core.catalogue import (
     build_models,
 )
 from core.credits import CreditLedger
-from core.engine import FairQueue, JobEngine, JobNotCancelable, JobNotYours, StatusPacer
+from core.engine import (
+    Delivered,
+    FairQueue,
+    JobEngine,
+    JobNotCancelable,
+    JobNotYours,
+    StatusPacer,
+    Stopped,
+)
 from core.errors import InsufficientCredits, TooManyActiveJobs
 from core.jobs import JobStore
 from core.screens import Screen
@@ -536,3 +544,33 @@ async def test_a_webhook_that_beats_the_create_answer_is_not_lost(world):
     await submit(engine, world.user)
     await asyncio.wait_for(world.notifier.done.wait(), 5)  # not after the 30 s fallback
     assert world.backend.gets == 0
+
+
+@pytest.mark.parametrize("instances", ["one instance", "two instances"])
+async def test_run_job_called_twice_at_once_makes_one_prediction_and_delivers_once(world, instances):
+    world.backend.create_delay = 0.05  # both calls are in flight together
+    first = world.make_engine(instance_id="a")
+    second = first if instances == "one instance" else world.make_engine(instance_id="b")
+    job = await submit(first, world.user)  # no scheduler running: only run_job moves it
+    outcomes = await asyncio.gather(first.run_job(job.id), second.run_job(job.id))
+    assert any(isinstance(outcome, Delivered) for outcome in outcomes), outcomes
+    assert await settled_status(world, job.id, "delivered") == "delivered"
+    again = await second.run_job(job.id)  # a late duplicate (an at-least-once queue)
+    assert isinstance(again, Stopped) and not again.retry
+    assert world.backend.creates == [job.id]
+    assert world.notifier.delivered_ids() == [job.id]
+    assert await world.ledger.balance(world.user.id) == 80
+
+
+async def test_a_job_held_by_a_dead_instance_is_taken_over_once_its_claim_lapses(world):
+    engine = world.make_engine(instance_id="b")
+    job = await submit(engine, world.user)
+    store = JobStore(world.db, world.ledger)
+    assert await store.claim(job.id, "a", lease=0.3) is not None  # instance a took it, then died
+    busy = await engine.run_job(job.id)
+    assert isinstance(busy, Stopped) and busy.retry, "a live claim is left alone"
+    assert world.backend.creates == []
+    await asyncio.sleep(0.35)
+    assert isinstance(await engine.run_job(job.id), Delivered)
+    assert world.backend.creates == [job.id]
+    assert world.notifier.delivered_ids() == [job.id]

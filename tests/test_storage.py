@@ -20,6 +20,7 @@ from core.jobs import QUEUED, Job, JobStore
 from core.platform_files import PlatformFiles
 from core.sessions import SessionStore
 from core.storage import Database, open_database
+from core.storage.base import migrations
 from core.users import UserDirectory
 
 pytestmark = pytest.mark.both_stores
@@ -203,8 +204,9 @@ async def test_instances_starting_together_migrate_once(database_url):
     opened = await asyncio.gather(*(open_database(database_url, migrate=False) for _ in range(8)))
     try:
         applied = await asyncio.gather(*(d.migrate() for d in opened))
-        assert sorted(v for versions in applied for v in versions) == [1, 2, 3]
-        assert {await d.schema_version() for d in opened} == {3}
+        every = [version for version, _, _ in migrations(opened[0].dialect)]
+        assert sorted(v for versions in applied for v in versions) == every  # each once
+        assert {await d.schema_version() for d in opened} == {every[-1]}
     finally:
         for d in opened:
             await d.close()
