@@ -574,3 +574,40 @@ async def test_a_job_held_by_a_dead_instance_is_taken_over_once_its_claim_lapses
     assert isinstance(await engine.run_job(job.id), Delivered)
     assert world.backend.creates == [job.id]
     assert world.notifier.delivered_ids() == [job.id]
+
+
+class CountingJobStore(JobStore):
+    """The real store, counting the engine's reads of whole jobs."""
+
+    reads = 0
+
+    async def get(self, job_id):
+        CountingJobStore.reads += 1
+        return await super().get(job_id)
+
+
+async def test_a_job_runs_to_its_delivery_without_reading_itself_again(world):
+    CountingJobStore.reads = 0
+    engine = world.make_engine(jobs=CountingJobStore(world.db, world.ledger), progress_every=0.01)
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=0.2)
+    await engine.start()
+    job = await submit(engine, world.user)
+    await until_status(world, job.id, "delivered")
+    await until(lambda: any("sent below" in t for t in world.notifier.texts(job.id)))
+    assert len(world.notifier.texts(job.id)) >= 3  # queued, running…, sent below
+    assert CountingJobStore.reads == 0, "claimed once, then carried along"
+
+
+async def test_a_step_whose_claim_was_taken_over_stops_without_delivering(world):
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=1.5)
+    engine = world.make_engine(instance_id="b", claim_lease=0.3)
+    job = await submit(engine, world.user)
+    step = asyncio.create_task(engine.run_job(job.id))
+    await until(lambda: world.backend.creates == [job.id])
+    async with world.db.transaction() as tx:  # b stalled past its lease; instance a took the job
+        await tx.execute("UPDATE jobs SET claimed_by = 'a' WHERE id = ?", (job.id,))
+    outcome = await asyncio.wait_for(step, 5)
+    assert isinstance(outcome, Stopped) and "taken over" in outcome.why
+    assert await job_status(world, job.id) == "running", "left to the instance that holds it"
+    assert world.notifier.delivered_ids() == []
+    assert await world.ledger.balance(world.user.id) == 80

@@ -328,11 +328,10 @@ class JobEngine:
             return await asyncio.shield(running)
         step = asyncio.create_task(self._step(job_id), name=f"step-{job_id}")
         self._steps[job_id] = step
-        try:
-            return await step
-        finally:
-            if self._steps.get(job_id) is step:
-                del self._steps[job_id]
+        # Forgotten only once the step has fully ended (its claim released), so that no
+        # second step of the job starts here while the first still holds the claim.
+        step.add_done_callback(lambda _: self._steps.pop(job_id, None))
+        return await step
 
     async def _step(self, job_id: str) -> Outcome:
         job = await self.jobs.claim(job_id, self.instance_id, self.claim_lease)
@@ -342,7 +341,9 @@ class JobEngine:
             if current is None or current.status not in UNFINISHED:
                 return Stopped("already ended")
             return Stopped("claimed by another instance", retry=True)
-        keeper = asyncio.create_task(self._keep_claim(job_id, asyncio.current_task()))
+        step = asyncio.current_task()
+        lost = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_claim(job_id, step, lost))
         try:
             # Every way a step can end is sorted here; the job then finishes once.
             try:
@@ -350,7 +351,10 @@ class JobEngine:
             except JobStop as stop:
                 outcome = stop.outcome
             except asyncio.CancelledError:
-                raise
+                if not lost.is_set() or step is None:
+                    raise  # stopping or canceled: the job stays as stored
+                step.uncancel()
+                return Stopped("claim taken over by another instance")
             except Exception as exc:  # anything unexpected still ends in one refund and a message
                 log.exception("job %s failed unexpectedly", job.id)
                 outcome = failed(EndReason.MODEL_ERROR, type(exc).__name__)
@@ -380,7 +384,9 @@ class JobEngine:
         await self.status.sending(job)
         return await self.deliverer.deliver(job)
 
-    async def _keep_claim(self, job_id: str, step: asyncio.Task[object] | None) -> None:
+    async def _keep_claim(
+        self, job_id: str, step: asyncio.Task[object] | None, lost: asyncio.Event
+    ) -> None:
         """Renew the claim while the step runs; a claim lost (this instance stalled past
         its lease, another took the job) stops this step rather than run it twice."""
         while True:
@@ -392,6 +398,7 @@ class JobEngine:
                 continue
             if not kept:
                 log.warning("job %s: its claim was taken over; stopping here", job_id)
+                lost.set()
                 if step is not None:
                     step.cancel()
                 return
