@@ -201,9 +201,17 @@ class JobStore:
             )
         return None if row is None else Job.from_row(row)
 
-    async def renew_claim(self, job_id: str, owner: str, lease: float) -> bool:
-        async with self.db.transaction() as tx:
-            return await tx.jobs.renew_claim(job_id, owner=owner, until=time.time() + lease)
+    async def renew_claims(self, job_ids: list[str], owner: str, lease: float) -> set[str]:
+        """Extend `owner`'s claims on `job_ids` by `lease` seconds; the ids still theirs
+        (a missing one was taken over after its lease ran out)."""
+        held: set[str] = set()
+        until = time.time() + lease
+        for start in range(0, len(job_ids), 500):  # bounded statements for any number of jobs
+            async with self.db.transaction() as tx:
+                held.update(
+                    await tx.jobs.renew_claims(job_ids[start:start + 500], owner=owner, until=until)
+                )
+        return held
 
     async def release_claim(self, job_id: str, owner: str) -> None:
         async with self.db.transaction() as tx:

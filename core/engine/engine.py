@@ -125,6 +125,9 @@ class JobEngine:
             fit_output=fit_output, delivery_timeout=delivery_timeout,
         )
         self._steps: dict[str, asyncio.Task[Outcome]] = {}
+        self._claimed: dict[str, float] = {}  # job id → when this instance claimed it
+        self._lost: set[str] = set()  # claims taken over by another instance
+        self._renewer: asyncio.Task[None] | None = None
         self._telling: set[asyncio.Task[None]] = set()
 
     # --- parts and settings others read (and tests swap) ---------------------------------
@@ -168,7 +171,7 @@ class JobEngine:
         """Stop working; unfinished jobs stay stored (claims released) and resume on the
         next start."""
         await self.scheduler.stop()
-        tasks = [*self._steps.values(), *self._telling]
+        tasks = [*self._steps.values(), *self._telling, *([self._renewer] if self._renewer else [])]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -341,9 +344,8 @@ class JobEngine:
             if current is None or current.status not in UNFINISHED:
                 return Stopped("already ended")
             return Stopped("claimed by another instance", retry=True)
-        step = asyncio.current_task()
-        lost = asyncio.Event()
-        keeper = asyncio.create_task(self._keep_claim(job_id, step, lost))
+        self._claimed[job_id] = time.monotonic()
+        self._keep_claims()
         try:
             # Every way a step can end is sorted here; the job then finishes once.
             try:
@@ -351,7 +353,8 @@ class JobEngine:
             except JobStop as stop:
                 outcome = stop.outcome
             except asyncio.CancelledError:
-                if not lost.is_set() or step is None:
+                step = asyncio.current_task()
+                if job_id not in self._lost or step is None:
                     raise  # stopping or canceled: the job stays as stored
                 step.uncancel()
                 return Stopped("claim taken over by another instance")
@@ -361,7 +364,8 @@ class JobEngine:
             await self.finish(job, outcome)
             return outcome
         finally:
-            keeper.cancel()
+            self._claimed.pop(job_id, None)  # before the release: see `_renew_claims`
+            self._lost.discard(job_id)
             self.scheduler.release(job_id)
             with contextlib.suppress(Exception):
                 await self.jobs.release_claim(job_id, self.instance_id)
@@ -384,24 +388,35 @@ class JobEngine:
         await self.status.sending(job)
         return await self.deliverer.deliver(job)
 
-    async def _keep_claim(
-        self, job_id: str, step: asyncio.Task[object] | None, lost: asyncio.Event
-    ) -> None:
-        """Renew the claim while the step runs; a claim lost (this instance stalled past
-        its lease, another took the job) stops this step rather than run it twice."""
-        while True:
+    def _keep_claims(self) -> None:
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew_claims(), name="claim-renewer")
+
+    async def _renew_claims(self) -> None:
+        """Renew every claim of this instance in one statement each lease/3, while steps
+        run. A claim lost (this instance stalled past its lease and another took the job)
+        stops its step here rather than run the job twice."""
+        while self._claimed:
             await asyncio.sleep(self.claim_lease / 3)
+            began = time.monotonic()
+            claimed = list(self._claimed)
+            if not claimed:
+                return
             try:
-                kept = await self.jobs.renew_claim(job_id, self.instance_id, self.claim_lease)
+                held = await self.jobs.renew_claims(claimed, self.instance_id, self.claim_lease)
             except Exception:
-                log.warning("job %s: renewing its claim failed", job_id, exc_info=True)
+                log.warning("renewing job claims failed", exc_info=True)
                 continue
-            if not kept:
+            for job_id in claimed:
+                since = self._claimed.get(job_id)
+                # A step that ended meanwhile popped its entry before releasing its claim.
+                if job_id in held or since is None or since > began:
+                    continue
                 log.warning("job %s: its claim was taken over; stopping here", job_id)
-                lost.set()
+                self._lost.add(job_id)
+                step = self._steps.get(job_id)
                 if step is not None:
                     step.cancel()
-                return
 
     # --- the one way out -----------------------------------------------------------------
     async def finish(

@@ -362,13 +362,14 @@ class JobRows(_Store):
         )
         return rows[0] if rows else None
 
-    async def renew_claim(self, job_id: str, *, owner: str, until: float) -> bool:
-        """Extend `owner`'s claim; False when it is no longer theirs."""
-        changed = await self.tx.execute(
-            "UPDATE jobs SET claimed_until = ? WHERE id = ? AND claimed_by = ?",
-            (until, job_id, owner),
+    async def renew_claims(self, job_ids: Sequence[str], *, owner: str, until: float) -> list[str]:
+        """Extend `owner`'s claims on `job_ids` (one statement); the ids still theirs."""
+        rows = await self.tx.fetchall(
+            f"UPDATE jobs SET claimed_until = ? WHERE id IN ({_marks(job_ids)}) AND claimed_by = ?"
+            " RETURNING id",
+            (until, *job_ids, owner),
         )
-        return changed > 0
+        return [str(row["id"]) for row in rows]
 
     async def release_claim(self, job_id: str, *, owner: str) -> None:
         await self.tx.execute(
