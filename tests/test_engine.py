@@ -596,6 +596,8 @@ async def test_a_job_runs_to_its_delivery_without_reading_itself_again(world):
     await until(lambda: any("sent below" in t for t in world.notifier.texts(job.id)))
     assert len(world.notifier.texts(job.id)) >= 3  # queued, running…, sent below
     assert CountingJobStore.reads == 0, "claimed once, then carried along"
+    generation = engine.stats.durations[job.model]  # timed from the start the runner carried
+    assert generation.count == 1 and generation.sum >= 0.2
 
 
 async def test_a_step_whose_claim_was_taken_over_stops_without_delivering(world):
@@ -611,3 +613,17 @@ async def test_a_step_whose_claim_was_taken_over_stops_without_delivering(world)
     assert await job_status(world, job.id) == "running", "left to the instance that holds it"
     assert world.notifier.delivered_ids() == []
     assert await world.ledger.balance(world.user.id) == 80
+
+
+async def test_run_job_of_a_job_canceled_while_it_runs_answers_stopped(world):
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=30)
+    engine = world.make_engine()
+    job = await submit(engine, world.user)
+    step = asyncio.create_task(engine.run_job(job.id))
+    await until(lambda: world.backend.creates == [job.id])
+    await until_status(world, job.id, "running")
+    assert await engine.cancel(job.id, user_id=world.user.id) == 20
+    outcome = await asyncio.wait_for(step, 5)  # a worker's task ends normally, not cancelled
+    assert isinstance(outcome, Stopped) and not outcome.retry
+    assert [e.kind for e in await world.ledger.history(world.user.id) if e.job_id == job.id] == [
+        "refund", "charge"]

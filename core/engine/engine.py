@@ -126,7 +126,7 @@ class JobEngine:
         )
         self._steps: dict[str, asyncio.Task[Outcome]] = {}
         self._claimed: dict[str, float] = {}  # job id → when this instance claimed it
-        self._lost: set[str] = set()  # claims taken over by another instance
+        self._interrupted: dict[str, str] = {}  # steps stopped on purpose, and why
         self._renewer: asyncio.Task[None] | None = None
         self._telling: set[asyncio.Task[None]] = set()
 
@@ -263,11 +263,10 @@ class JobEngine:
         if refunded is None:
             raise JobNotCancelable(job_id, job_id=job_id, status=job.status)
         self.scheduler.remove(job)
-        step = self._steps.get(job.id)
         # A create in flight is left to finish: its prediction exists only once it answers,
         # and the job's step then finds the job canceled and cancels that prediction.
-        if step is not None and job.id not in self.runner.creating:
-            step.cancel()
+        if job.id not in self.runner.creating:
+            self._interrupt(job.id, "canceled by its user")
         # Read again: the prediction id may have been stored after the first read.
         ended = await self.jobs.get(job.id)
         prediction_id = ended.prediction_id if ended is not None else job.prediction_id
@@ -354,10 +353,11 @@ class JobEngine:
                 outcome = stop.outcome
             except asyncio.CancelledError:
                 step = asyncio.current_task()
-                if job_id not in self._lost or step is None:
-                    raise  # stopping or canceled: the job stays as stored
+                why = self._interrupted.pop(job_id, None)
+                if why is None or step is None:
+                    raise  # the engine is stopping: the job stays as stored
                 step.uncancel()
-                return Stopped("claim taken over by another instance")
+                return Stopped(why)
             except Exception as exc:  # anything unexpected still ends in one refund and a message
                 log.exception("job %s failed unexpectedly", job.id)
                 outcome = failed(EndReason.MODEL_ERROR, type(exc).__name__)
@@ -365,7 +365,7 @@ class JobEngine:
             return outcome
         finally:
             self._claimed.pop(job_id, None)  # before the release: see `_renew_claims`
-            self._lost.discard(job_id)
+            self._interrupted.pop(job_id, None)
             self.scheduler.release(job_id)
             with contextlib.suppress(Exception):
                 await self.jobs.release_claim(job_id, self.instance_id)
@@ -374,7 +374,7 @@ class JobEngine:
         """Generate (if not yet), then deliver."""
         if job.status in ACTIVE:
             try:
-                output = await self.runner.run(job, self.models[job.action])
+                job, output = await self.runner.run(job, self.models[job.action])
             finally:
                 self.scheduler.release(job.id)
             if not await self.jobs.set_succeeded(job.id, str(output)):
@@ -387,6 +387,13 @@ class JobEngine:
             job = replace(job, status=JobStatus.SUCCEEDED, output_path=str(output), finished_at=now)
         await self.status.sending(job)
         return await self.deliverer.deliver(job)
+
+    def _interrupt(self, job_id: str, why: str) -> None:
+        """Stop the job's step here; its `run_job` answers Stopped(why)."""
+        step = self._steps.get(job_id)
+        if step is not None and step is not asyncio.current_task():
+            self._interrupted[job_id] = why
+            step.cancel()
 
     def _keep_claims(self) -> None:
         if self._renewer is None or self._renewer.done():
@@ -413,10 +420,7 @@ class JobEngine:
                 if job_id in held or since is None or since > began:
                     continue
                 log.warning("job %s: its claim was taken over; stopping here", job_id)
-                self._lost.add(job_id)
-                step = self._steps.get(job_id)
-                if step is not None:
-                    step.cancel()
+                self._interrupt(job_id, "claim taken over by another instance")
 
     # --- the one way out -----------------------------------------------------------------
     async def finish(

@@ -72,8 +72,9 @@ class PredictionRunner:
         self._on_request = on_request
         self.creating: set[str] = set()  # jobs whose create request is in flight
 
-    async def run(self, job: Job, spec: ModelSpec) -> Path:
-        """The job's output, downloaded. Raises JobStop when the job ends on the way."""
+    async def run(self, job: Job, spec: ModelSpec) -> tuple[Job, Path]:
+        """The job as it ran (prediction id, start time) and its output, downloaded.
+        Raises JobStop when the job ends on the way."""
         while True:
             reattach = job.prediction_id is not None
             if not reattach:
@@ -89,7 +90,7 @@ class PredictionRunner:
                 if not await self.jobs.forget_prediction(job.id):
                     raise JobStop(Stopped("ended meanwhile")) from None
                 job = dataclasses.replace(job, prediction_id=None)
-        return await self._fetch_output(job, spec, prediction)
+        return job, await self._fetch_output(job, spec, prediction)
 
     async def _create(self, job: Job, spec: ModelSpec) -> Job:
         inputs = job.prepared_inputs
