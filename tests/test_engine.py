@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.backends.base import ABORTED, CANCELED, FAILED, BackendError
+from core.backends.base import ABORTED, CANCELED, FAILED, BackendError, Prediction
 from core.catalogue import (
     GLITCH_REPLACE,
     MUSIC,
@@ -22,6 +22,7 @@ from core.catalogue import (
 from core.credits import CreditLedger
 from core.engine import (
     Delivered,
+    Ended,
     FairQueue,
     JobEngine,
     JobNotCancelable,
@@ -29,8 +30,9 @@ from core.engine import (
     StatusPacer,
     Stopped,
 )
+from core.engine.inbox import WebhookInbox
 from core.errors import InsufficientCredits, TooManyActiveJobs
-from core.jobs import JobStore
+from core.jobs import EndReason, JobStatus, JobStore
 from core.screens import Screen
 from core.settings import load_settings
 from core.users import UserDirectory
@@ -627,3 +629,34 @@ async def test_run_job_of_a_job_canceled_while_it_runs_answers_stopped(world):
     assert isinstance(outcome, Stopped) and not outcome.retry
     assert [e.kind for e in await world.ledger.history(world.user.id) if e.job_id == job.id] == [
         "refund", "charge"]
+
+
+async def test_finish_called_twice_at_once_refunds_and_tells_once(world):
+    engine = world.make_engine()
+    job = await submit(engine, world.user)
+    ending = Ended(JobStatus.FAILED, EndReason.MODEL_ERROR, "boom")
+    refunds = await asyncio.gather(engine.finish(job, ending), engine.finish(job, ending))
+    assert sorted(refunds, key=str) == [20, None]
+    await until(lambda: any("Refunded" in t or "refunded" in t for t in world.notifier.texts(job.id)))
+    await asyncio.sleep(0.1)
+    told = [t for t in world.notifier.texts(job.id) if "refunded" in t.lower()]
+    assert len(told) == 1, told
+    assert [e.kind for e in await world.ledger.history(world.user.id) if e.job_id == job.id] == [
+        "refund", "charge"]
+
+
+def test_the_webhook_inbox_keeps_early_results_but_only_so_many():
+    inbox = WebhookInbox(limit=3)
+    for n in range(5):
+        assert not inbox.post(Prediction(id=f"p{n}", status="succeeded"))  # nobody waits yet
+    assert inbox.take("p0") is None and inbox.take("p1") is None  # the oldest went
+    assert inbox.take("p4") == Prediction(id="p4", status="succeeded")
+
+
+async def test_the_webhook_inbox_wakes_the_job_waiting_for_it():
+    inbox = WebhookInbox()
+    with inbox.watching("p1"):
+        waiter = asyncio.create_task(inbox.wait("p1", timeout=5))
+        await asyncio.sleep(0.01)
+        assert inbox.post(Prediction(id="p1", status="succeeded"))
+        assert (await asyncio.wait_for(waiter, 1)).id == "p1"
