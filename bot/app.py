@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from aiohttp import web
+
 from core.backends.base import Backend
 from core.catalogue import MUSIC, TemplateCatalogue, build_models
 from core.credits import CreditLedger
+from core.desk import Desk
 from core.engine import JobEngine
 from core.errors import ConfigError
 from core.http import REPLICATE_WEBHOOK_PATH, HttpServer
@@ -52,9 +55,8 @@ class Services:
     studio: Studio
     account: Account
     admin: AdminDesk
+    desk: Desk
     http: HttpServer
-    rate_limiter: UpdateRateLimiter
-    platform_files: PlatformFiles
 
     async def close(self) -> None:
         await self.engine.stop()
@@ -64,7 +66,14 @@ class Services:
 
 
 class Adapter(Protocol):
+    """A chat platform. It is given its settings and the Desk, nothing else; its
+    `notifier` is the slot the engine speaks through to that platform."""
+
     notifier: Notifier
+
+    def mount(self, app: web.Application) -> None:
+        """Add the platform's webhook routes to the HTTP server (before it starts)."""
+        ...
 
     async def run(self) -> None:
         """Serve until cancelled (or raise on a fatal platform error)."""
@@ -121,8 +130,7 @@ async def build_services(settings: Settings) -> Services:
         ledger=ledger, sessions=sessions, jobs=jobs, engine=engine, models=models,
         templates=templates, media=media,
         limits=StudioLimits(settings.max_video_seconds, settings.glitch_max_seconds),
-        default_language=settings.default_language, starter_credits=settings.starter_credits,
-        music_is_bark=models[MUSIC].model_id == settings.model_music_bark,
+        default_language=settings.default_language, music_is_bark=models[MUSIC].model_id == settings.model_music_bark,
     )
     secret_source = None
     if webhook_url:
@@ -137,11 +145,14 @@ async def build_services(settings: Settings) -> Services:
                       port=settings.http_port, webhook_secret=secret_source,
                       metrics_token=settings.metrics_token.get_secret_value()
                       if settings.metrics_token else None)
+    account = Account(studio, jobs, engine)
+    admin = AdminDesk(ledger, jobs, db, settings.admins)
+    desk = Desk(studio, account, admin, PlatformFiles(db, media),
+                starter_credits=settings.starter_credits, rate_limiter=UpdateRateLimiter())
     return Services(
         settings=settings, db=db, ledger=ledger, jobs=jobs, sessions=sessions, media=media,
-        backend=backend, engine=engine, studio=studio, account=Account(studio, jobs, engine),
-        admin=AdminDesk(studio, ledger, jobs, db, settings.admins), http=http,
-        rate_limiter=UpdateRateLimiter(), platform_files=PlatformFiles(db, media),
+        backend=backend, engine=engine, studio=studio, account=account, admin=admin, desk=desk,
+        http=http,
     )
 
 
@@ -160,11 +171,14 @@ def make_adapters(services: Services) -> list[Adapter]:
     if settings.telegram_bot_token is not None:
         from adapters.telegram.app import TelegramAdapter
 
-        adapters.append(TelegramAdapter(services))
+        adapters.append(TelegramAdapter(settings, services.desk))
     if settings.discord_bot_token is not None:
         from adapters.discord.app import DiscordAdapter
 
-        adapters.append(DiscordAdapter(services))
+        adapters.append(DiscordAdapter(settings, services.desk))
+    for adapter in adapters:
+        adapter.mount(services.http.app)
+        services.engine.with_notifier(adapter.notifier)
     return adapters
 
 
@@ -197,8 +211,6 @@ async def run_bot(settings: Settings) -> None:
     tasks: list[asyncio.Task[None]] = []
     try:
         adapters = make_adapters(services)
-        for adapter in adapters:
-            services.engine.with_notifier(adapter.notifier)
         await services.engine.start()
         await services.http.start()
         log.info(
