@@ -271,7 +271,8 @@ class JobEngine:
         # and the job's step then finds the job canceled and cancels that prediction.
         if job.id not in self.runner.creating:
             self._interrupt(job.id, "canceled by its user")
-        # Read again: the prediction id may have been stored after the first read.
+        # Read again: an id stored since the first read is this job's too (a later one
+        # cannot be stored any more: the backend port cancels it itself).
         ended = await self.jobs.get(job.id)
         prediction_id = ended.prediction_id if ended is not None else job.prediction_id
         if prediction_id:
@@ -292,7 +293,7 @@ class JobEngine:
             # Its create's answer may not be stored yet: the inbox keeps it for the waiter.
             self.stats.webhooks_ignored += 1
             return False
-        if job.status != JobStatus.RUNNING:
+        if job.status not in ACTIVE:  # queued: its id is stored, its wait not yet begun
             self.inbox.drop(prediction.id)
             self.stats.webhooks_ignored += 1
             return False

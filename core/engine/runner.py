@@ -19,6 +19,7 @@ from core.backends.base import (
     SUCCEEDED,
     Backend,
     BackendError,
+    JobGone,
     OutputMissing,
     Prediction,
     PredictionLost,
@@ -77,8 +78,7 @@ class PredictionRunner:
         Raises JobStop when the job ends on the way."""
         while True:
             reattach = job.prediction_id is not None
-            if not reattach:
-                job = await self._create(job, spec)
+            job = await self._start(job, spec)
             try:
                 prediction = await self._wait(job, reattach=reattach)
                 break
@@ -92,49 +92,43 @@ class PredictionRunner:
                 job = dataclasses.replace(job, prediction_id=None)
         return job, await self._fetch_output(job, spec, prediction)
 
-    async def _create(self, job: Job, spec: ModelSpec) -> Job:
-        inputs = job.prepared_inputs
-        first_try = inputs is None
-        if inputs is None:
-            try:
-                inputs = await self.backend.prepare(job.id, spec.inputs_for(job.request))
-            except LokizError as exc:
-                raise JobStop(failed(EndReason.REJECTED, str(exc))) from None
-            await self.jobs.set_prepared(job.id, inputs)
-        prediction_id = None
-        # From here until its id is stored, a cancel must not interrupt this task: the
-        # prediction may exist already, and only this task can learn its id and cancel it.
+    async def _start(self, job: Job, spec: ModelSpec) -> Job:
+        """The job's one prediction (the port adopts or creates it), stored with a deadline."""
+        url = self.settings.webhook_url
+        webhook = f"{url}?job={job.id}" if url else None
+        # Until its id is stored, a cancel does not interrupt this task: the prediction may
+        # exist already, and this task learns its id and cancels it (so does the port).
         self.creating.add(job.id)
         try:
-            if not first_try:
-                # A create may have gone through before a crash: never make a second one.
-                # Unknown whether it exists (an error here): the job ends, refunded, rather
-                # than risk two.
-                prediction_id = await self.backend.find_existing(spec.model_id, inputs)
-            if prediction_id is None:
-                url = self.settings.webhook_url
-                webhook = f"{url}?job={job.id}" if url else None
-                try:
-                    prediction_id = await self.backend.create(
-                        job.id, spec.model_id, inputs, webhook_url=webhook
-                    )
-                except BackendError as exc:
-                    reason = EndReason.REJECTED if exc.status == 422 else EndReason.MODEL_ERROR
-                    raise JobStop(failed(reason, str(exc))) from None
+            try:
+                prediction_id = await self.backend.start(
+                    job.id, spec.request_for(job.id, job.request), starts=self.jobs,
+                    webhook_url=webhook,
+                )
+            except JobGone:
+                raise JobStop(Stopped("ended while its prediction was started")) from None
+            except LokizError as exc:
+                raise JobStop(failed(EndReason.REJECTED, str(exc))) from None
+            except BackendError as exc:
+                reason = EndReason.REJECTED if exc.status == 422 else EndReason.MODEL_ERROR
+                raise JobStop(failed(reason, str(exc))) from None
+            if job.prediction_id is None:
                 self._on_request()
             now = time.time()
             deadline = now + self.settings.timeout
             if not await self.jobs.set_running(job.id, prediction_id, deadline):
                 # Canceled while the create was in flight: stop the prediction we would pay for.
-                log.info("job %s ended during its create; canceling prediction %s", job.id, prediction_id)
+                log.info("job %s ended during its create; canceling prediction %s",
+                         job.id, prediction_id)
                 with contextlib.suppress(Exception):
                     await self.backend.cancel(prediction_id)
                 raise JobStop(Stopped("ended during its create"))
         finally:
             self.creating.discard(job.id)
-        log.info("job %s running as prediction %s", job.id, prediction_id)
+        if job.prediction_id is None:
+            log.info("job %s running as prediction %s", job.id, prediction_id)
         return dataclasses.replace(
-            job, status=JobStatus.RUNNING, prediction_id=prediction_id, prepared_inputs=inputs,
+            job, status=JobStatus.RUNNING, prediction_id=prediction_id,
             started_at=job.started_at or now, deadline_at=job.deadline_at or deadline,
         )
 

@@ -161,13 +161,24 @@ class SqliteDatabase(Database):
             return 0
         return int(await uow.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"))
 
+    @staticmethod
+    async def _applied(uow: UnitOfWork) -> set[int]:
+        if await uow.fetchone(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_migrations'"
+        ) is None:
+            return set()
+        return {int(row["version"]) for row in await uow.fetchall(
+            "SELECT version FROM schema_migrations")}
+
     async def migrate(self) -> list[int]:
         applied: list[int] = []
         for version, name, sql in migrations("sqlite"):
             # One transaction per file, the version read inside it: a second process
             # starting at the same moment waits on the write lock, then skips the file.
             async with self.transaction() as uow:
-                if version <= await self._version(uow):
+                # Every file not yet applied, not only those above the newest: work merged
+                # from parallel branches may bring a lower number after a higher one.
+                if version in await self._applied(uow):
                     continue
                 await uow.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
