@@ -13,6 +13,7 @@ import json
 import statistics
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from core.backends.base import StartRecord
@@ -21,21 +22,39 @@ from core.credits import CreditLedger
 from core.ids import short_id
 from core.storage import Database, Transaction
 
-QUEUED, RUNNING, SUCCEEDED, DELIVERED = "queued", "running", "succeeded", "delivered"
-FAILED, CANCELED, TIMED_OUT = "failed", "canceled", "timed_out"
+
+class JobStatus(StrEnum):
+    """Where a stored job is in its life (a str: it compares equal to the stored text)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # the output is downloaded, not yet delivered
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    TIMED_OUT = "timed_out"
+
+
+class EndReason(StrEnum):
+    """Why a job did not finish; each has a catalogue text `job.reason.<value>`."""
+
+    REJECTED = "rejected"  # the model refused the input
+    MODEL_ERROR = "model_error"
+    TIMEOUT = "timed_out"
+    CANCELED_BY_USER = "canceled"
+    ABORTED = "aborted"
+    MISSING_OUTPUT = "missing_output"
+    UNDELIVERABLE = "undeliverable"
+
+
+# Short names kept for the modules that read statuses (the Desk, the account screens).
+QUEUED, RUNNING, SUCCEEDED = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED
+DELIVERED, FAILED = JobStatus.DELIVERED, JobStatus.FAILED
+CANCELED, TIMED_OUT = JobStatus.CANCELED, JobStatus.TIMED_OUT
 ACTIVE = (QUEUED, RUNNING)
 UNFINISHED = (QUEUED, RUNNING, SUCCEEDED)
 REFUNDED_STATES = (FAILED, CANCELED, TIMED_OUT)
-STATES = (QUEUED, RUNNING, SUCCEEDED, DELIVERED, FAILED, CANCELED, TIMED_OUT)
-
-# Why a job did not finish; each has a catalogue text `job.reason.<class>`.
-REJECTED = "rejected"  # the model refused the input
-MODEL_ERROR = "model_error"
-TIMEOUT = "timed_out"
-CANCELED_BY_USER = "canceled"
-ABORTED = "aborted"
-MISSING_OUTPUT = "missing_output"
-UNDELIVERABLE = "undeliverable"
+STATES = tuple(JobStatus)
 
 def new_job_id() -> str:
     return short_id(10)
@@ -58,7 +77,7 @@ class Job:
     prepared_inputs: dict[str, Any] | None
     prediction_id: str | None
     price: int
-    status: str
+    status: JobStatus
     error_class: str | None
     error_detail: str | None
     output_path: str | None
@@ -79,6 +98,7 @@ class Job:
     def from_row(cls, row: dict[str, Any]) -> Job:
         values = {k: row[k] for k in cls.__dataclass_fields__ if k in row}
         values["request"] = JobRequest.from_json(json.loads(row["request"]))
+        values["status"] = JobStatus(row["status"])
         values["delivery_unconfirmed"] = bool(row.get("delivery_unconfirmed") or 0)
         values["prepared_inputs"] = (
             json.loads(row["prepared_inputs"]) if row["prepared_inputs"] else None
@@ -136,7 +156,7 @@ class JobStore:
     async def counts_by_status(self) -> dict[str, int]:
         async with self.db.read() as tx:
             found = await tx.jobs.counts_by_status()
-        counts = dict.fromkeys(STATES, 0)
+        counts = {str(status): 0 for status in STATES}
         counts.update(found)
         return counts
 
@@ -193,6 +213,33 @@ class JobStore:
         return await self._update(
             job_id, (RUNNING,), status=SUCCEEDED, output_path=output_path, finished_at=time.time()
         )
+
+    # --- claims: one instance runs a job's step at a time ----------------------------
+    async def claim(self, job_id: str, owner: str, lease: float) -> Job | None:
+        """Take an unfinished job for `owner` for `lease` seconds, unless another instance
+        holds a live claim; the job as claimed (read in the same statement), or None."""
+        now = time.time()
+        async with self.db.transaction() as tx:
+            row = await tx.jobs.claim(
+                job_id, owner=owner, until=now + lease, allowed=UNFINISHED, now=now
+            )
+        return None if row is None else Job.from_row(row)
+
+    async def renew_claims(self, job_ids: list[str], owner: str, lease: float) -> set[str]:
+        """Extend `owner`'s claims on `job_ids` by `lease` seconds; the ids still theirs
+        (a missing one was taken over after its lease ran out)."""
+        held: set[str] = set()
+        until = time.time() + lease
+        for start in range(0, len(job_ids), 500):  # bounded statements for any number of jobs
+            async with self.db.transaction() as tx:
+                held.update(
+                    await tx.jobs.renew_claims(job_ids[start:start + 500], owner=owner, until=until)
+                )
+        return held
+
+    async def release_claim(self, job_id: str, owner: str) -> None:
+        async with self.db.transaction() as tx:
+            await tx.jobs.release_claim(job_id, owner=owner)
 
     async def count_delivery_attempt(self, job_id: str) -> None:
         async with self.db.transaction() as tx:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.backends.base import ABORTED, CANCELED, FAILED, BackendError
+from core.backends.base import ABORTED, CANCELED, FAILED, BackendError, Prediction
 from core.catalogue import (
     GLITCH_REPLACE,
     MUSIC,
@@ -21,9 +21,19 @@ from core.catalogue import (
     build_models,
 )
 from core.credits import CreditLedger
-from core.engine import FairQueue, JobEngine, JobNotCancelable, JobNotYours, StatusPacer
+from core.engine import (
+    Delivered,
+    Ended,
+    FairQueue,
+    JobEngine,
+    JobNotCancelable,
+    JobNotYours,
+    StatusPacer,
+    Stopped,
+)
+from core.engine.inbox import WebhookInbox
 from core.errors import InsufficientCredits, TooManyActiveJobs
-from core.jobs import JobStore
+from core.jobs import EndReason, JobStatus, JobStore
 from core.screens import Screen
 from core.settings import load_settings
 from core.users import UserDirectory
@@ -537,6 +547,120 @@ async def test_a_webhook_that_beats_the_create_answer_is_not_lost(world):
     await submit(engine, world.user)
     await asyncio.wait_for(world.notifier.done.wait(), 5)  # not after the 30 s fallback
     assert world.backend.gets == 0
+
+
+@pytest.mark.parametrize("instances", ["one instance", "two instances"])
+async def test_run_job_called_twice_at_once_makes_one_prediction_and_delivers_once(world, instances):
+    world.backend.create_delay = 0.05  # both calls are in flight together
+    first = world.make_engine(instance_id="a")
+    second = first if instances == "one instance" else world.make_engine(instance_id="b")
+    job = await submit(first, world.user)  # no scheduler running: only run_job moves it
+    outcomes = await asyncio.gather(first.run_job(job.id), second.run_job(job.id))
+    assert any(isinstance(outcome, Delivered) for outcome in outcomes), outcomes
+    assert await settled_status(world, job.id, "delivered") == "delivered"
+    again = await second.run_job(job.id)  # a late duplicate (an at-least-once queue)
+    assert isinstance(again, Stopped) and not again.retry
+    assert world.backend.creates == [job.id]
+    assert world.notifier.delivered_ids() == [job.id]
+    assert await world.ledger.balance(world.user.id) == 80
+
+
+async def test_a_job_held_by_a_dead_instance_is_taken_over_once_its_claim_lapses(world):
+    engine = world.make_engine(instance_id="b")
+    job = await submit(engine, world.user)
+    store = JobStore(world.db, world.ledger)
+    assert await store.claim(job.id, "a", lease=0.3) is not None  # instance a took it, then died
+    busy = await engine.run_job(job.id)
+    assert isinstance(busy, Stopped) and busy.retry, "a live claim is left alone"
+    assert world.backend.creates == []
+    await asyncio.sleep(0.35)
+    assert isinstance(await engine.run_job(job.id), Delivered)
+    assert world.backend.creates == [job.id]
+    assert world.notifier.delivered_ids() == [job.id]
+
+
+class CountingJobStore(JobStore):
+    """The real store, counting the engine's reads of whole jobs."""
+
+    reads = 0
+
+    async def get(self, job_id):
+        CountingJobStore.reads += 1
+        return await super().get(job_id)
+
+
+async def test_a_job_runs_to_its_delivery_without_reading_itself_again(world):
+    CountingJobStore.reads = 0
+    engine = world.make_engine(jobs=CountingJobStore(world.db, world.ledger), progress_every=0.01)
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=0.2)
+    await engine.start()
+    job = await submit(engine, world.user)
+    await until_status(world, job.id, "delivered")
+    await until(lambda: any("sent below" in t for t in world.notifier.texts(job.id)))
+    assert len(world.notifier.texts(job.id)) >= 3  # queued, running…, sent below
+    assert CountingJobStore.reads == 0, "claimed once, then carried along"
+    generation = engine.stats.durations[job.model]  # timed from the start the runner carried
+    assert generation.count == 1 and generation.sum >= 0.2
+
+
+async def test_a_step_whose_claim_was_taken_over_stops_without_delivering(world):
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=1.5)
+    engine = world.make_engine(instance_id="b", claim_lease=0.3)
+    job = await submit(engine, world.user)
+    step = asyncio.create_task(engine.run_job(job.id))
+    await until(lambda: world.backend.creates == [job.id])
+    async with world.db.transaction() as tx:  # b stalled past its lease; instance a took the job
+        await tx.execute("UPDATE jobs SET claimed_by = 'a' WHERE id = ?", (job.id,))
+    outcome = await asyncio.wait_for(step, 5)
+    assert isinstance(outcome, Stopped) and "taken over" in outcome.why
+    assert await job_status(world, job.id) == "running", "left to the instance that holds it"
+    assert world.notifier.delivered_ids() == []
+    assert await world.ledger.balance(world.user.id) == 80
+
+
+async def test_run_job_of_a_job_canceled_while_it_runs_answers_stopped(world):
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=30)
+    engine = world.make_engine()
+    job = await submit(engine, world.user)
+    step = asyncio.create_task(engine.run_job(job.id))
+    await until(lambda: world.backend.creates == [job.id])
+    await until_status(world, job.id, "running")
+    assert await engine.cancel(job.id, user_id=world.user.id) == 20
+    outcome = await asyncio.wait_for(step, 5)  # a worker's task ends normally, not cancelled
+    assert isinstance(outcome, Stopped) and not outcome.retry
+    assert [e.kind for e in await world.ledger.history(world.user.id) if e.job_id == job.id] == [
+        "refund", "charge"]
+
+
+async def test_finish_called_twice_at_once_refunds_and_tells_once(world):
+    engine = world.make_engine()
+    job = await submit(engine, world.user)
+    ending = Ended(JobStatus.FAILED, EndReason.MODEL_ERROR, "boom")
+    refunds = await asyncio.gather(engine.finish(job, ending), engine.finish(job, ending))
+    assert sorted(refunds, key=str) == [20, None]
+    await until(lambda: any("Refunded" in t or "refunded" in t for t in world.notifier.texts(job.id)))
+    await asyncio.sleep(0.1)
+    told = [t for t in world.notifier.texts(job.id) if "refunded" in t.lower()]
+    assert len(told) == 1, told
+    assert [e.kind for e in await world.ledger.history(world.user.id) if e.job_id == job.id] == [
+        "refund", "charge"]
+
+
+def test_the_webhook_inbox_keeps_early_results_but_only_so_many():
+    inbox = WebhookInbox(limit=3)
+    for n in range(5):
+        assert not inbox.post(Prediction(id=f"p{n}", status="succeeded"))  # nobody waits yet
+    assert inbox.take("p0") is None and inbox.take("p1") is None  # the oldest went
+    assert inbox.take("p4") == Prediction(id="p4", status="succeeded")
+
+
+async def test_the_webhook_inbox_wakes_the_job_waiting_for_it():
+    inbox = WebhookInbox()
+    with inbox.watching("p1"):
+        waiter = asyncio.create_task(inbox.wait("p1", timeout=5))
+        await asyncio.sleep(0.01)
+        assert inbox.post(Prediction(id="p1", status="succeeded"))
+        assert (await asyncio.wait_for(waiter, 1)).id == "p1"
 
 
 async def test_a_webhook_after_the_id_is_stored_but_before_the_job_runs_is_not_lost(world):

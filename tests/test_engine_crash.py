@@ -47,15 +47,16 @@ def _marker(prompt: str) -> str | None:
     return found.group(0) if found else None
 
 
+@pytest.mark.both_stores
 @pytest.mark.parametrize("crash_at", ["after_send", "before_send"])
 async def test_sigkill_at_the_send_then_restart_delivers_or_refunds_each_once(
-    tmp_path: Path, photo, av_video, crash_at: str
+    tmp_path: Path, photo, av_video, crash_at: str, database_url: str
 ):
     async with FakeReplicate(default_delay=0.6) as fake:
         fake.set_media("google/veo-3-fast", av_video)
         fake.script("google/veo-3-fast", delay=0.3)
         fake.script("suno-ai/bark", delay=1.5)
-        url = f"sqlite:///{tmp_path / 'crash.db'}"
+        url = database_url
         log = tmp_path / "deliveries.log"
         env = {
             **os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": url,

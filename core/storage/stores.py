@@ -19,7 +19,7 @@ JOB_COLUMNS = (
     "prediction_id", "price", "status", "error_class", "error_detail", "output_path",
     "delivered_message_id", "delivered_file_id", "delivery_attempts", "likes", "created_at",
     "started_at", "deadline_at", "finished_at", "updated_at", "delivery_sends",
-    "delivery_unconfirmed", "owner_id", "owner_name", "creating_since",
+    "delivery_unconfirmed", "owner_id", "owner_name", "creating_since", "claimed_by", "claimed_until",
 )
 _JOB_INSERTED = (
     "id", "user_id", "platform", "chat_id", "language", "session_id", "reply_to_message_id",
@@ -348,6 +348,34 @@ class JobRows(_Store):
             (prediction_id, now, deadline_at, now, job_id, *allowed),
         )
         return changed > 0
+
+    async def claim(
+        self, job_id: str, *, owner: str, until: float, allowed: Sequence[str], now: float
+    ) -> Row | None:
+        """Take the job for `owner` until `until` if it is in `allowed` and nobody else holds
+        a live claim on it; the job as claimed, or None."""
+        rows = await self.tx.fetchall(
+            "UPDATE jobs SET claimed_by = ?, claimed_until = ?"
+            f" WHERE id = ? AND status IN ({_marks(allowed)})"
+            " AND (claimed_by IS NULL OR claimed_by = ? OR claimed_until < ?) RETURNING *",
+            (owner, until, job_id, *allowed, owner, now),
+        )
+        return rows[0] if rows else None
+
+    async def renew_claims(self, job_ids: Sequence[str], *, owner: str, until: float) -> list[str]:
+        """Extend `owner`'s claims on `job_ids` (one statement); the ids still theirs."""
+        rows = await self.tx.fetchall(
+            f"UPDATE jobs SET claimed_until = ? WHERE id IN ({_marks(job_ids)}) AND claimed_by = ?"
+            " RETURNING id",
+            (until, *job_ids, owner),
+        )
+        return [str(row["id"]) for row in rows]
+
+    async def release_claim(self, job_id: str, *, owner: str) -> None:
+        await self.tx.execute(
+            "UPDATE jobs SET claimed_by = NULL, claimed_until = NULL WHERE id = ? AND claimed_by = ?",
+            (job_id, owner),
+        )
 
     async def count_delivery_attempt(self, job_id: str, *, allowed: Sequence[str], now: float) -> bool:
         changed = await self.tx.execute(
