@@ -90,7 +90,8 @@ async def build_services(settings: Settings) -> Services:
     ffmpeg.configure(ffmpeg_binary=settings.ffmpeg_binary)
     db = await open_database(settings.database_url)
     users = UserDirectory(db)
-    ledger = CreditLedger(db, users, starter_credits=settings.starter_credits)
+    ledger = CreditLedger(db, users, starter_credits=settings.starter_credits,
+                          platform_starter={"web": web_starter_credits(settings)})
     jobs = JobStore(db, ledger)
     # A session cannot outlive the media it works on.
     sessions = SessionStore(db, ttl=min(SESSION_TTL, settings.media_ttl_hours * 3600))
@@ -142,8 +143,13 @@ async def build_services(settings: Settings) -> Services:
     )
 
 
+def web_starter_credits(settings: Settings) -> int:
+    """Clearing cookies makes a new web user: where credits cost real money, give fewer."""
+    return settings.web_starter_credits if settings.backend == "replicate" else settings.starter_credits
+
+
 def require_platform(settings: Settings) -> None:
-    if settings.telegram_bot_token is None and settings.discord_bot_token is None:
+    if not settings.has_platform_token and not settings.web_enabled:
         raise ConfigError(
             "no platform token: set TELEGRAM_BOT_TOKEN and/or DISCORD_BOT_TOKEN "
             "(in .env or the environment), then run python -m bot again"
@@ -162,6 +168,10 @@ def make_adapters(services: Services) -> list[Adapter]:
         from adapters.discord.app import DiscordAdapter
 
         adapters.append(DiscordAdapter(services))
+    if settings.web_enabled:
+        from adapters.web.app import WebAdapter
+
+        adapters.append(WebAdapter(services))
     return adapters
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +41,18 @@ class LedgerEntry:
 class CreditLedger:
     """Grant, revoke, charge, refund, balance and history — each idempotent by key."""
 
-    def __init__(self, db: Database, users: UserDirectory, *, starter_credits: int) -> None:
+    def __init__(
+        self, db: Database, users: UserDirectory, *, starter_credits: int,
+        platform_starter: Mapping[str, int] | None = None,
+    ) -> None:
         self.db = db
         self.users = users
         self.starter_credits = starter_credits
+        self.platform_starter = dict(platform_starter or {})
+
+    def starter_for(self, platform: str) -> int:
+        """Starter credits a new user of `platform` gets (web users may get fewer: cookies are free)."""
+        return self.platform_starter.get(platform, self.starter_credits)
 
     # --- users --------------------------------------------------------------
     async def ensure_user(
@@ -84,9 +93,10 @@ class CreditLedger:
             )
             if not first:
                 return user, False
-            if self.starter_credits > 0:
+            starter = self.starter_for(platform)
+            if starter > 0:
                 await self._append(
-                    tx, user.id, self.starter_credits, "starter", actor="system",
+                    tx, user.id, starter, "starter", actor="system",
                     reason="welcome", key=f"starter:{user.id}",
                 )
             return await self._reload(tx, user.id), True

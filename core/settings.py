@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     max_active_jobs_per_user: int = Field(default=2, ge=1)
     job_timeout_seconds: float = Field(default=900.0, gt=0)
 
+    # the web studio (SPEC §11)
+    web_studio: bool | None = None  # None: on when no platform token is set
+    web_secret: SecretStr | None = None
+    web_access_code: SecretStr | None = None
+    web_max_upload_mb: int = Field(default=100, ge=1)
+    web_starter_credits: int = Field(default=0, ge=0)
+
     default_language: Literal["en", "ko"] = "en"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
@@ -103,6 +110,11 @@ class Settings(BaseSettings):
             name = getattr(info, "field_name", "")
             return value.upper() if name == "log_level" else value.lower()
         return value
+
+    @field_validator("web_studio", "web_secret", "web_access_code", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("admin_ids")
     @classmethod
@@ -160,6 +172,15 @@ class Settings(BaseSettings):
         return "replicate" if self.replicate_api_token else "local"
 
     @property
+    def has_platform_token(self) -> bool:
+        return self.telegram_bot_token is not None or self.discord_bot_token is not None
+
+    @property
+    def web_enabled(self) -> bool:
+        """The web studio serves: when asked to, or by default when no platform token is set."""
+        return self.web_studio if self.web_studio is not None else not self.has_platform_token
+
+    @property
     def sqlite_path(self) -> Path | None:
         if self.database_url.startswith("sqlite:///"):
             return Path(self.database_url.removeprefix("sqlite:///"))
@@ -173,6 +194,8 @@ class Settings(BaseSettings):
             self.replicate_api_token,
             self.replicate_webhook_secret,
             self.telegram_webhook_secret,
+            self.web_secret,
+            self.web_access_code,
         ]
         return [v.get_secret_value() for v in values if v and v.get_secret_value()]
 
@@ -188,6 +211,6 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         if loc:
             variable = str(loc[0]).upper()
             given = error.get("input")
-            shown = "" if variable.endswith(("TOKEN", "SECRET")) else f" (got {given!r})"
+            shown = "" if variable.endswith(("TOKEN", "SECRET", "CODE")) else f" (got {given!r})"
             raise ConfigError(f"{variable}: {message}{shown}") from None
         raise ConfigError(message) from None

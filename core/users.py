@@ -60,7 +60,7 @@ def _changed(row: dict[str, Any], display_name: str, username: str | None,
 def parse_user_ref(text: str) -> tuple[str, str]:
     """`telegram:42` → ("telegram", "42"); raises UnknownUser for other shapes."""
     platform, sep, user_id = text.strip().partition(":")
-    if not sep or platform.lower() not in ("telegram", "discord") or not user_id.isdigit():
+    if not sep or platform.lower() not in ("telegram", "discord", "web") or not user_id.isdigit():
         raise UnknownUser(f"{text!r} is not PLATFORM:ID (e.g. telegram:42)", target=text)
     return platform.lower(), user_id
 

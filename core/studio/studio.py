@@ -124,7 +124,7 @@ class Studio:
     # --- start -----------------------------------------------------------------------
     async def start(self, ctx: ChatContext) -> Reply:
         user, lang, first = await self.user(ctx)
-        screen = views.welcome(lang, user.balance, self.starter_credits if first else 0)
+        screen = views.welcome(lang, user.balance, self.ledger.starter_for(ctx.platform) if first else 0)
         return Reply([Send(screen, ctx.message_id)])
 
     # --- media in ----------------------------------------------------------------------
