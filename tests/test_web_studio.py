@@ -230,3 +230,31 @@ async def test_access_code_and_upload_limit(tmp_path, clip):
             assert gated.query("SELECT COUNT(*) AS n FROM sessions")[0]["n"] == 0
     finally:
         await gated.bot.stop()
+
+
+async def test_music_form_glitch_clip_jobs_and_the_language_switch(studio, clip, tmp_path):
+    async with browser_session() as browser:
+        page = await open_studio(browser, studio)
+        await open_frame(page, clip, "0:01")
+        await press(page, "🎵 Music")
+        await press(page, "✍️ Type a prompt")
+        form = page.get_by_placeholder(t("en", "studio.prompt_placeholder"))
+        await form.fill("rain on a tin roof")
+        await form.press("Enter")
+        await page.locator("article", has_text="“rain on a tin roof”").get_by_role(
+            "button", name=re.compile(r"Confirm \(5 credits\)")).wait_for()
+
+        await open_frame(page, clip, "0:02")
+        await press(page, "🌀 Glitch")
+        await page.get_by_text(t("en", "studio.ask_clip", seconds=10)).wait_for()
+        await send_video(page, clip)
+        await page.locator("article").get_by_role("button", name="🕺 Animate").wait_for()
+        await snap(page, tmp_path / "screenshots", "glitch-modes")
+
+        await page.click("[data-account=jobs]")
+        await page.get_by_text(t("en", "account.no_jobs")).wait_for()
+        await page.click("[data-lang=ko]")
+        await page.get_by_text(t("ko", "account.language_set")).wait_for()
+        await page.locator("[data-account=balance]", has_text="잔액").wait_for()
+        await page.locator("#balance", has_text="크레딧").wait_for()
+        await snap(page, tmp_path / "screenshots", "korean")
