@@ -91,11 +91,12 @@ async def build_services(settings: Settings) -> Services:
     db = await open_database(settings.database_url)
     users = UserDirectory(db)
     ledger = CreditLedger(db, users, starter_credits=settings.starter_credits,
-                          platform_starter={"web": web_starter_credits(settings)})
+                          platform_starter={"web": settings.web_starter})
     jobs = JobStore(db, ledger)
     # A session cannot outlive the media it works on.
     sessions = SessionStore(db, ttl=min(SESSION_TTL, settings.media_ttl_hours * 3600))
-    media = MediaStore(settings.media_dir, settings.media_ttl_hours)
+    media = MediaStore(settings.media_dir, settings.media_ttl_hours, db=db,
+                       quota_mb=settings.max_media_mb_per_user)
     models = build_models(settings)
     templates = TemplateCatalogue.load(settings.templates_file)
     backend = make_backend(settings, media)
@@ -143,11 +144,6 @@ async def build_services(settings: Settings) -> Services:
     )
 
 
-def web_starter_credits(settings: Settings) -> int:
-    """Clearing cookies makes a new web user: where credits cost real money, give fewer."""
-    return settings.web_starter_credits if settings.backend == "replicate" else settings.starter_credits
-
-
 def require_platform(settings: Settings) -> None:
     if not settings.has_platform_token and not settings.web_enabled:
         raise ConfigError(
@@ -175,10 +171,20 @@ def make_adapters(services: Services) -> list[Adapter]:
     return adapters
 
 
+async def clean_up(services: Services) -> None:
+    """Old media files, the folders they leave empty, and expired session rows."""
+    await services.media.clean()
+    gone = await services.sessions.delete_expired()
+    if gone:
+        log.info("cleanup: %d expired sessions removed", gone)
+
+
 async def _clean_media_periodically(services: Services) -> None:
     while True:
-        with contextlib.suppress(Exception):
-            await services.media.clean()
+        try:
+            await clean_up(services)
+        except Exception:  # the next hour tries again; the bot keeps serving
+            log.exception("cleanup failed")
         await asyncio.sleep(3600)
 
 

@@ -39,9 +39,21 @@ class OptionInvalid(LokizError):
 
 @dataclass(frozen=True)
 class Option:
+    """One model input a user may choose.
+
+    `offered`: the studio's options screen shows it (only offered options are accepted from a
+    button). `surcharges`: extra credits per value (e.g. {"1080p": 10}); a value that costs us
+    more must be priced here, or not offered.
+    """
+
     name: str
     choices: tuple[Any, ...]
     default: Any
+    offered: bool = False
+    surcharges: Mapping[Any, int] = field(default_factory=dict)
+
+    def surcharge(self, value: Any) -> int:
+        return int(self.surcharges.get(value, 0))
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,16 @@ class ModelSpec:
             if option.name == name:
                 return option
         raise OptionInvalid(f"{self.action} has no option {name!r}", option=name, value="", allowed="")
+
+    @property
+    def offered(self) -> tuple[Option, ...]:
+        """The options the studio's screen lets a user choose."""
+        return tuple(option for option in self.options if option.offered)
+
+    def price_for(self, chosen: Mapping[str, Any]) -> int:
+        """The price with the chosen options' surcharges (OptionInvalid for values not allowed)."""
+        values = self.resolve_options(chosen)
+        return self.price + sum(option.surcharge(values[option.name]) for option in self.options)
 
     def resolve_options(self, chosen: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with the user's choices, each checked against its allowed values."""
@@ -204,9 +226,11 @@ def build_models(settings: Settings) -> dict[str, ModelSpec]:
         TEMPLATE: ModelSpec(
             TEMPLATE, settings.model_template, settings.price_template, "video",
             (
-                Option("duration", (4, 6, 8), 8),
-                Option("aspect_ratio", ("16:9", "9:16"), "16:9"),
-                Option("resolution", ("720p", "1080p"), "720p"),
+                # The price covers the longest clip, so a shorter one needs no surcharge.
+                Option("duration", (4, 6, 8), 8, offered=True),
+                Option("aspect_ratio", ("16:9", "9:16"), "16:9", offered=True),
+                Option("resolution", ("720p", "1080p"), "720p", offered=True,
+                       surcharges={"1080p": settings.price_template_1080p}),
                 Option("generate_audio", (True, False), True),
             ),
             _veo_inputs, _url, typical_seconds=90,

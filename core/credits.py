@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import InsufficientCredits, InvalidAmount, UnknownUser
+from core.errors import AlreadyStarted, InsufficientCredits, InvalidAmount, KeyReused, UnknownUser
 from core.storage import ConstraintViolation, Database, Transaction
 from core.users import User, UserDirectory
 
@@ -93,20 +93,31 @@ class CreditLedger:
             )
             if not first:
                 return user, False
-            starter = self.starter_for(platform)
-            if starter > 0:
-                await self._append(
-                    tx, user.id, starter, "starter", actor="system",
-                    reason="welcome", key=f"starter:{user.id}",
-                )
+            await self._settle_starter(tx, user.id, platform)
             return await self._reload(tx, user.id), True
+
+    async def _settle_starter(self, tx: Transaction, user_id: int, platform: str | None = None) -> None:
+        # Once per user, whoever comes first: their first message or an admin's grant.
+        if platform is None and self.platform_starter:
+            platform = await tx.fetchval("SELECT platform FROM users WHERE id = ?", (user_id,))
+        starter = self.starter_for(platform or "")
+        if starter > 0:
+            await self._append(
+                tx, user_id, starter, "starter", actor="system",
+                reason="welcome", key=f"starter:{user_id}", strict=False,
+            )
 
     # --- operations -----------------------------------------------------------
     async def grant(
         self, user_id: int, amount: int, *, actor: str, reason: str = "", key: str | None = None
     ) -> LedgerEntry:
+        """Add credits (settling the user's starter credits first, so balances read true).
+
+        A repeated `key` returns the first entry; KeyReused if it named another change.
+        """
         _positive(amount)
         async with self.db.transaction() as tx:
+            await self._settle_starter(tx, user_id)
             return await self._append(
                 tx, user_id, amount, "grant", actor=actor, reason=reason,
                 key=key or f"grant:{uuid.uuid4().hex}",
@@ -118,21 +129,30 @@ class CreditLedger:
         """Take credits back; refused (InsufficientCredits) past the balance."""
         _positive(amount)
         async with self.db.transaction() as tx:
+            await self._settle_starter(tx, user_id)
             return await self._append(
                 tx, user_id, -amount, "revoke", actor=actor, reason=reason,
                 key=key or f"revoke:{uuid.uuid4().hex}",
             )
 
     async def charge(
-        self, tx: Transaction, user_id: int, amount: int, *, job_id: str, reason: str = ""
+        self, tx: Transaction, user_id: int, amount: int, *, job_id: str, reason: str = "",
+        key: str | None = None,
     ) -> LedgerEntry:
-        """Charge for a job inside the caller's transaction (the one that stores the job)."""
+        """Charge for a job inside the caller's transaction (the one that stores the job).
+
+        `key` names the press that asked for it (message and screen version): a second
+        press of the same screen raises AlreadyStarted, so the caller's job is rolled back.
+        """
         if amount < 0:
             raise InvalidAmount("a price cannot be negative", amount=amount)
-        return await self._append(
+        entry = await self._append(
             tx, user_id, -amount, "charge", actor="system", reason=reason,
-            job_id=job_id, key=f"charge:{job_id}",
+            job_id=job_id, key=key or f"charge:{job_id}",
         )
+        if entry.job_id != job_id:
+            raise AlreadyStarted(f"{key} already charged job {entry.job_id}", id=entry.job_id)
+        return entry
 
     async def refund(
         self, tx: Transaction, job_id: str, *, reason: str = ""
@@ -144,9 +164,9 @@ class CreditLedger:
             " balance_after, created_at)"
             " SELECT c.user_id, -c.delta, 'refund', 'system', ?, c.job_id, ?,"
             " (SELECT balance FROM users WHERE id = c.user_id) - c.delta, ?"
-            " FROM ledger AS c WHERE c.idempotency_key = ?"
+            " FROM ledger AS c WHERE c.job_id = ? AND c.kind = 'charge'"
             " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
-            (reason, f"refund:{job_id}", now, f"charge:{job_id}"),
+            (reason, f"refund:{job_id}", now, job_id),
         )
         if rows:
             return LedgerEntry.from_row(rows[0])
@@ -187,6 +207,15 @@ class CreditLedger:
                 )
             )
 
+    async def presses(self, prefix: str) -> int:
+        """How many charges are keyed under `prefix` (the versions of a screen already used)."""
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # a range on the unique key's index
+        async with self.db.read() as tx:
+            return int(await tx.fetchval(
+                "SELECT COUNT(*) FROM ledger WHERE idempotency_key >= ? AND idempotency_key < ?",
+                (prefix, upper),
+            ))
+
     async def spent_since(self, since: float) -> int:
         """Credits charged minus refunded since `since` (for admin stats)."""
         async with self.db.read() as tx:
@@ -209,6 +238,7 @@ class CreditLedger:
         reason: str,
         key: str,
         job_id: str | None = None,
+        strict: bool = True,
     ) -> LedgerEntry:
         # One statement: the trigger moves the balance, the CHECKs refuse overdrafts,
         # the unique key makes a repeat a no-op that returns the first entry.
@@ -222,17 +252,27 @@ class CreditLedger:
                 (delta, kind, actor, reason, job_id, key, delta, now, user_id),
             )
         except ConstraintViolation:
-            balance = int(await tx.fetchval("SELECT balance FROM users WHERE id = ?", (user_id,)))
-            raise InsufficientCredits(
-                f"needs {-delta} credits, balance is {balance}",
-                needed=-delta, balance=balance, shortfall=-delta - balance,
-            ) from None
+            # The CHECK is tested before the key: a repeat must still be told it is a repeat.
+            rows = []
+            if await tx.fetchone("SELECT id FROM ledger WHERE idempotency_key = ?", (key,)) is None:
+                balance = int(await tx.fetchval("SELECT balance FROM users WHERE id = ?", (user_id,)))
+                raise InsufficientCredits(
+                    f"needs {-delta} credits, balance is {balance}",
+                    needed=-delta, balance=balance, shortfall=-delta - balance,
+                ) from None
         if rows:
             return LedgerEntry.from_row(rows[0])
         existing = await tx.fetchone("SELECT * FROM ledger WHERE idempotency_key = ?", (key,))
         if existing is None:
             raise UnknownUser(f"no user #{user_id}", target=str(user_id))
-        return LedgerEntry.from_row(existing)
+        entry = LedgerEntry.from_row(existing)
+        # A repeat must be the same change; anything else under this key is a bug, never a no-op.
+        if (entry.user_id, entry.kind) != (user_id, kind) or (strict and entry.delta != delta):
+            raise KeyReused(
+                f"key {key!r} already holds {entry.kind} {entry.delta:+d} for user #{entry.user_id}",
+                key=key,
+            )
+        return entry
 
     async def _reload(self, tx: Transaction, user_id: int) -> User:
         row = await tx.fetchone("SELECT * FROM users WHERE id = ?", (user_id,))

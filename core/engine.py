@@ -315,20 +315,22 @@ class JobEngine:
         request: JobRequest,
         reply_to_message_id: str | None = None,
         session_id: str | None = None,
+        charge_key: str | None = None,
     ) -> Job:
         """Store and charge a job in one transaction, then queue it.
 
+        `charge_key` names the press that asked (a repeat raises AlreadyStarted).
         Raises InsufficientCredits / TooManyActiveJobs / OptionInvalid with nothing stored.
         """
         spec = self.models[request.action]
-        spec.resolve_options(request.options)  # refuse bad options before charging
+        price = spec.price_for(request.options)  # refuses bad options before charging
         now = time.time()
         job = Job(
             id=new_job_id(), user_id=user_id, platform=platform, chat_id=str(chat_id),
             language=language, session_id=session_id, reply_to_message_id=reply_to_message_id,
             status_message_id=None, action=request.action, model=spec.model_id,
             backend=self.backend.name, request=request, prepared_inputs=None,
-            prediction_id=None, price=spec.price, status=QUEUED, error_class=None,
+            prediction_id=None, price=price, status=QUEUED, error_class=None,
             error_detail=None, output_path=None, delivered_message_id=None,
             delivered_file_id=None, delivery_attempts=0, likes=0, created_at=now,
             started_at=None, deadline_at=None, finished_at=None,
@@ -340,7 +342,8 @@ class JobEngine:
                     f"{active} jobs active", limit=self.max_active_per_user
                 )
             await self.jobs.insert(tx, job)
-            await self.ledger.charge(tx, user_id, spec.price, job_id=job.id, reason=request.action)
+            await self.ledger.charge(tx, user_id, price, job_id=job.id, reason=request.action,
+                                     key=charge_key)
         log.info("job %s queued: %s for user %s", job.id, request.action, user_id)
         self._enqueue(job)
         await self._push_status(job, self._queued_screen(job))

@@ -39,6 +39,18 @@ class UnknownUser(LokizError):
     key = "error.unknown_user"
 
 
+class KeyReused(LokizError):
+    """An idempotency key already names a different change (other user, amount or kind)."""
+
+    key = "error.key_reused"
+
+
+class AlreadyStarted(LokizError):
+    """This press (same message, same screen) already started a job; params: id."""
+
+    key = "error.already_started"
+
+
 # --- media ---------------------------------------------------------------
 class MediaError(LokizError):
     key = "error.media"
@@ -82,6 +94,13 @@ class VideoTooLarge(MediaError):
     """params: size_mb, limit_mb."""
 
     key = "error.video_too_large"
+
+
+class MediaQuotaExceeded(MediaError):
+    """The user's stored media would pass MAX_MEDIA_MB_PER_USER; params: used_mb, size_mb,
+    limit_mb, hours."""
+
+    key = "error.media_quota"
 
 
 class NotAnImage(MediaError):

@@ -5,10 +5,11 @@ Adapters may add their own routes (Telegram webhook mode) before it starts.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -23,6 +24,22 @@ log = logging.getLogger(__name__)
 REPLICATE_WEBHOOK_PATH = "/webhooks/replicate"
 DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 900, float("inf"))
 
+KB = 1024
+# Largest body per POST route; other routes get DEFAULT_BODY_LIMIT, GET/HEAD none at all.
+BODY_LIMITS: Mapping[str, int] = {REPLICATE_WEBHOOK_PATH: 2 * KB * KB}
+DEFAULT_BODY_LIMIT = 1024 * KB  # a Telegram update is a few KB
+BODY_TIMEOUT = 10.0  # seconds to receive a whole request body
+KEEPALIVE_TIMEOUT = 15.0  # seconds an idle connection may stay open
+LINGER_TIME = 2.0  # seconds to drain an unread body after answering early
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _closing(response: web.Response) -> web.Response:
+    response.force_close()
+    return response
+
 
 class HttpServer:
     def __init__(
@@ -34,6 +51,9 @@ class HttpServer:
         host: str,
         port: int,
         webhook_secret: Callable[[], Awaitable[str]] | None = None,
+        body_limits: Mapping[str, int] = BODY_LIMITS,
+        body_timeout: float = BODY_TIMEOUT,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
     ) -> None:
         self.db = db
         self.engine = engine
@@ -43,7 +63,14 @@ class HttpServer:
         self._webhook_secret = webhook_secret
         self._secret: str | None = None
         self._seen = SeenWebhooks()
-        self.app = web.Application(client_max_size=2 * 1024 * 1024)
+        self.body_limits = dict(body_limits)
+        self.streamed: set[str] = set()
+        self.body_timeout = body_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.app = web.Application(
+            client_max_size=max(DEFAULT_BODY_LIMIT, *self.body_limits.values()),
+            middlewares=[self._bounded_body],
+        )
         self.app.router.add_get("/healthz", self.healthz)
         self.app.router.add_get("/metrics", self.metrics)
         self.app.router.add_post(REPLICATE_WEBHOOK_PATH, self.replicate_webhook)
@@ -51,7 +78,12 @@ class HttpServer:
         self.bound_port: int | None = None
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        # A silent or idle connection is closed after keepalive_timeout (aiohttp starts that
+        # timer on connect); half-sent bodies are cut by _bounded_body.
+        self._runner = web.AppRunner(
+            self.app, access_log=None, keepalive_timeout=self.keepalive_timeout,
+            lingering_time=min(LINGER_TIME, self.body_timeout),
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -63,6 +95,38 @@ class HttpServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def stream_body(self, path: str) -> None:
+        """Let the POST route `path` read its own body as a stream, under its own size and
+        time rules (an upload written to disk, far larger than a webhook)."""
+        self.streamed.add(path)
+
+    def body_limit(self, request: web.BaseRequest) -> int:
+        """The largest body this route takes, in bytes (0: none)."""
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return 0
+        return self.body_limits.get(request.path, DEFAULT_BODY_LIMIT)
+
+    @web.middleware
+    async def _bounded_body(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Read the whole body, within the route's size limit and BODY_TIMEOUT, before the
+        handler runs: a client that stops half-way is answered 408 and disconnected."""
+        if not request.body_exists or request.path in self.streamed:
+            return await handler(request)
+        limit = self.body_limit(request)
+        if limit == 0 or (request.content_length or 0) > limit:
+            return _closing(web.Response(status=413, text="request body too large"))
+        bounded = request.clone(client_max_size=limit + 1)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                await bounded.read()
+        except TimeoutError:
+            log.info("closed a request whose body did not arrive in %gs: %s %s",
+                     self.body_timeout, request.method, request.path)
+            return _closing(web.Response(status=408, text="request body too slow"))
+        except web.HTTPRequestEntityTooLarge:
+            return _closing(web.Response(status=413, text="request body too large"))
+        return await handler(bounded)
 
     # --- routes -----------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:

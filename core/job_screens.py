@@ -75,21 +75,26 @@ def failed_screen(job: Job, what: str, reason: str, refunded: int) -> Screen:
     )
 
 
-def result_screen(job: Job, what: str, *, local_preview: bool, likes: int = 0) -> Screen:
+def result_screen(job: Job, what: str, *, local_preview: bool, likes: int = 0,
+                  again: int = 0) -> Screen:
+    """A result's caption and buttons; `again` counts the Again presses it has taken (its
+    version: a press of an older version is a double press)."""
     lang = job.language
     caption = t(lang, "job.result", what=what, price=job.price, id=job.id)
     if local_preview:
         caption += "\n" + t(lang, "job.local_preview")
     like = Button(f"👍 {likes}" if likes else "👍", "job.like", (job.id,))
+    again_label = t(lang, "button.again_more", n=again) if again else t(lang, "button.again")
+    again_button = Button(again_label, "job.again", (job.id, str(again)))
     if job.action == MUSIC:
         rows: tuple[tuple[Button, ...], ...] = (
             (Button(t(lang, "button.add_to_clip"), "job.mux", (job.id,), "primary"),
-             Button(t(lang, "button.again"), "job.again", (job.id,)), like),
+             again_button, like),
         )
     else:
         rows = (
             (Button(t(lang, "button.remix"), "job.remix", (job.id,), "primary"),
              Button(t(lang, "button.add_music"), "job.music", (job.id,))),
-            (Button(t(lang, "button.again"), "job.again", (job.id,)), like),
+            (again_button, like),
         )
     return Screen(caption, rows)

@@ -113,6 +113,13 @@ class SessionStore:
             raise StaleSession(session.id)
         return replace(session, version=session.version + 1, updated_at=now, expires_at=now + self.ttl)
 
+    async def delete_expired(self, *, now: float | None = None) -> int:
+        """Delete sessions past their expiry (a press on one is told it expired either way);
+        return how many went."""
+        moment = time.time() if now is None else now
+        async with self.db.transaction() as tx:
+            return int(await tx.execute("DELETE FROM sessions WHERE expires_at < ?", (moment,)))
+
     async def latest(
         self, *, user_id: int, platform: str, chat_id: str, awaiting: bool = False
     ) -> Session | None:

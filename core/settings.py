@@ -26,9 +26,12 @@ def parse_admin_ids(raw: str) -> frozenset[tuple[str, str]]:
         platform, sep, user_id = item.partition(":")
         platform = platform.strip().lower()
         user_id = user_id.strip()
-        if not sep or platform not in PLATFORMS or not user_id.isdigit():
+        # ASCII digits without a leading zero: "0123" or "١٢٣" would never match a real id.
+        plain = user_id.isascii() and user_id.isdigit() and not user_id.startswith("0")
+        if not sep or platform not in PLATFORMS or not plain:
             raise ValueError(
-                f"{item!r} is not PLATFORM:ID (PLATFORM is telegram or discord, ID is a number)"
+                f"{item!r} is not PLATFORM:ID (PLATFORM is telegram or discord,"
+                " ID is the platform's number, ASCII digits without a leading zero)"
             )
         admins.add((platform, user_id))
     return frozenset(admins)
@@ -74,6 +77,8 @@ class Settings(BaseSettings):
     ffmpeg_binary: Path | None = None
     max_video_seconds: float = Field(default=600.0, gt=0)
     glitch_max_seconds: float = Field(default=10.0, gt=0, le=60)
+    max_media_mb_per_user: int = Field(default=500, ge=1)
+    max_download_mb: int = Field(default=200, ge=1)
 
     # http
     public_url: str | None = None
@@ -84,6 +89,7 @@ class Settings(BaseSettings):
     admin_ids: str = ""
     starter_credits: int = Field(default=50, ge=0)
     price_template: int = Field(default=20, ge=0)
+    price_template_1080p: int = Field(default=10, ge=0)  # extra credits for a 1080p template
     price_glitch_animate: int = Field(default=30, ge=0)
     price_glitch_replace: int = Field(default=30, ge=0)
     price_music: int = Field(default=5, ge=0)
@@ -174,6 +180,12 @@ class Settings(BaseSettings):
     @property
     def has_platform_token(self) -> bool:
         return self.telegram_bot_token is not None or self.discord_bot_token is not None
+
+    @property
+    def web_starter(self) -> int:
+        """A new web user's starter credits: clearing cookies makes a new user, so where
+        credits cost real money (Replicate) they get WEB_STARTER_CREDITS."""
+        return self.web_starter_credits if self.backend == "replicate" else self.starter_credits
 
     @property
     def web_enabled(self) -> bool:

@@ -57,10 +57,20 @@ def _changed(row: dict[str, Any], display_name: str, username: str | None,
     )
 
 
+def is_whole_number(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` also takes "²" (int() fails) and "٥" (read as 5)."""
+    return text.isascii() and text.isdigit()
+
+
+def is_platform_id(text: str) -> bool:
+    """A user id as the platforms write it: ASCII digits, no leading zero ("0123" is not "123")."""
+    return is_whole_number(text) and not text.startswith("0")
+
+
 def parse_user_ref(text: str) -> tuple[str, str]:
     """`telegram:42` → ("telegram", "42"); raises UnknownUser for other shapes."""
     platform, sep, user_id = text.strip().partition(":")
-    if not sep or platform.lower() not in ("telegram", "discord", "web") or not user_id.isdigit():
+    if not sep or platform.lower() not in ("telegram", "discord", "web") or not is_platform_id(user_id):
         raise UnknownUser(f"{text!r} is not PLATFORM:ID (e.g. telegram:42)", target=text)
     return platform.lower(), user_id
 

@@ -79,7 +79,8 @@ def verify_webhook(
         raise WebhookRejected(MISSING_HEADERS)
     if not body:
         raise WebhookRejected(EMPTY_BODY)
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    # ASCII only: str.isdigit() also takes "²" and "١٧٠٠", which int() rejects or reads.
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise WebhookRejected(BAD_TIMESTAMP)
     age = (time.time() if now is None else now) - int(timestamp)
     if age > tolerance:

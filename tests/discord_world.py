@@ -233,6 +233,7 @@ def bot_env(discord: FakeDiscord, replicate: FakeReplicate, work: Path) -> dict[
         HTTP_PORT="0",
         STARTER_CREDITS=str(STARTER),
         GLITCH_MAX_SECONDS="3",
+        MAX_MEDIA_MB_PER_USER="3",  # far above what one member sends, except in the quota test
         LOG_LEVEL="INFO",
     )
     for name in ("GENERATOR", "PUBLIC_URL", "TEMPLATES_FILE"):

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
 from bench.jobs import BenchConfig, run_bench
 
 
 async def test_the_jobs_bench_delivers_every_job_and_never_polls_a_webhooked_one():
     config = BenchConfig(jobs=20, min_seconds=0.2, max_seconds=0.5, jobs_per_user=5,
                          phase_timeout=30)
-    started = time.monotonic()
 
     results = await run_bench(config)
 
-    assert time.monotonic() - started < 15
     for mode in ("polling", "webhook"):
         phase = results[mode]
         assert phase.all_delivered, (mode, phase.by_status, phase.delivered)

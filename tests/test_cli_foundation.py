@@ -36,12 +36,23 @@ def test_grant_then_show_prints_balance_and_entry(tmp_path):
     assert granted.returncode == 0, granted.stderr
     shown = run_bot("credits", "show", "telegram:42", env=env, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
-    assert "balance 100" in shown.stdout
+    # Granting before their first message settles their starter credits (50) first.
+    assert "balance 150" in granted.stdout and "balance 150" in shown.stdout
     assert re.search(r"\+100\s+grant\s+by cli\s+test", shown.stdout)
+    assert re.search(r"\+50\s+starter", shown.stdout)
+
+
+@pytest.mark.parametrize(("target", "amount"), [("telegram:42", "٥"), ("telegram:42", "²"),
+                                                ("telegram:٤٢", "5"), ("telegram:042", "5")])
+def test_credits_take_ascii_digits_only(tmp_path, target, amount):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    granted = run_bot("credits", "grant", target, amount, env=env, cwd=tmp_path)
+    assert granted.returncode != 0 and "Traceback" not in granted.stderr
+    assert "not seen yet" in run_bot("credits", "show", "telegram:42", env=env, cwd=tmp_path).stdout
 
 
 def test_revoke_past_the_balance_is_refused_in_one_line(tmp_path):
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "STARTER_CREDITS": "0"}
     run_bot("credits", "grant", "discord:7", "10", env=env, cwd=tmp_path)
     revoked = run_bot("credits", "revoke", "discord:7", "11", env=env, cwd=tmp_path)
     assert revoked.returncode != 0
@@ -63,6 +74,8 @@ def test_migrate_twice_is_harmless(tmp_path):
         ({"STARTER_CREDITS": "-1"}, "STARTER_CREDITS"),
         ({"ADMIN_IDS": "telegram:abc"}, "ADMIN_IDS"),
         ({"ADMIN_IDS": "slack:12"}, "ADMIN_IDS"),
+        ({"ADMIN_IDS": "telegram:0123"}, "ADMIN_IDS"),
+        ({"ADMIN_IDS": "telegram:١٢٣"}, "ADMIN_IDS"),
         ({"GENERATOR": "replicate"}, "GENERATOR"),
         ({"TELEGRAM_WEBHOOK": "true"}, "TELEGRAM_WEBHOOK"),
         ({"MAX_CONCURRENT_JOBS": "zero"}, "MAX_CONCURRENT_JOBS"),
@@ -114,8 +127,8 @@ def test_run_without_any_token_serves_the_web_studio_at_the_printed_url(tmp_path
         bot.wait(timeout=30)
 
 
-def test_admin_grants_credits_to_a_web_user(tmp_path):
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}"}
+def test_admin_grants_credits_to_a_web_user_without_paid_starter_credits(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}", "REPLICATE_API_TOKEN": "r8_test"}
     result = run_bot("credits", "grant", "web:1234567890123456", "40", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "granted 40 to web:1234567890123456; balance 40" in result.stdout

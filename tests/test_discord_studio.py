@@ -119,6 +119,20 @@ async def test_a_video_over_the_download_limit_is_refused_before_downloading(wor
     assert not any(path.endswith("/huge.mp4") for path in fake.downloads)
 
 
+async def test_a_member_over_the_media_quota_is_told_why(world: World) -> None:
+    fake, frank = world.discord, 810_000_000_000_000_107
+    fake.member(frank, "frank")
+    clip = world.media.video.read_bytes()
+    first, second = (clip + fill * (1600 * 1024 - len(clip)) for fill in (b"\0", b"\1"))
+    asked = await fake.slash(frank, CHANNEL, "capture", {"at": "1"},
+                             attachments={"video": fake.add_attachment(first, "a.mp4", "video/mp4")})
+    assert "0:01" in (await world.answer(asked))["content"]
+    asked = await fake.slash(frank, CHANNEL, "capture", {"at": "1"},
+                             attachments={"video": fake.add_attachment(second, "b.mp4", "video/mp4")})
+    answer = await world.answer(asked)
+    assert "the limit is 3 MB per person" in answer["content"]
+
+
 async def test_another_member_pressing_the_studio_buttons_is_refused(world: World) -> None:
     fake = world.discord
     asked = await fake.slash(DAVE, CHANNEL, "capture", {"at": "1"}, attachments={"video": world.media.video})

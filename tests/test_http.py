@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
+import pytest
 
 from bot.app import build_services
 from core.catalogue import MUSIC, JobRequest
+from core.http import REPLICATE_WEBHOOK_PATH, HttpServer
 from core.settings import load_settings
+from core.webhooks import sign_webhook
 from tests.fakes.backend import Script, ScriptedBackend
 from tests.fakes.notifier import RecordingNotifier
 
@@ -51,3 +59,78 @@ async def test_healthz_and_metrics(tmp_path, av_video):
                 assert response.status == 404  # no webhooks without PUBLIC_URL
     finally:
         await services.close()
+
+
+async def _const(value: str) -> str:
+    return value
+
+
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+
+@contextlib.asynccontextmanager
+async def _server(tmp_path: Path, **limits: float) -> AsyncIterator[HttpServer]:
+    """An HTTP server with the bot's database and engine, verifying webhooks with SECRET."""
+    settings = load_settings(None, database_url=f"sqlite:///{tmp_path / 'h.db'}",
+                             media_dir=tmp_path / "m", http_port=0)
+    services = await build_services(settings)
+    server = HttpServer(db=services.db, engine=services.engine, jobs=services.jobs,
+                        host="127.0.0.1", port=0, webhook_secret=lambda: _const(SECRET), **limits)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+        await services.close()
+
+
+async def _until_closed(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends before it closes the connection (generous bound)."""
+    return await asyncio.wait_for(reader.read(), timeout=60)
+
+
+async def test_half_sent_requests_and_idle_connections_are_closed(tmp_path):
+    async with _server(tmp_path, body_timeout=0.5, keepalive_timeout=0.5) as server:
+        half_sent, idle = [], []
+        for _ in range(20):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.bound_port)
+            writer.write(b"POST /webhooks/replicate HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"id\": ")
+            half_sent.append((reader, writer))
+        for _ in range(20):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.bound_port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
+            idle.append((reader, writer))
+        await asyncio.gather(*(w.drain() for _, w in half_sent + idle))
+        answers = await asyncio.gather(*(_until_closed(r) for r, _ in half_sent + idle))
+        for _, writer in half_sent + idle:
+            writer.close()
+    assert [a.split(b"\r\n", 1)[0] for a in answers[:20]] == [b"HTTP/1.1 408 Request Timeout"] * 20
+    assert all(a.startswith(b"HTTP/1.1 ") for a in answers[20:])  # answered, then closed
+
+
+async def test_a_body_over_the_routes_limit_is_refused(tmp_path):
+    async with _server(tmp_path) as server, aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{server.bound_port}"
+        async with http.post(f"{url}{REPLICATE_WEBHOOK_PATH}", data=b"x" * (3 * 1024 * 1024)) as response:
+            assert response.status == 413
+        async with http.post(f"{url}/anything-else", data=b"x" * (2 * 1024 * 1024)) as response:
+            assert response.status == 413
+
+
+@pytest.mark.parametrize("timestamp", ["١٧٠٠٠٠٠٠٠٠", "²", "1700000000²"])
+async def test_a_webhook_timestamp_in_other_digits_gets_401_not_an_error(tmp_path, caplog, timestamp):
+    body = b'{"id": "p1", "status": "succeeded", "output": null}'
+    signature = sign_webhook("msg_1", timestamp, body, SECRET)
+    request = (
+        f"POST {REPLICATE_WEBHOOK_PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        f"webhook-id: msg_1\r\nwebhook-timestamp: {timestamp}\r\nwebhook-signature: {signature}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    async with _server(tmp_path) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.bound_port)
+        writer.write(request)
+        answer = await _until_closed(reader)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

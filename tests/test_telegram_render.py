@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from adapters.telegram.app import TelegramAdapter
 from adapters.telegram.notifier import LOCAL_UPLOAD_LIMIT
@@ -28,12 +29,12 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(tmp_path: Path, *, local: bool) -> AsyncIterator[Running]:
+async def running(tmp_path: Path, *, local: bool, **overrides: Any) -> AsyncIterator[Running]:
     async with TelegramFake(local=local) as fake:
         settings = load_settings(
             None, telegram_bot_token=fake.token, telegram_api_base=fake.base_url,
             telegram_api_local=local, database_url=f"sqlite:///{tmp_path / 'lokiz.db'}",
-            media_dir=tmp_path / "media", generator="local", http_port=0,
+            media_dir=tmp_path / "media", generator="local", http_port=0, **overrides,
         )
         services = await build_services(settings)
         adapter = TelegramAdapter(services)
@@ -62,6 +63,23 @@ async def test_a_local_bot_api_server_takes_files_over_20_mb(tmp_path: Path) -> 
                                    after=mark, timeout=20)
         assert fake.calls_of("getFile"), "downloaded, not refused by size"
         assert "20 MB" not in str(said.params.get("text", ""))
+
+
+async def test_a_local_bot_api_server_still_caps_downloads_at_max_download_mb(tmp_path: Path) -> None:
+    async with running(tmp_path, local=True, max_download_mb=1) as world:
+        fake = world.fake
+        user = ChatUser(fake, 503, "Capped")
+        big = tmp_path / "big.mp4"
+        big.write_bytes(world.media.clip.read_bytes() + b"\0" * (2 * 1024 * 1024))
+        mark = fake.mark()
+        await user.send_video(big, caption="0:01")
+        said = await fake.wait_for(lambda c: c.method in ("sendPhoto", "sendMessage") and c.ok,
+                                   after=mark, timeout=20)
+        assert said.method == "sendMessage"
+        assert "I can take up to 1 MB" in said.params["text"]
+        assert "Bots can only download" not in said.params["text"]  # that hint is the public 20 MB
+        assert [c for c in fake.calls[mark:] if c.method == "getFile"] == []
+        assert list((tmp_path / "media").rglob("*.mp4")) == []  # nothing kept
 
 
 async def test_long_captions_and_text_that_becomes_a_photo(tmp_path: Path) -> None:

@@ -356,6 +356,32 @@ async def test_again_resends_by_file_id_without_uploading(world: TelegramWorld) 
     await tg.wait_until(lambda: "👍 1" in tg.buttons(tg.message(lea.chat_id, second.message_id)))
 
 
+async def test_again_pressed_twice_makes_one_job_and_the_changed_buttons_make_another(
+    world: TelegramWorld,
+) -> None:
+    tg = world.telegram
+    olga = world.user("Olga")
+    frame = await world.open_frame(olga, "1.5")
+    for label in ("🎵 Music", "🌙 Lo-fi chill"):
+        await world.press(olga, frame, label)
+        frame = await world.edited(olga, "editMessageCaption", frame)
+    await world.confirm_on(olga, frame)
+    song = await world.delivered(olga, "sendAudio")
+    await world.wait_job(olga, "delivered")
+    presses = [await olga.press(song, "🔁 Again"), await olga.press(song, "🔁 Again")]
+    answers = [await press.wait_answer(timeout=15) for press in presses]
+    assert sum("Already" in answer.text for answer in answers) == 1, [a.text for a in answers]
+    await tg.wait_until(lambda: "🔁 Again (1 started)" in tg.buttons(tg.message(olga.chat_id, song.message_id)))
+    await world.wait_job(olga, "delivered")
+    assert len(world.jobs(olga)) == 2 and world.balance(olga) == 40
+    # The buttons changed: a deliberate press there is a new job, charged once more.
+    answer = await world.press(olga, song, "🔁 Again (1 started)")
+    assert "Again: job" in answer.text
+    await tg.wait_until(lambda: "🔁 Again (2 started)" in tg.buttons(tg.message(olga.chat_id, song.message_id)))
+    await world.wait_job(olga, "delivered")
+    assert len(world.jobs(olga)) == 3 and world.balance(olga) == 35
+
+
 async def test_a_user_who_blocked_the_bot_does_not_stop_the_engine(world: TelegramWorld) -> None:
     world.replicate.script_next(1, model=VEO, delay=None)
     max_ = world.user("Max")

@@ -9,7 +9,6 @@ from aiohttp.test_utils import make_mocked_request
 from aiohttp.web import Response
 
 from adapters.web.identity import COOKIE, Keys, load_secret
-from bot.app import web_starter_credits
 from core.credits import CreditLedger
 from core.settings import load_settings
 from core.users import UserDirectory
@@ -56,11 +55,11 @@ def test_the_signing_key_is_made_once_and_kept_in_the_data_folder(tmp_path):
 
 async def test_web_users_get_web_starter_credits_where_credits_cost_real_money(db):
     paid = load_settings(None, replicate_api_token="r8_x", starter_credits=50)
-    assert web_starter_credits(paid) == 0
-    assert web_starter_credits(load_settings(None, replicate_api_token="r8_x", web_starter_credits=5)) == 5
-    assert web_starter_credits(load_settings(None, starter_credits=50)) == 50  # local: free to make
+    assert paid.web_starter == 0
+    assert load_settings(None, replicate_api_token="r8_x", web_starter_credits=5).web_starter == 5
+    assert load_settings(None, starter_credits=50).web_starter == 50  # local: free to make
     ledger = CreditLedger(db, UserDirectory(db), starter_credits=50,
-                          platform_starter={"web": web_starter_credits(paid)})
+                          platform_starter={"web": paid.web_starter})
     web_user, _ = await ledger.ensure_user("web", "1234567890123456")
     chat_user, _ = await ledger.ensure_user("telegram", "42")
     assert (web_user.balance, chat_user.balance) == (0, 50)

@@ -20,7 +20,7 @@ from adapters.web.render import PageRenderer, WebNotifier
 from core.i18n import t
 from core.screens import Screen
 from core.storage import open_database
-from tests.media_factory import make_av_video
+from tests.media_factory import make_av_video, make_noisy_video
 from tests.web_world import (
     WebStudio,
     balance,
@@ -258,3 +258,17 @@ async def test_music_form_glitch_clip_jobs_and_the_language_switch(studio, clip,
         await page.locator("[data-account=balance]", has_text="잔액").wait_for()
         await page.locator("#balance", has_text="크레딧").wait_for()
         await snap(page, tmp_path / "screenshots", "korean")
+
+
+async def test_an_upload_far_over_a_webhook_body_streams_in_with_progress_shown(studio, tmp_path):
+    big = make_noisy_video(tmp_path / "noisy.mp4")
+    assert big.stat().st_size > 4 * 1024 * 1024  # the HTTP server's webhook routes take 1-2 MB
+    async with browser_session() as browser:
+        page = await open_studio(browser, studio)
+        await page.evaluate("""() => { window.progress = [];
+            const bar = document.getElementById('progress');
+            new MutationObserver(() => window.progress.push([bar.hidden, bar.value]))
+                .observe(bar, {attributes: true}); }""")
+        await open_frame(page, big, "0:01")
+        shown = await page.evaluate("window.progress")
+        assert any(not hidden and value > 0 for hidden, value in shown), shown

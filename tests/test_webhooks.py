@@ -102,7 +102,9 @@ def test_signature_for_another_id_is_rejected() -> None:
     assert rejection(headers) == BAD_SIGNATURE
 
 
-@pytest.mark.parametrize("timestamp", ["soon", "-5", "1.5e9", "9" * 20])
+@pytest.mark.parametrize(
+    "timestamp", ["soon", "-5", "1.5e9", "9" * 20, "١٧٠٠٠٠٠٠٠٠", "²", "17000000²", "１７００００００００"]
+)
 def test_garbage_timestamps_are_rejected(timestamp: str) -> None:
     headers = delivery()
     headers["webhook-timestamp"] = timestamp

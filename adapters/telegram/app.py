@@ -49,7 +49,8 @@ class TelegramAdapter:
         self.bot = Bot(token, session=AiohttpSession(api=api))
         sender = MediaSender(self.bot, services.platform_files)
         self.renderer = Renderer(self.bot, services.studio, services.sessions, sender)
-        self.downloads = Downloads(self.bot, services.media, local_server=self.local_server)
+        self.downloads = Downloads(self.bot, services.media, local_server=self.local_server,
+                                   max_download_mb=settings.max_download_mb)
         self.notifier: Notifier = TelegramNotifier(
             self.bot, sender, services.ledger.users, local_server=self.local_server
         )

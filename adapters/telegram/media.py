@@ -70,26 +70,42 @@ def attachment(message: Message) -> Attachment | None:
     return None
 
 
-class Downloads:
-    """Fetches user files into the media store's temp area, within the server's limit."""
+class DownloadTooLarge(Exception):
+    """The file turned out bigger than the download limit (its size was not announced)."""
 
-    def __init__(self, bot: Bot, media: MediaStore, *, local_server: bool) -> None:
+
+class Downloads:
+    """Fetches user files into the media store's temp area, within the server's limit
+    (20 MB on the public Bot API server; MAX_DOWNLOAD_MB with a local one)."""
+
+    def __init__(
+        self, bot: Bot, media: MediaStore, *, local_server: bool, max_download_mb: int = 200
+    ) -> None:
         self.bot = bot
         self.media = media
-        self.limit = None if local_server else DOWNLOAD_LIMIT
+        self.local_server = local_server
+        cap = max_download_mb * MB
+        self.limit = cap if local_server else min(cap, DOWNLOAD_LIMIT)
 
     @property
     def limit_mb(self) -> int:
-        return (self.limit or 0) // MB
+        return self.limit // MB
 
     def too_large(self, item: Attachment) -> bool:
         """Checked before getFile, which would refuse it anyway (and cost a request)."""
-        return self.limit is not None and item.size is not None and item.size > self.limit
+        return item.size is not None and item.size > self.limit
 
     async def fetch(self, item: Attachment) -> Path:
+        """The file in the temp area; DownloadTooLarge if it passed the limit after all."""
         path = self.media.temp(item.suffix)
         try:
+            if item.size is None:  # ask first: getFile tells the size
+                known = await self.bot.get_file(item.file_id)
+                if known.file_size is not None and known.file_size > self.limit:
+                    raise DownloadTooLarge(f"{known.file_size} bytes")
             await self.bot.download(item.file_id, destination=path, timeout=DOWNLOAD_TIMEOUT)
+            if path.stat().st_size > self.limit:
+                raise DownloadTooLarge(f"{path.stat().st_size} bytes")
         except BaseException:
             path.unlink(missing_ok=True)
             raise

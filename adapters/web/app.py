@@ -29,7 +29,7 @@ class WebAdapter:
         self.notifier: Notifier = WebNotifier(renderer)
         self.routes = WebRoutes(services, renderer.port, pages, renderer, keys)
         # Routes must exist before the HTTP server starts, which is before run().
-        self.routes.register(services.http.app)
+        self.routes.register(services.http)
 
     @property
     def url(self) -> str:

@@ -20,6 +20,7 @@ from adapters.web.conversation import Conversation
 from adapters.web.identity import Keys, new_user_id, same_origin
 from adapters.web.port import StudioPort
 from adapters.web.render import PageRenderer
+from core.http import HttpServer
 from core.i18n import t
 from core.studio.replies import ChatContext
 
@@ -32,6 +33,7 @@ STATIC = Path(__file__).parent / "static"
 MB = 1024 * 1024
 POLL_SECONDS = 1.0  # how often a live page looks at the database for news from other instances
 KEEPALIVE_SECONDS = 15.0
+UPLOAD_IDLE_SECONDS = 30.0  # an upload that sends nothing for this long is dropped
 # same-origin, not no-referrer: with no-referrer a browser sends "Origin: null" on form posts.
 SECURITY = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
             "X-Frame-Options": "DENY"}
@@ -56,6 +58,20 @@ def answer(alerts: list[str], status: int = 200) -> web.Response:
     return web.json_response({"alerts": alerts}, status=status, headers=SECURITY)
 
 
+async def _receive(request: web.Request, path: Path, limit: int) -> int | None:
+    """Stream the body to `path`; its size, or None past `limit` bytes (never held in memory)."""
+    if (request.content_length or 0) > limit:
+        return None
+    size = 0
+    with path.open("wb") as out:
+        while chunk := await asyncio.wait_for(request.content.readany(), UPLOAD_IDLE_SECONDS):
+            size += len(chunk)
+            if size > limit:
+                return None
+            out.write(chunk)
+    return size
+
+
 class WebRoutes:
     def __init__(self, services: Services, port: StudioPort, pages: Conversation,
                  renderer: PageRenderer, keys: Keys) -> None:
@@ -68,7 +84,9 @@ class WebRoutes:
         self.keys = keys
         self.closing = asyncio.Event()
 
-    def register(self, app: web.Application) -> None:
+    def register(self, http: HttpServer) -> None:
+        app = http.app
+        http.stream_body("/upload")  # read here, chunk by chunk, to disk
         app.router.add_get("/", self.page)
         app.router.add_post("/access", self.access)
         app.router.add_get("/static/{name}", self.static)
@@ -192,15 +210,12 @@ class WebRoutes:
         mine = await self.pages.add(visit.user_id, {"text": " · ".join(filter(None, ("📎 " + name, at)))},
                                     mine=True)
         path = self.media_store.temp(suffix if _SUFFIX.match(suffix) else ".jpg" if photo else ".mp4")
-        size = 0
-        with path.open("wb") as out:
-            if (request.content_length or 0) <= limit_mb * MB:
-                async for chunk in request.content.iter_chunked(1 << 16):
-                    size += len(chunk)
-                    if size > limit_mb * MB:
-                        break
-                    out.write(chunk)
-        if size > limit_mb * MB or (request.content_length or 0) > limit_mb * MB:
+        try:
+            size = await _receive(request, path, limit_mb * MB)
+        except TimeoutError:  # the browser stopped sending: nobody is waiting for an answer
+            path.unlink(missing_ok=True)
+            return answer([], 408)
+        if size is None:
             path.unlink(missing_ok=True)
             await self.pages.add(visit.user_id, {"text": t(visit.lang, "web.too_large", limit_mb=limit_mb)})
             return answer([], 413)

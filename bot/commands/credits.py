@@ -10,7 +10,7 @@ from core.credits import CreditLedger
 from core.errors import InvalidAmount
 from core.settings import Settings
 from core.storage import open_database
-from core.users import UserDirectory, parse_user_ref
+from core.users import UserDirectory, is_whole_number, parse_user_ref
 
 
 def register(subparsers: Any) -> None:
@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
 
 
 def _amount(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
+    if not is_whole_number(text) or len(text) > 12 or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return int(text)
 
@@ -34,7 +34,8 @@ async def handle(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidAmount(f"credits {args.action} needs an AMOUNT")
     db = await open_database(settings.database_url)
     try:
-        ledger = CreditLedger(db, UserDirectory(db), starter_credits=settings.starter_credits)
+        ledger = CreditLedger(db, UserDirectory(db), starter_credits=settings.starter_credits,
+                              platform_starter={"web": settings.web_starter})
         user = await ledger.users.find(platform, platform_user_id)
         if user is None:
             if args.action == "show":
@@ -43,11 +44,11 @@ async def handle(args: argparse.Namespace, settings: Settings) -> int:
             # Granting to someone before their first message: no starter credits twice.
             user, _ = await ledger.ensure_user(platform, platform_user_id, contact=False)
         if args.action == "grant":
-            entry = await ledger.grant(user.id, args.amount, actor="cli", reason=args.reason)
-            print(f"granted {args.amount} to {user.ref}; balance {entry.balance_after}")
+            await ledger.grant(user.id, args.amount, actor="cli", reason=args.reason)
+            print(f"granted {args.amount} to {user.ref}; balance {await ledger.balance(user.id)}")
         elif args.action == "revoke":
-            entry = await ledger.revoke(user.id, args.amount, actor="cli", reason=args.reason)
-            print(f"revoked {args.amount} from {user.ref}; balance {entry.balance_after}")
+            await ledger.revoke(user.id, args.amount, actor="cli", reason=args.reason)
+            print(f"revoked {args.amount} from {user.ref}; balance {await ledger.balance(user.id)}")
         else:
             print(f"{user.ref} {user.display_name}".rstrip() + f": balance {await ledger.balance(user.id)}")
             for item in await ledger.history(user.id, limit=20):

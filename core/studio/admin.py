@@ -18,7 +18,7 @@ from core.screens import Screen
 from core.storage import Database
 from core.studio.replies import ChatContext, Reply, Send
 from core.studio.studio import Studio
-from core.users import User
+from core.users import User, is_platform_id, is_whole_number, parse_user_ref
 
 log = logging.getLogger(__name__)
 
@@ -68,23 +68,22 @@ class AdminDesk:
                     replied: Target | None) -> Reply:
         words = list(args)
         target = await self._target(ctx, words, replied)
-        if not words or not words[0].lstrip("+").isdigit():
-            raise InvalidAmount("amount missing")
-        amount = int(words.pop(0).lstrip("+"))
+        amount = _amount(words.pop(0) if words else "")
         reason = " ".join(words)[:200]
         actor = f"{ctx.platform}:{ctx.user_id}"
-        key_base = f"{command}:{actor}:{ctx.message_id}" if ctx.message_id else None
+        # Platforms number messages per chat: the key names platform, chat and message.
+        key = f"{command}:{ctx.platform}:{ctx.chat_id}:{ctx.message_id}" if ctx.message_id else None
         if command == "grant":
-            entry = await self.ledger.grant(target.id, amount, actor=actor, reason=reason, key=key_base)
+            await self.ledger.grant(target.id, amount, actor=actor, reason=reason, key=key)
             return self._say(ctx, t(lang, "admin.granted", n=amount, who=target.mention_name,
-                                    balance=entry.balance_after))
+                                    balance=await self.ledger.balance(target.id)))
         try:
-            entry = await self.ledger.revoke(target.id, amount, actor=actor, reason=reason, key=key_base)
+            await self.ledger.revoke(target.id, amount, actor=actor, reason=reason, key=key)
         except InsufficientCredits as exc:
             return self._say(ctx, t(lang, "admin.revoke_too_much", n=amount, who=target.mention_name,
                                     balance=exc.params["balance"]))
         return self._say(ctx, t(lang, "admin.revoked", n=amount, who=target.mention_name,
-                                balance=entry.balance_after))
+                                balance=await self.ledger.balance(target.id)))
 
     async def _credits(self, ctx: ChatContext, lang: str, args: list[str], replied: Target | None) -> Reply:
         words = list(args)
@@ -116,18 +115,18 @@ class AdminDesk:
             if found is None:
                 raise UnknownUser(first, target=first)
             return found
-        if ":" in first and first.split(":", 1)[1].isdigit():
+        if ":" in first:
+            platform, user_id = parse_user_ref(first)
             words.pop(0)
-            platform, user_id = first.split(":", 1)
-            return (await self.ledger.ensure_user(platform.lower(), user_id, contact=False))[0]
+            return (await self.ledger.ensure_user(platform, user_id, contact=False))[0]
         # Replying, `15 birthday` is an amount and a reason; only `ID AMOUNT …` names someone else.
-        names_id = first.isdigit() and len(words) >= 2 and words[1].lstrip("+").isdigit()
+        names_id = is_platform_id(first) and len(words) >= 2 and is_whole_number(words[1].lstrip("+"))
         if replied is not None and not names_id:
             return (await self.ledger.ensure_user(
                 ctx.platform, replied.platform_user_id, display_name=replied.display_name,
                 username=replied.username, contact=False,
             ))[0]
-        if first.isdigit() and len(words) >= 1:
+        if is_platform_id(first):
             words.pop(0)
             return (await self.ledger.ensure_user(ctx.platform, first, contact=False))[0]
         raise UnknownUser(first or "?", target=first)
@@ -143,3 +142,11 @@ class AdminDesk:
 
     def _say(self, ctx: ChatContext, text: str) -> Reply:
         return Reply([Send(Screen(text, ephemeral=True), ctx.message_id)])
+
+
+def _amount(word: str) -> int:
+    """An admin's amount: ASCII digits, an optional "+"; InvalidAmount otherwise."""
+    digits = word[1:] if word.startswith("+") else word
+    if not is_whole_number(digits) or len(digits) > 12:
+        raise InvalidAmount(f"{word!r} is not a whole number", amount=word)
+    return int(digits)

@@ -50,7 +50,7 @@ from core.screens import Button, Screen, decode_action
 from core.sessions import Session, SessionStore, StaleSession
 from core.studio import views
 from core.studio.replies import Alert, AskText, ChatContext, Edit, Reply, Send, SendMedia
-from core.users import User
+from core.users import User, is_whole_number
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class Studio:
         """A video arrived (downloaded to `path`), maybe with a time in its caption."""
         user, lang, _ = await self.user(ctx)
         try:
-            stored, info = await self._take_video(path)
+            stored, info = await self._take_video(path, user.id)
         except MediaError as exc:
             return self._error(ctx, lang, exc)
         waiting = await self.sessions.latest(
@@ -158,13 +158,14 @@ class Studio:
             reply.add(Send(Screen(t(lang, at.key, **at.params)), ctx.message_id))
         return await self._show_sheet(ctx, lang, session, reply)
 
-    async def _take_video(self, path: Path) -> tuple[Path, VideoInfo]:
-        """Keep a downloaded video under its content address and probe it (MediaError if bad)."""
-        stored = await self.media.keep(path)
+    async def _take_video(self, path: Path, owner: int) -> tuple[Path, VideoInfo]:
+        """Keep a downloaded video under its content address and probe it (MediaError if bad,
+        or over the owner's media quota)."""
+        stored = await self.media.keep(path, owner=owner)
         try:
             return stored, await probe(stored, max_seconds=self.limits.max_video_seconds)
         except MediaError:
-            stored.unlink(missing_ok=True)
+            await self.media.discard(stored, owner=owner)
             raise
 
     def _caption_time(self, caption: str | None, duration: float) -> float | LokizError | None:
@@ -182,7 +183,7 @@ class Studio:
             user_id=user.id, platform=ctx.platform, chat_id=ctx.chat_id, awaiting=True
         )
         try:
-            stored = await self.media.keep(path)
+            stored = await self.media.keep(path, owner=user.id)
             await probe_image(stored)
         except MediaError as exc:
             path.unlink(missing_ok=True)
@@ -247,7 +248,7 @@ class Studio:
         the template clip, trimmed from START (default 0); the caller is asked for their image."""
         user, lang, _ = await self.user(ctx)
         try:
-            stored, info = await self._take_video(clip)
+            stored, info = await self._take_video(clip, user.id)
             begin = self._clip_start(start, info.duration)
         except (MediaError, TimestampInvalid, TimestampOutOfRange) as exc:
             return self._error(ctx, lang, exc)
@@ -316,7 +317,8 @@ class Studio:
             return self._edit(ctx, session, views.templates(lang, session, self.templates, self.models[TEMPLATE].price))
         if action == "st.pick":
             template = self.templates.get(args[0] if args else "")
-            options = {k: v for k, v in template.options.items() if k in ("duration", "aspect_ratio")}
+            offered = {option.name for option in self.models[TEMPLATE].offered}
+            options = {k: v for k, v in template.options.items() if k in offered}
             session = await self.sessions.save(
                 session.evolve(step="options", action=TEMPLATE, template=template.id, prompt=None, options=options)
             )
@@ -332,9 +334,12 @@ class Studio:
                 t(lang, "studio.prompt_placeholder"), MAX_PROMPT_CHARS, screen, session.message_id,
             )])
         if action == "st.opt":
+            # Only what the options screen shows: crafted data cannot pick an unpriced option.
             name, index = (args + ("", ""))[:2]
-            option = self.models[TEMPLATE].option(name)
-            if not index.isdigit() or int(index) >= len(option.choices):
+            choosable = {option.name: option for option in self.models[TEMPLATE].offered}
+            option = choosable.get(name)
+            if session.step != "options" or option is None or not is_whole_number(index) \
+                    or int(index) >= len(option.choices):
                 return Reply([Alert(t(lang, "error.unknown_button"))])
             options = {**session.get("options", {}), name: option.choices[int(index)]}
             session = await self.sessions.save(session.evolve(options=options))
@@ -365,7 +370,7 @@ class Studio:
             return self._edit(ctx, session, views.music(lang, session, self.models[MUSIC], bark=self.music_is_bark))
         if action == "st.style":
             style = args[0] if args else ""
-            if not self.music_is_bark or style not in ("sing", "speak"):
+            if not self.music_is_bark or session.step != "music" or style not in ("sing", "speak"):
                 return Reply([Alert(t(lang, "error.unknown_button"))])
             session = await self.sessions.save(session.evolve(options={"style": style}))
             return self._edit(ctx, session, views.music(lang, session, self.models[MUSIC], bark=True))
@@ -478,7 +483,7 @@ class Studio:
         balance = await self.ledger.balance(user.id)
         what = views.describe_choice(lang, action, session, self.templates)
         screen = views.confirm(lang, session, what=what, details=self._details(lang, session, spec),
-                               price=spec.price, balance=balance)
+                               price=spec.price_for(session.get("options", {})), balance=balance)
         if send or session.message_id is None:
             return Reply([Send(screen, ctx.message_id, session_id=session.id)])
         return self._edit(ctx, session, screen)
@@ -487,7 +492,8 @@ class Studio:
         if spec.action == TEMPLATE:
             options = spec.resolve_options(session.get("options", {}))
             prompt = session.get("prompt")
-            parts = [t(lang, "time.seconds", n=options["duration"]), options["aspect_ratio"]]
+            parts = [t(lang, "time.seconds", n=options["duration"]), options["aspect_ratio"],
+                     options["resolution"]]
             if prompt:
                 parts.append(f"“{_short(prompt)}”")
             return " · ".join(parts)
@@ -509,13 +515,17 @@ class Studio:
         if session.step != "confirm":
             return Reply([Alert(t(lang, "error.already_done"))])
         request = self._request(session)
+        # The charge is keyed on the pressed message and the screen's version, so a press
+        # handled twice (two instances) charges once even past the session's own check.
+        pressed = ctx.message_id or session.message_id or "-"
+        charge_key = f"press:{ctx.platform}:{ctx.chat_id}:{pressed}:{session.id}.{session.version}"
         # Claim the confirm step first: a double press or a second instance loses here.
         claimed = await self.sessions.save(session.evolve(step="submitted"))
         try:
             job = await self.engine.submit(
                 user_id=user.id, platform=ctx.platform, chat_id=ctx.chat_id, language=lang,
                 request=request, reply_to_message_id=session.get("source_message_id"),
-                session_id=session.id,
+                session_id=session.id, charge_key=charge_key,
             )
         except LokizError as exc:
             reopened = await self.sessions.save(claimed.evolve(step="confirm"))
@@ -558,6 +568,7 @@ class Studio:
                 screen = job_screens.result_screen(
                     job, job_screens.describe(job, self.templates, job.language),
                     local_preview=job.backend == "local", likes=likes,
+                    again=await self.ledger.presses(self._again_prefix(ctx, job)),
                 )
                 reply.add(Edit(screen, ctx.message_id, buttons_only=True))
             return reply
@@ -573,12 +584,7 @@ class Studio:
             refunded = await self.engine.cancel(job.id, user_id=user.id)
             return Reply([Alert(t(lang, "job.canceled", n=refunded))])
         if action == "job.again":
-            request = JobRequest.from_json({**job.request.to_json(), "seed": random.randrange(1, 2**31)})
-            again = await self.engine.submit(
-                user_id=user.id, platform=job.platform, chat_id=ctx.chat_id, language=lang,
-                request=request, reply_to_message_id=ctx.message_id, session_id=job.session_id,
-            )
-            return Reply([Alert(t(lang, "job.again_started", id=again.id, price=again.price))])
+            return await self._again(ctx, user, lang, job, args[1] if len(args) > 1 else "0")
         if action == "job.music":
             if job.output_path is None or not Path(job.output_path).exists():
                 return Reply([Alert(t(lang, "error.session_expired"))])
@@ -586,6 +592,36 @@ class Studio:
         if action == "job.mux":
             return await self._add_to_clip(ctx, user, lang, job)
         return Reply([Alert(t(lang, "error.unknown_button"))])
+
+    async def _again(self, ctx: ChatContext, user: User, lang: str, job: Job, version: str) -> Reply:
+        """Run a result's request again: once per version of the result's buttons.
+
+        Presses of the same screen share one charge key (a double press makes one job);
+        the first press moves the buttons to the next version, where a press is a new job.
+        """
+        prefix = self._again_prefix(ctx, job)
+        current = await self.ledger.presses(prefix)
+        if not is_whole_number(version) or int(version) != current:
+            return Reply([Alert(t(lang, "error.already_done"))])
+        request = JobRequest.from_json({**job.request.to_json(), "seed": random.randrange(1, 2**31)})
+        again = await self.engine.submit(
+            user_id=user.id, platform=job.platform, chat_id=ctx.chat_id, language=lang,
+            request=request, reply_to_message_id=ctx.message_id, session_id=job.session_id,
+            charge_key=prefix + version,
+        )
+        reply = Reply([Alert(t(lang, "job.again_started", id=again.id, price=again.price))])
+        if ctx.message_id:
+            screen = job_screens.result_screen(
+                job, job_screens.describe(job, self.templates, job.language),
+                local_preview=job.backend == "local", likes=job.likes, again=current + 1,
+            )
+            reply.add(Edit(screen, ctx.message_id, buttons_only=True))
+        return reply
+
+    @staticmethod
+    def _again_prefix(ctx: ChatContext, job: Job) -> str:
+        """Charge keys of Again presses on one result message (platform, chat, message)."""
+        return f"press:{ctx.platform}:{ctx.chat_id}:{ctx.message_id or job.id}:again:"
 
     async def _add_to_clip(self, ctx: ChatContext, user: User, lang: str, music_job: Job) -> Reply:
         """Put a music result under the user's clip (free): the clip the music was
@@ -637,7 +673,7 @@ class Studio:
     def _error(self, ctx: ChatContext, lang: str, exc: LokizError) -> Reply:
         return Reply([Send(Screen(t(lang, exc.key, **exc.params)), ctx.message_id)])
 
-    def _prices(self) -> dict[str, int]:
+    def _prices(self) -> dict[str, int]:  # base prices; surcharged options show their own
         return {action: spec.price for action, spec in self.models.items()}
 
     def _lock(self, session_id: str) -> asyncio.Lock:

@@ -72,12 +72,13 @@ def templates(lang: str, session: Session, catalogue: TemplateCatalogue, price: 
 def template_options(lang: str, session: Session, spec: ModelSpec, title: str) -> Screen:
     chosen = session.get("options", {})
     rows: list[tuple[Button, ...]] = []
-    for name in ("duration", "aspect_ratio"):
-        option = spec.option(name)
+    for option in spec.offered:
+        name = option.name
         current = chosen.get(name, option.default)
         rows.append(tuple(
             Button(  # the choice travels as its index: values like "16:9" hold the separator
-                ("✅ " if value == current else "") + _option_label(lang, name, value),
+                ("✅ " if value == current else "") + _option_label(lang, name, value)
+                + (f" +{option.surcharge(value)}" if option.surcharge(value) else ""),
                 "st.opt", (session.id, name, str(index)),
                 "primary" if value == current else "secondary",
             )

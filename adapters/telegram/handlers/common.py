@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiogram.exceptions import TelegramBadRequest
 
-from adapters.telegram.media import Attachment, Downloads
+from adapters.telegram.media import Attachment, Downloads, DownloadTooLarge
 from adapters.telegram.middlewares import language_for
 from adapters.telegram.render import Renderer
 from core.i18n import t
@@ -29,6 +29,8 @@ async def fetch_or_explain(
     if not downloads.too_large(item):
         try:
             return await downloads.fetch(item)
+        except DownloadTooLarge:
+            pass
         except TelegramBadRequest as exc:
             if "file is too big" not in str(exc).lower():
                 raise
@@ -37,9 +39,9 @@ async def fetch_or_explain(
     if item.kind == "photo":
         text = t(lang, "telegram.image_too_large", size_mb=size_mb, limit_mb=downloads.limit_mb)
     else:
-        text = "\n".join((
-            t(lang, "error.video_too_large", size_mb=size_mb, limit_mb=downloads.limit_mb),
-            t(lang, "telegram.too_large_hint", limit_mb=downloads.limit_mb),
-        ))
+        lines = [t(lang, "error.video_too_large", size_mb=size_mb, limit_mb=downloads.limit_mb)]
+        if not downloads.local_server:  # the hint explains the public Bot API's 20 MB
+            lines.append(t(lang, "telegram.too_large_hint", limit_mb=downloads.limit_mb))
+        text = "\n".join(lines)
     await renderer.send(ctx, Screen(text), reply_to=ctx.message_id)
     return None
