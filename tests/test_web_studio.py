@@ -193,7 +193,7 @@ async def test_status_written_by_another_instance_reaches_the_open_page(studio):
             secret = (studio.home / "web_secret.key").read_text().strip().encode()
             pages = Conversation(db, Keys(secret, access_code=None, lifetime=3600).media_id)
             notifier = WebNotifier(PageRenderer(pages, port=None))  # type: ignore[arg-type]
-            job = SimpleNamespace(user_id=user["id"], status_message_id=None)
+            job = SimpleNamespace(chat_id=user["platform_user_id"], status_message_id=None)
             first = await notifier.show_status(job, Screen("⏳ Elsewhere: queued"))  # type: ignore[arg-type]
             await page.get_by_text("⏳ Elsewhere: queued").wait_for()
             job.status_message_id = first

@@ -65,8 +65,8 @@ class Keys:
     def code_ok(self, given: str) -> bool:
         return self.access_code is None or hmac.compare_digest(given.encode(), self.access_code.encode())
 
-    def media_id(self, user_id: int, path: Path) -> str:
-        return hmac.new(self._key, f"media:{user_id}:{path}".encode(), hashlib.sha256).hexdigest()[:32]
+    def media_id(self, chat: str, path: Path) -> str:
+        return hmac.new(self._key, f"media:{chat}:{path}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def new_user_id() -> str:

@@ -26,20 +26,12 @@ class StudioPort:
         return ChatContext(PLATFORM, visitor, visitor, "private", language_code=language,
                            message_id=message_id)
 
-    async def enter(self, ctx: ChatContext) -> tuple[int, str, bool]:
-        """(user id, language, first contact) — the user is created on their first visit."""
-        user, lang, first = await self.studio.user(ctx)
-        return user.id, lang, first
-
     async def language(self, ctx: ChatContext) -> str:
         """The visitor's language without creating them (for refusals)."""
         user = await self.ledger.users.find(PLATFORM, ctx.user_id)
         if user is not None:
             return self.studio.language_of(user, ctx)
         return normalize_language(ctx.language_code, self.studio.default_language)
-
-    async def balance(self, user_id: int) -> int:
-        return await self.ledger.balance(user_id)
 
     async def welcome(self, ctx: ChatContext) -> Reply:
         return await self.studio.start(ctx)

@@ -21,30 +21,30 @@ class PageRenderer:
         self.pages = pages
         self.port = port
 
-    async def render(self, user_id: int, reply: Reply) -> list[str]:
+    async def render(self, chat: str, reply: Reply) -> list[str]:
         """Write the reply onto the page; return the alerts (shown once, not kept)."""
         alerts: list[str] = []
         for out in reply.outs:
             if isinstance(out, Alert):
                 alerts.append(out.text)
             elif isinstance(out, Edit):
-                body = await self.body(user_id, out.screen)
-                await self.pages.change(user_id, out.message_id,
+                body = await self.body(chat, out.screen)
+                await self.pages.change(chat, out.message_id,
                                         **({"rows": body["rows"]} if out.buttons_only else body))
             elif isinstance(out, AskText):
                 form = {"session": out.session_id, "label": out.label,
                         "placeholder": out.placeholder, "max": out.max_length}
-                body = await self.body(user_id, out.screen, form=form)
-                if not (out.message_id and await self.pages.change(user_id, out.message_id, **body)):
-                    await self.pages.add(user_id, body)
+                body = await self.body(chat, out.screen, form=form)
+                if not (out.message_id and await self.pages.change(chat, out.message_id, **body)):
+                    await self.pages.add(chat, body)
             else:
                 media = out.media if isinstance(out, SendMedia) else None
-                message_id = await self.pages.add(user_id, await self.body(user_id, out.screen, media))
+                message_id = await self.pages.add(chat, await self.body(chat, out.screen, media))
                 if isinstance(out, Send) and out.session_id:
                     await self.port.bind(out.session_id, message_id)
         return alerts
 
-    async def body(self, user_id: int, screen: Screen, media: OutputMedia | None = None,
+    async def body(self, chat: str, screen: Screen, media: OutputMedia | None = None,
                    form: dict[str, Any] | None = None) -> dict[str, Any]:
         rows = [list(row) for row in screen.buttons]
         pairs = [list(screen.select[i:i + 2]) for i in range(0, len(screen.select), 2)]
@@ -57,7 +57,7 @@ class PageRenderer:
         if shown is None and screen.image is not None:
             shown = (screen.image, "image")
         if shown is not None:
-            body["media"] = {"id": await self.pages.share(user_id, shown[0]), "kind": shown[1]}
+            body["media"] = {"id": await self.pages.share(chat, shown[0]), "kind": shown[1]}
         return body
 
 
@@ -72,11 +72,11 @@ class WebNotifier:
         return NO_LIMIT
 
     async def show_status(self, job: Job, screen: Screen) -> str | None:
-        body = await self.renderer.body(job.user_id, screen)
-        if job.status_message_id and await self.pages.change(job.user_id, job.status_message_id, **body):
+        body = await self.renderer.body(job.chat_id, screen)
+        if job.status_message_id and await self.pages.change(job.chat_id, job.status_message_id, **body):
             return job.status_message_id
-        return await self.pages.add(job.user_id, body)
+        return await self.pages.add(job.chat_id, body)
 
     async def deliver(self, job: Job, media: OutputMedia, screen: Screen) -> Receipt:
-        body = await self.renderer.body(job.user_id, screen, media)
-        return Receipt(await self.pages.add(job.user_id, body))
+        body = await self.renderer.body(job.chat_id, screen, media)
+        return Receipt(await self.pages.add(job.chat_id, body))

@@ -47,8 +47,11 @@ _SUFFIX = re.compile(r"^\.[a-z0-9]{1,5}$")
 @dataclass(frozen=True)
 class Visit:
     ctx: ChatContext
-    user_id: int
     lang: str
+
+    @property
+    def chat(self) -> str:
+        return self.ctx.chat_id
 
 
 Handler = Callable[[web.Request, Visit], Awaitable[web.StreamResponse]]
@@ -114,8 +117,7 @@ class WebRoutes:
             if post and not self.rate_limiter.allow(f"web:{visitor}"):
                 return answer([t(await self.port.language(ctx), "error.slow_down")], 429)
             try:
-                user_id, lang, _ = await self.port.enter(ctx)
-                return await handler(request, Visit(ctx, user_id, lang))
+                return await handler(request, Visit(ctx, await self.port.language(ctx)))
             except web.HTTPException:
                 raise
             except Exception:
@@ -132,9 +134,9 @@ class WebRoutes:
             return self.html("access.html", await self.port.language(ctx), wrong="")
         visitor = visitor or new_user_id()
         ctx = replace(ctx, user_id=visitor, chat_id=visitor)
-        user_id, lang, first = await self.port.enter(ctx)
-        if first:
-            await self.renderer.render(user_id, await self.port.welcome(ctx))
+        if not await self.pages.since(visitor, 0):  # a first visit: the studio says hello
+            await self.renderer.render(visitor, await self.port.welcome(ctx))
+        lang = await self.port.language(ctx)
         response = self.html("studio.html", lang, me=f"web:{visitor}",  # what an admin grants to
                              limit=self.settings.web_max_upload_mb * MB,
                              too_large=t(lang, "web.too_large", limit_mb=self.settings.web_max_upload_mb))
@@ -185,8 +187,8 @@ class WebRoutes:
         rev = int(seen) if seen.isdigit() else 0
         balance, quiet = None, 0.0
         while not self.closing.is_set():
-            messages = await self.pages.since(visit.user_id, rev)
-            now = await self.port.balance(visit.user_id)
+            messages = await self.pages.since(visit.chat, rev)
+            now = await self.pages.balance(visit.chat)
             if messages or now != balance:
                 rev = max([rev, *(m["rev"] for m in messages)])
                 balance, quiet = now, 0.0
@@ -195,7 +197,7 @@ class WebRoutes:
             elif quiet >= KEEPALIVE_SECONDS:
                 await response.write(b": still here\n\n")
                 quiet = 0.0
-            await self.pages.wait(visit.user_id, POLL_SECONDS)
+            await self.pages.wait(visit.chat, POLL_SECONDS)
             quiet += POLL_SECONDS
         return response
 
@@ -207,7 +209,7 @@ class WebRoutes:
         name = Path(request.query.get("name", "")[:120]).name
         suffix = Path(name).suffix.lower()
         photo = request.content_type.startswith("image/")
-        mine = await self.pages.add(visit.user_id, {"text": " · ".join(filter(None, ("📎 " + name, at)))},
+        mine = await self.pages.add(visit.chat, {"text": " · ".join(filter(None, ("📎 " + name, at)))},
                                     mine=True)
         path = self.media_store.temp(suffix if _SUFFIX.match(suffix) else ".jpg" if photo else ".mp4")
         try:
@@ -217,38 +219,38 @@ class WebRoutes:
             return answer([], 408)
         if size is None:
             path.unlink(missing_ok=True)
-            await self.pages.add(visit.user_id, {"text": t(visit.lang, "web.too_large", limit_mb=limit_mb)})
+            await self.pages.add(visit.chat, {"text": t(visit.lang, "web.too_large", limit_mb=limit_mb)})
             return answer([], 413)
         reply = await self.port.media(replace(visit.ctx, message_id=mine), path, at, photo=photo)
-        return answer(await self.renderer.render(visit.user_id, reply))
+        return answer(await self.renderer.render(visit.chat, reply))
 
     async def say(self, request: web.Request, visit: Visit) -> web.Response:
         data = await request.json()
         text = str(data.get("text", ""))[:4000]
         session = str(data.get("session") or "") or None
-        mine = await self.pages.add(visit.user_id, {"text": text}, mine=True)
+        mine = await self.pages.add(visit.chat, {"text": text}, mine=True)
         reply = await self.port.text(replace(visit.ctx, message_id=mine), text, session)
-        return answer(await self.renderer.render(visit.user_id, reply))
+        return answer(await self.renderer.render(visit.chat, reply))
 
     async def press(self, request: web.Request, visit: Visit) -> web.Response:
         """Only a button the studio put on this person's own page can be pressed."""
         data = await request.json()
         message_id, action = str(data.get("message", "")), str(data.get("data", ""))
-        body = await self.pages.get(visit.user_id, message_id)
+        body = await self.pages.get(visit.chat, message_id)
         if body is None or action not in {b["data"] for row in body.get("rows", []) for b in row}:
             return answer([t(visit.lang, "error.not_your_session")], 403)
         reply = await self.port.press(replace(visit.ctx, message_id=message_id), action)
-        return answer(await self.renderer.render(visit.user_id, reply))
+        return answer(await self.renderer.render(visit.chat, reply))
 
     async def account(self, request: web.Request, visit: Visit) -> web.Response:
         data = await request.json()
         reply = await self.port.account_answer(visit.ctx, str(data.get("what", "")),
                                                str(data.get("code", "")))
-        return answer(await self.renderer.render(visit.user_id, reply))
+        return answer(await self.renderer.render(visit.chat, reply))
 
     async def media(self, request: web.Request, visit: Visit) -> web.StreamResponse:
         """The owner's media by opaque id, with Range support; anyone else gets a 404."""
-        path = await self.pages.media_path(visit.user_id, request.match_info["id"])
+        path = await self.pages.media_path(visit.chat, request.match_info["id"])
         if path is None or not path.is_file():
             raise web.HTTPNotFound(headers=SECURITY)
         return web.FileResponse(path, headers={**SECURITY, "Content-Security-Policy": MEDIA_CSP,

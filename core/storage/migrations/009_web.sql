@@ -27,22 +27,22 @@ INSERT INTO users (id, platform, platform_user_id, display_name, username, langu
 DROP TABLE users_kept;
 CREATE INDEX users_username ON users (platform, lower(username));
 
--- One row per message on a browser user's page; `rev` grows with every write, so a
--- page asks for what changed since the last revision it saw.
+-- One row per message on a browser's page (its chat: the browser's id); `rev` grows with
+-- every write, so a page asks for what changed since the last revision it saw.
 CREATE TABLE web_messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    user_id INTEGER NOT NULL REFERENCES users (id),
+    chat_id TEXT NOT NULL,
     rev INTEGER NOT NULL,
     mine INTEGER NOT NULL DEFAULT 0,  -- 1: what the person sent; 0: the studio's answer
     body TEXT NOT NULL,               -- JSON: text, buttons, media, form
     created_at REAL NOT NULL
 );
-CREATE INDEX web_messages_rev ON web_messages (user_id, rev);
+CREATE INDEX web_messages_rev ON web_messages (chat_id, rev);
 
 -- Media a page may show, by opaque id, to its owner only.
 CREATE TABLE web_media (
     id TEXT PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES users (id),
+    chat_id TEXT NOT NULL,
     path TEXT NOT NULL,
     created_at REAL NOT NULL
 );
