@@ -87,7 +87,7 @@ def make_backend(settings: Settings, media: MediaStore) -> Backend:
 
 
 async def build_services(settings: Settings) -> Services:
-    ffmpeg.configure(ffmpeg_binary=settings.ffmpeg_binary)
+    ffmpeg.configure(ffmpeg_binary=settings.ffmpeg_binary, max_pixels=settings.max_pixels)
     db = await open_database(settings.database_url)
     users = UserDirectory(db)
     ledger = CreditLedger(db, users, starter_credits=settings.starter_credits,

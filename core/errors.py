@@ -107,6 +107,18 @@ class NotAnImage(MediaError):
     key = "error.not_an_image"
 
 
+class TooManyPixels(MediaError):
+    """Frame or photo over MAX_PIXELS; params: width, height, limit (megapixels)."""
+
+    key = "error.too_many_pixels"
+
+
+class UnsupportedFormat(MediaError):
+    """A video in a container not on the allow-list (raw .h264, .ts, .flv…); params: format."""
+
+    key = "error.unsupported_format"
+
+
 class MediaTimeout(MediaError):
     key = "error.media_timeout"
 

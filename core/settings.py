@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     media_ttl_hours: int = Field(default=48, ge=1)
     ffmpeg_binary: Path | None = None
     max_video_seconds: float = Field(default=600.0, gt=0)
+    max_pixels: int = Field(default=16_777_216, ge=4096)  # 4096×4096; checked before decoding
     glitch_max_seconds: float = Field(default=10.0, gt=0, le=60)
     max_media_mb_per_user: int = Field(default=500, ge=1)
     max_download_mb: int = Field(default=200, ge=1)

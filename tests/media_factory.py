@@ -102,6 +102,14 @@ def make_long_1080p(path: Path) -> Path:
     return path
 
 
+def make_slow_to_seek_video(path: Path) -> Path:
+    """30 s at 640×360 with a single keyframe: a frame near the end needs the whole file decoded."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=640x360:r=25:d=30",
+           "-c:v", "libx264", "-preset", "ultrafast", "-g", "100000", "-keyint_min", "100000",
+           "-sc_threshold", "0", "-pix_fmt", "yuv420p", path)
+    return path
+
+
 def make_image(path: Path, size: str = "320x240") -> Path:
     ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={size}:d=1", "-frames:v", "1", "-update", "1", path)
     return path
@@ -240,6 +248,11 @@ def noisy_video(media_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def long_1080p_video(media_dir: Path) -> Path:
     return make_long_1080p(media_dir / "long-1080p.mp4")
+
+
+@pytest.fixture(scope="session")
+def slow_to_seek_video(media_dir: Path) -> Path:
+    return make_slow_to_seek_video(media_dir / "one-keyframe.mp4")
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import threading
 from pathlib import Path
 
 import av
@@ -9,6 +13,7 @@ import pytest
 
 from core.errors import MediaError, TimestampOutOfRange
 from core.media import mux_music, probe, trim_clip
+from core.media.pool import media_pool
 from tests.media_factory import all_frames, audio_seconds, mean_rgb, video_packets
 
 
@@ -74,3 +79,38 @@ async def test_music_without_sound_is_refused(
 ) -> None:
     with pytest.raises(MediaError):
         await mux_music(av_video, counter_video, out_dir / "silent.mp4")
+
+
+async def test_mux_music_keeps_the_event_loop_free_while_it_reads_the_music(
+    av_video: Path, out_dir: Path
+) -> None:
+    # the music is a pipe nobody writes to yet: reading it blocks whoever reads it
+    music = out_dir / "music.m4a"
+    os.mkfifo(music)
+    rescued = threading.Event()
+
+    def rescue() -> None:  # only runs if the event loop itself is stuck reading the pipe
+        rescued.set()
+        with contextlib.suppress(OSError):
+            os.close(os.open(music, os.O_WRONLY | os.O_NONBLOCK))
+
+    timer = threading.Timer(30, rescue)
+    timer.start()
+    task = asyncio.create_task(mux_music(av_video, music, out_dir / "muxed.mp4"))
+    writer = None
+    try:
+        while writer is None and not task.done():
+            try:  # succeeds once a reader has the pipe open
+                writer = os.open(music, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                await asyncio.sleep(0.02)
+        assert not rescued.is_set(), "the event loop was blocked while the music was read"
+        assert writer is not None and not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert media_pool().busy == 0  # the worker reading the pipe was let go
+    finally:
+        timer.cancel()
+        if writer is not None:
+            os.close(writer)

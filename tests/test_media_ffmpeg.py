@@ -72,3 +72,25 @@ async def test_heavy_work_is_served_in_turn() -> None:
     finally:
         configure(cpu_slots=os.cpu_count() or 1)
     assert peak == 2
+
+
+def test_every_declared_runtime_dependency_is_used_by_the_code() -> None:
+    """A dependency in pyproject.toml that nothing imports is dead weight (or a missing use)."""
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    module_of = {"discord.py": "discord", "ffmpeg-python": "ffmpeg"}
+    sources = "\n".join(
+        path.read_text(encoding="utf-8")
+        for folder in ("core", "adapters", "bot")
+        for path in (root / folder).rglob("*.py")
+    )
+    unused = []
+    for requirement in declared:
+        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
+        module = module_of.get(name, name.replace("-", "_"))
+        if not re.search(rf"^\s*(import|from) {re.escape(module)}\b", sources, re.MULTILINE):
+            unused.append(name)
+    assert unused == []

@@ -35,7 +35,8 @@ from core.backends.base import (
 )
 from core.errors import LokizError
 from core.media.ffmpeg import cpu_slot
-from core.media.probe import probe_image_sync, probe_sync
+from core.media.pool import in_worker
+from core.media.probe import PROBE_TIMEOUT, probe_image_sync, probe_sync
 from core.media.render import pick_look, render_glitch, render_music, render_template
 
 log = logging.getLogger(__name__)
@@ -240,7 +241,7 @@ class LocalBackend:
     async def _template(self, run: _Run, inputs: dict[str, Any], seed: int) -> str:
         image = _local_file(inputs.get("image"), "image")
         try:
-            await asyncio.to_thread(probe_image_sync, image)
+            await in_worker(probe_image_sync, image, timeout=PROBE_TIMEOUT, what="reading the picture")
         except LokizError as exc:
             raise _InputError(f"image: {exc}") from None
         try:
@@ -266,8 +267,8 @@ class LocalBackend:
         clip = _local_file(inputs.get("video"), "video")
         image = _local_file(inputs.get("character_image"), "character_image")
         try:
-            info = await asyncio.to_thread(probe_sync, clip, None)
-            await asyncio.to_thread(probe_image_sync, image)
+            info = await in_worker(probe_sync, clip, None, timeout=PROBE_TIMEOUT, what="reading the clip")
+            await in_worker(probe_image_sync, image, timeout=PROBE_TIMEOUT, what="reading the picture")
         except LokizError as exc:
             raise _InputError(str(exc)) from None
         try:

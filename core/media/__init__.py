@@ -8,6 +8,7 @@ from core.media.capture import capture_frame
 from core.media.edit import mux_music, trim_clip
 from core.media.ffmpeg import configure, cpu_slot, ffmpeg_path, run_ffmpeg
 from core.media.fit import FittedVideo, fit_video
+from core.media.intake import accept_video
 from core.media.probe import ImageInfo, VideoInfo, probe, probe_image
 from core.media.sheet import ContactSheet, contact_sheet
 from core.media.timestamps import check_in_range, format_timestamp, parse_timestamp
@@ -17,6 +18,7 @@ __all__ = [
     "FittedVideo",
     "ImageInfo",
     "VideoInfo",
+    "accept_video",
     "capture_frame",
     "check_in_range",
     "configure",

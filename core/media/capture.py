@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from pathlib import Path
 
 import av.error
 
-from core.errors import CorruptVideo, MediaTimeout, TimestampOutOfRange
+from core.errors import CorruptVideo, TimestampOutOfRange
 from core.media.ffmpeg import cpu_slot
 from core.media.frames import frame_at, open_video, upright, write_jpeg
+from core.media.pool import in_worker
 
 CAPTURE_TIMEOUT = 60.0
 CAPTURE_MAX_SIDE = 1920  # a 4K frame is scaled to 1920 on its long side
@@ -46,9 +46,7 @@ async def capture_frame(
         raise TimestampOutOfRange(f"{t!r} is not a time in the video", seconds="-", duration="?")
     target = Path(out) if out is not None else default_frame_path(video, t)
     async with cpu_slot():
-        try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(_capture_sync, video, t, target, max_side), CAPTURE_TIMEOUT
-            )
-        except TimeoutError:
-            raise MediaTimeout("capturing the frame took too long", seconds=CAPTURE_TIMEOUT) from None
+        return await in_worker(
+            _capture_sync, video, t, target, max_side,
+            timeout=CAPTURE_TIMEOUT, what="capturing the frame",
+        )

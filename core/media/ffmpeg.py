@@ -14,26 +14,44 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
+
+import ffmpeg as ffmpeg_python
 
 from core.errors import ConfigError, MediaError, MediaTimeout
+from core.media.pool import set_pool_size
 from core.media.slots import FairSlots
 
 _configured_binary: Path | None = None
 _cpu_slots: int = max(1, os.cpu_count() or 1)
+_max_pixels: int = 16_777_216  # MAX_PIXELS: 4096×4096
 _semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FairSlots] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def configure(*, ffmpeg_binary: Path | None = None, cpu_slots: int | None = None) -> None:
-    """Set the ffmpeg binary (None: the bundled one) and the number of CPU slots."""
-    global _configured_binary, _cpu_slots
+def configure(
+    *,
+    ffmpeg_binary: Path | None = None,
+    cpu_slots: int | None = None,
+    max_pixels: int | None = None,
+) -> None:
+    """Set the ffmpeg binary (None: the bundled one), the CPU slots and the pixel cap."""
+    global _configured_binary, _cpu_slots, _max_pixels
+    if max_pixels is not None:
+        _max_pixels = max_pixels
     if ffmpeg_binary is not None:
         ffmpeg_path(ffmpeg_binary)  # fail now, not on the first video
     _configured_binary = ffmpeg_binary
     if cpu_slots is not None:
         _cpu_slots = max(1, cpu_slots)
         _semaphores.clear()
+        set_pool_size(_cpu_slots)
+
+
+def max_pixels() -> int:
+    """The largest accepted frame or photo, in pixels (MAX_PIXELS)."""
+    return _max_pixels
 
 
 @cache
@@ -134,3 +152,12 @@ async def run_ffmpeg(
     if process.returncode != 0:
         reason = reduce_stderr(stderr.decode("utf-8", "replace"))
         raise MediaError(f"ffmpeg failed: {reason}", reason=reason)
+
+
+async def run_graph(output: Any, *, timeout: float, binary: Path | None = None) -> None:
+    """Run a command line built with ffmpeg-python (`ffmpeg.input(...).output(...)`).
+
+    Only its argument list is used: it runs through `run_ffmpeg` (no shell, timeout, kill).
+    """
+    args: list[str] = ffmpeg_python.compile(output, cmd="ffmpeg")[1:]
+    await run_ffmpeg(args, timeout=timeout, binary=binary)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import ffmpeg as ffmpeg_python
 
 from core.errors import MediaError
-from core.media.ffmpeg import cpu_slot, run_ffmpeg
+from core.media.ffmpeg import cpu_slot, run_graph
 from core.media.frames import THUMBNAIL_QUALITY, frame_at, open_video, upright, write_jpeg
-from core.media.probe import VideoInfo, probe, probe_sync
+from core.media.pool import in_worker
+from core.media.probe import PROBE_TIMEOUT, VideoInfo, probe, probe_sync
 
 MAX_SIDE = 1920  # re-encodes never exceed 1080p
 CRF = 23
@@ -62,20 +65,25 @@ def _encode_timeout(duration: float) -> float:
     return 120.0 + 8.0 * duration
 
 
-def _common_output(out: Path) -> list[str]:
-    return ["-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(out)]
-
-
-def _audio_args(info: VideoInfo, kbps: int) -> list[str]:
-    if not info.has_audio:
-        return ["-an"]
-    return ["-c:a", "aac", "-b:a", f"{kbps}k", "-ac", "2"]
+def _mp4(source: Any, picture: Any, info: VideoInfo, out: Path, audio_kbps: int,
+         **video: object) -> Any:
+    """An H.264 (yuv420p, faststart) MP4 output node; AAC stereo when the input has sound."""
+    streams = [picture]
+    audio: dict[str, object] = {}
+    if info.has_audio:
+        streams.append(source["a:0?"])
+        audio = {"c:a": "aac", "b:a": f"{audio_kbps}k", "ac": 2}
+    return ffmpeg_python.output(
+        *streams, str(out), **{"c:v": "libx264", "preset": "veryfast", **video, "profile:v": "high",
+                               **audio, "pix_fmt": "yuv420p", "movflags": "+faststart", "f": "mp4"},
+    )
 
 
 async def _remux(src: Path, out: Path, info: VideoInfo) -> None:
-    await run_ffmpeg(
-        ["-i", src, "-map", "0:v:0", "-map", "0:a:0?", "-c", "copy", "-tag:v", "avc1",
-         "-movflags", "+faststart", "-f", "mp4", out],
+    source = ffmpeg_python.input(str(src))
+    await run_graph(
+        ffmpeg_python.output(source["v:0"], source["a:0?"], str(out), c="copy",
+                             **{"tag:v": "avc1"}, movflags="+faststart", f="mp4"),
         timeout=_encode_timeout(info.duration),
     )
 
@@ -84,13 +92,12 @@ async def _crf(
     src: Path, out: Path, info: VideoInfo, *, sample: tuple[float, float] | None = None
 ) -> None:
     width, height = _scaled(info.width, info.height, None)
-    window = ["-ss", f"{sample[0]:.3f}", "-t", f"{sample[1]:.3f}"] if sample else []
-    await run_ffmpeg(
-        [*window, "-i", src, "-map", "0:v:0", "-map", "0:a:0?",
-         "-vf", f"scale={width}:{height}:flags=bicubic,setsar=1,fps=fps='min(source_fps,60)'",
-         "-c:v", "libx264", "-preset", "veryfast", "-crf", str(CRF), "-profile:v", "high",
-         *_audio_args(info, 128), *_common_output(out)],
-        timeout=_encode_timeout(info.duration),
+    window = {"ss": f"{sample[0]:.3f}", "t": f"{sample[1]:.3f}"} if sample else {}
+    source = ffmpeg_python.input(str(src), **window)
+    picture = (source["v:0"].filter("scale", width, height, flags="bicubic")
+               .filter("setsar", 1).filter("fps", fps="min(source_fps,60)"))
+    await run_graph(
+        _mp4(source, picture, info, out, 128, crf=CRF), timeout=_encode_timeout(info.duration)
     )
 
 
@@ -104,12 +111,12 @@ async def _targeted(
         if video_bps / (width * height * fps) >= MIN_BITS_PER_PIXEL:
             break
     kbps = max(16, int(video_bps / 1000))
-    await run_ffmpeg(
-        ["-i", src, "-map", "0:v:0", "-map", "0:a:0?",
-         "-vf", f"scale={width}:{height}:flags=bicubic,setsar=1,fps={fps:g}",
-         "-c:v", "libx264", "-preset", "veryfast", "-b:v", f"{kbps}k",
-         "-maxrate", f"{kbps}k", "-bufsize", f"{2 * kbps}k", "-profile:v", "high",
-         *_audio_args(info, audio_kbps), *_common_output(out)],
+    source = ffmpeg_python.input(str(src))
+    picture = (source["v:0"].filter("scale", width, height, flags="bicubic")
+               .filter("setsar", 1).filter("fps", f"{fps:g}"))
+    await run_graph(
+        _mp4(source, picture, info, out, audio_kbps,
+             **{"b:v": f"{kbps}k", "maxrate": f"{kbps}k", "bufsize": f"{2 * kbps}k"}),
         timeout=_encode_timeout(info.duration),
     )
 
@@ -191,4 +198,6 @@ async def fit_video(path: Path, max_bytes: int, out: Path | None = None) -> Fitt
             partial.unlink(missing_ok=True)
             raise MediaError(f"could not fit {path.name} into {max_bytes} bytes", reason="too big")
         partial.replace(out)
-        return await asyncio.to_thread(_finish_sync, out, thumbnail, method)
+        return await in_worker(
+            _finish_sync, out, thumbnail, method, timeout=PROBE_TIMEOUT, what="checking the video"
+        )

@@ -1,7 +1,7 @@
 """In-process frame work with PyAV: exact-frame seeking, upright frames, JPEG files.
 
-Synchronous on purpose: callers run these in a thread (`asyncio.to_thread`)
-while holding a CPU slot.
+Synchronous on purpose: callers run these in a media worker process
+(`core.media.pool`) while holding a CPU slot.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -14,20 +14,24 @@ from core.errors import (
     AudioOnly,
     CorruptVideo,
     EmptyFile,
-    MediaTimeout,
     NotAnImage,
     NotAVideo,
+    TooManyPixels,
+    UnsupportedFormat,
     VideoTooLong,
 )
-from core.media.ffmpeg import cpu_slot
+from core.media.ffmpeg import cpu_slot, max_pixels
 from core.media.frames import rotation_of
+from core.media.pool import in_worker
 from core.media.timestamps import format_timestamp
 
 PROBE_TIMEOUT = 60.0
 
 # demuxers/codecs that read still pictures (and text): such files are not videos
-_IMAGE_FORMATS = ("image2", "_pipe", "tty", "gif", "apng", "webp")
-_IMAGE_CODECS = {"png", "mjpeg", "webp", "bmp", "tiff", "gif", "apng", "ansi", "jpeg2000",
+_IMAGE_FORMATS = ("image2", "_pipe", "tty", "apng", "webp")
+# the video containers accepted (allow-list): mp4/mov/m4v, webm/mkv, avi, gif
+_VIDEO_CONTAINERS = ("mov,mp4", "matroska", "avi", "gif")
+IMAGE_CODECS = {"png", "mjpeg", "webp", "bmp", "tiff", "gif", "apng", "ansi", "jpeg2000",
                  "jpegls", "jpegxl", "qoi", "ppm", "pgm", "pam", "targa", "svg", "heic", "avif"}
 
 
@@ -67,6 +71,55 @@ def _looks_like_video_container(head: bytes) -> bool:
         or head.startswith((b"FLV", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3", b"\x30\x26\xb2\x75"))
         or (len(head) > 188 and head[0] == 0x47 and head[188] == 0x47)  # MPEG-TS
     )
+
+
+def _picture_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, GIF, WebP or JPEG header, without decoding anything."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+        width, height = struct.unpack("!II", head[16:24])
+        return width, height
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        width, height = struct.unpack("<HH", head[6:10])
+        return width, height
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP" and len(head) >= 30:
+        kind = head[12:16]
+        if kind == b"VP8X":
+            return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+        if kind == b"VP8L":
+            bits = int.from_bytes(head[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if kind == b"VP8 ":
+            return (int.from_bytes(head[26:28], "little") & 0x3FFF,
+                    int.from_bytes(head[28:30], "little") & 0x3FFF)
+    if head.startswith(b"\xff\xd8"):
+        at = 2
+        while at + 9 <= len(head):
+            if head[at] != 0xFF:
+                return None
+            marker = head[at + 1]
+            if marker == 0xFF:  # fill byte
+                at += 1
+                continue
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+                height, width = struct.unpack("!HH", head[at + 5 : at + 9])
+                return width, height
+            at += 2 + int.from_bytes(head[at + 2 : at + 4], "big")
+    return None
+
+
+def check_pixels(width: int, height: int, limit: int | None) -> None:
+    """Raise TooManyPixels when a width × height picture is over `limit` pixels."""
+    if limit is not None and width * height > limit:
+        raise TooManyPixels(
+            f"{width}×{height} is over the {limit}-pixel limit",
+            width=width, height=height, limit=round(limit / 1_000_000, 1),
+        )
+
+
+def _open_capped(path: Path, limit: int | None) -> av.container.InputContainer:
+    """Open `path`; with a limit, decoders refuse larger pictures instead of allocating them."""
+    options = {"max_pixels": str(limit)} if limit is not None else {}
+    return av.open(str(path), mode="r", options=options)
 
 
 def _stated_duration(container: av.container.InputContainer, stream: av.stream.Stream) -> float:
@@ -119,15 +172,38 @@ def _ends_early(container: av.container.InputContainer, duration: float) -> bool
     return end < duration * 0.9 - 0.5
 
 
-def probe_sync(path: Path, max_seconds: float | None) -> VideoInfo:
-    """`probe` without the thread and CPU slot, for code already running in both."""
+def _has_two_frames(path: Path) -> bool:
+    with av.open(str(path)) as container:
+        packets = (p for p in container.demux(container.streams.video[0]) if p.size)
+        for index, _ in enumerate(packets):
+            if index >= 1:
+                return True
+    return False
+
+
+def animated_gif_sync(path: Path) -> bool:
+    """True for a GIF file with at least two frames (runs in a media worker)."""
+    with path.open("rb") as handle:
+        if handle.read(6) not in (b"GIF87a", b"GIF89a"):
+            return False
+    try:
+        return _has_two_frames(path)
+    except (av.error.FFmpegError, IndexError):
+        return False
+
+
+def probe_sync(path: Path, max_seconds: float | None, max_pixels: int | None = None) -> VideoInfo:
+    """`probe` without the worker and CPU slot (runs in a media worker)."""
     size = path.stat().st_size
     if size == 0:
         raise EmptyFile(f"{path.name} is empty (0 bytes)")
     with path.open("rb") as handle:
-        head = handle.read(512)
+        head = handle.read(256 * 1024)
+    stated = _picture_size(head)
+    if stated is not None:
+        check_pixels(*stated, max_pixels)
     try:
-        container = av.open(str(path), mode="r")
+        container = _open_capped(path, max_pixels)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError):
         if _looks_like_video_container(head):
             raise CorruptVideo(f"{path.name} is a damaged or incomplete video") from None
@@ -138,12 +214,17 @@ def probe_sync(path: Path, max_seconds: float | None) -> VideoInfo:
         audios = container.streams.audio
         video = videos[0] if videos else None
         codec = video.codec_context.name if video is not None else ""
-        if video is None or codec in _IMAGE_CODECS or any(
-            marker in format_name for marker in _IMAGE_FORMATS
-        ):
-            if video is None and audios:
-                raise AudioOnly(f"{path.name} has sound but no picture")
+        if video is None and audios:
+            raise AudioOnly(f"{path.name} has sound but no picture")
+        if video is None or any(marker in format_name for marker in _IMAGE_FORMATS):
             raise NotAVideo(f"{path.name} is not a video ({format_name})")
+        if not any(name in format_name for name in _VIDEO_CONTAINERS):
+            raise UnsupportedFormat(
+                f"{path.name}: {format_name} is not an accepted container", format=format_name
+            )
+        if format_name == "gif" and not _has_two_frames(path):
+            raise NotAVideo(f"{path.name} is a still GIF, not a clip")
+        check_pixels(video.codec_context.width, video.codec_context.height, max_pixels)
         if _truncated(video, size):
             raise CorruptVideo(f"{path.name} is cut short (an incomplete download?)")
         video.thread_type = "AUTO"
@@ -153,6 +234,7 @@ def probe_sync(path: Path, max_seconds: float | None) -> VideoInfo:
             first = None
         if first is None:
             raise CorruptVideo(f"{path.name}: no frame can be decoded")
+        check_pixels(first.width, first.height, max_pixels)
         rotation = rotation_of(first)
         duration = _stated_duration(container, video)
         if _ends_early(container, duration):
@@ -190,44 +272,50 @@ def probe_sync(path: Path, max_seconds: float | None) -> VideoInfo:
 async def probe(path: Path, *, max_seconds: float | None = None) -> VideoInfo:
     """Check that `path` is a playable video and describe it.
 
-    Raises EmptyFile, NotAVideo, AudioOnly, CorruptVideo, or VideoTooLong
-    (when longer than `max_seconds`).
+    Raises EmptyFile, NotAVideo, AudioOnly, CorruptVideo, UnsupportedFormat (not
+    an accepted container), TooManyPixels (over MAX_PIXELS, from the header,
+    before decoding), or VideoTooLong (when longer than `max_seconds`).
     """
     async with cpu_slot():
-        try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(probe_sync, Path(path), max_seconds), PROBE_TIMEOUT
-            )
-        except TimeoutError:
-            raise MediaTimeout("reading the video took too long", seconds=PROBE_TIMEOUT) from None
+        return await in_worker(
+            probe_sync, Path(path), max_seconds, max_pixels(),
+            timeout=PROBE_TIMEOUT, what="reading the video",
+        )
 
 
-def probe_image_sync(path: Path) -> ImageInfo:
-    """`probe_image` without the thread and CPU slot, for code already running in both."""
+def probe_image_sync(path: Path, max_pixels: int | None = None) -> ImageInfo:
+    """`probe_image` without the worker and CPU slot (runs in a media worker)."""
     if path.stat().st_size == 0:
         raise EmptyFile(f"{path.name} is empty (0 bytes)")
+    with path.open("rb") as handle:
+        stated = _picture_size(handle.read(256 * 1024))
+    if stated is not None:
+        check_pixels(*stated, max_pixels)
     try:
-        with av.open(str(path), mode="r") as container:
+        with _open_capped(path, max_pixels) as container:
             if not container.streams.video:
                 raise NotAnImage(f"{path.name} is not a picture")
             stream = container.streams.video[0]
             codec = stream.codec_context.name
-            if codec not in _IMAGE_CODECS - {"ansi"}:
+            if codec not in IMAGE_CODECS - {"ansi"}:
                 raise NotAnImage(f"{path.name} is not a picture ({codec})")
+            check_pixels(stream.codec_context.width, stream.codec_context.height, max_pixels)
             frame = next(iter(container.decode(stream)), None)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError, StopIteration):
         raise NotAnImage(f"{path.name} is not a picture") from None
     if frame is None or frame.width < 2 or frame.height < 2:
         raise NotAnImage(f"{path.name} is not a picture")
+    check_pixels(frame.width, frame.height, max_pixels)
     return ImageInfo(width=frame.width, height=frame.height, codec=codec)
 
 
 async def probe_image(path: Path) -> ImageInfo:
-    """Check that `path` is a decodable photo (JPEG, PNG, WebP…); raises NotAnImage."""
+    """Check that `path` is a decodable photo (JPEG, PNG, WebP…).
+
+    Raises NotAnImage, or TooManyPixels (over MAX_PIXELS, from the header, before decoding).
+    """
     async with cpu_slot():
-        try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(probe_image_sync, Path(path)), PROBE_TIMEOUT
-            )
-        except TimeoutError:
-            raise MediaTimeout("reading the picture took too long", seconds=PROBE_TIMEOUT) from None
+        return await in_worker(
+            probe_image_sync, Path(path), max_pixels(),
+            timeout=PROBE_TIMEOUT, what="reading the picture",
+        )

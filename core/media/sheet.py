@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +9,10 @@ from pathlib import Path
 import av.error
 from av.video.frame import VideoFrame
 
-from core.errors import CorruptVideo, MediaTimeout
+from core.errors import CorruptVideo
 from core.media.ffmpeg import cpu_slot
 from core.media.frames import fit_within, frame_at, open_video, upright, write_jpeg
+from core.media.pool import in_worker
 from core.media.probe import probe_sync
 from core.media.timestamps import format_timestamp
 
@@ -149,12 +149,9 @@ async def contact_sheet(video: Path, n: int = 9, out: Path | None = None) -> Con
     video = Path(video)
     target = Path(out) if out is not None else video.with_name(f"{video.stem}.sheet.jpg")
     async with cpu_slot():
-        try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(_sheet_sync, video, n, target), SHEET_TIMEOUT
-            )
-        except TimeoutError:
-            raise MediaTimeout("making the contact sheet took too long", seconds=SHEET_TIMEOUT) from None
+        return await in_worker(
+            _sheet_sync, video, n, target, timeout=SHEET_TIMEOUT, what="making the contact sheet"
+        )
 
 
 __all__ = ["ContactSheet", "contact_sheet", "sheet_times"]

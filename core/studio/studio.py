@@ -39,7 +39,8 @@ from core.errors import (
 from core.i18n import normalize_language, t
 from core.jobs import DELIVERED, SUCCEEDED, Job, JobStore
 from core.media.capture import capture_frame
-from core.media.edit import mux_music, trim_clip
+from core.media.edit import GLITCH_MAX_SIDE, mux_music, trim_clip
+from core.media.intake import accept_video, is_animated_gif
 from core.media.probe import VideoInfo, probe, probe_image
 from core.media.sheet import contact_sheet
 from core.media.slots import work_owner
@@ -159,11 +160,11 @@ class Studio:
         return await self._show_sheet(ctx, lang, session, reply)
 
     async def _take_video(self, path: Path, owner: int) -> tuple[Path, VideoInfo]:
-        """Keep a downloaded video under its content address and probe it (MediaError if bad,
-        or over the owner's media quota)."""
+        """Keep a downloaded video under its content address and check it (MediaError if bad,
+        or over the owner's media quota); GIF / Motion-JPEG clips come back as MP4."""
         stored = await self.media.keep(path, owner=owner)
         try:
-            return stored, await probe(stored, max_seconds=self.limits.max_video_seconds)
+            return await accept_video(stored, max_seconds=self.limits.max_video_seconds)
         except MediaError:
             await self.media.discard(stored, owner=owner)
             raise
@@ -178,6 +179,8 @@ class Studio:
 
     async def photo(self, ctx: ChatContext, path: Path) -> Reply:
         """A photo arrived: the user's image for a glitch that waits for one."""
+        if await is_animated_gif(path):  # a GIF clip is a video on every platform
+            return await self.video(ctx, path)
         user, lang, _ = await self.user(ctx)
         waiting = await self.sessions.latest(
             user_id=user.id, platform=ctx.platform, chat_id=ctx.chat_id, awaiting=True
@@ -257,7 +260,11 @@ class Studio:
             step="ask_image", data={"source_message_id": reply_to or ctx.message_id},
             awaiting="image",
         )
-        trimmed = await self._trim_for_glitch(session.id, stored, begin)
+        try:
+            trimmed = await self._trim_for_glitch(session.id, stored, begin)
+        except MediaError as exc:  # nothing is charged yet: the session just ends here
+            await self.sessions.save(session.evolve(awaiting=None))
+            return self._error(ctx, lang, exc)
         session = await self.sessions.save(session.evolve(clip=str(trimmed), clip_duration=info.duration))
         last = await self.sessions.latest_with(user.id, "frame")
         screen = views.ask_image(lang, session, has_last_frame=last is not None and last.id != session.id)
@@ -427,9 +434,10 @@ class Studio:
         return check_in_range(parse_timestamp(text), duration)
 
     async def _trim_for_glitch(self, session_id: str, clip: Path, start: float) -> Path:
-        """At most GLITCH_MAX_SECONDS of the clip from `start`: what the model gets."""
+        """At most GLITCH_MAX_SECONDS of the clip from `start`, ≤ 1280 px: what the model gets."""
         return await trim_clip(clip, start, self.limits.glitch_max_seconds,
-                               self.media.session_dir(session_id) / "clip.mp4")
+                               self.media.session_dir(session_id) / "clip.mp4",
+                               max_side=GLITCH_MAX_SIDE)
 
     async def _clip_arrived(
         self, ctx: ChatContext, lang: str, session: Session, clip: Path, duration: float,
@@ -437,9 +445,9 @@ class Studio:
     ) -> Reply:
         try:
             start = self._clip_start(caption, duration)
-        except (TimestampInvalid, TimestampOutOfRange) as exc:
+            trimmed = await self._trim_for_glitch(session.id, clip, start)
+        except MediaError as exc:
             return self._error(ctx, lang, exc)
-        trimmed = await self._trim_for_glitch(session.id, clip, start)
         async with self._lock(session.id):
             fresh = await self.sessions.get(session.id) or session
             fresh = await self.sessions.save(
