@@ -7,6 +7,8 @@ streamed to the browser, so it survives reloads and reaches across instances.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from typing import TYPE_CHECKING
 
 from adapters.web.conversation import Conversation
@@ -24,7 +26,8 @@ class WebAdapter:
     def __init__(self, services: Services) -> None:
         self.services = services
         keys = Keys.from_settings(services.settings)
-        pages = Conversation(services.db, keys.media_id)
+        self.pages = pages = Conversation(services.db, keys.media_id)
+        self.lifetime = keys.lifetime
         renderer = PageRenderer(pages, StudioPort(services))
         self.notifier: Notifier = WebNotifier(renderer)
         self.routes = WebRoutes(services, renderer.port, pages, renderer, keys)
@@ -39,7 +42,10 @@ class WebAdapter:
 
     async def run(self) -> None:
         print(f"LOKIZ web studio: {self.url}", flush=True)
-        await asyncio.Event().wait()  # the HTTP server serves the page
+        while True:  # the HTTP server serves the page; here old pages are forgotten, hourly
+            with contextlib.suppress(Exception):
+                await self.pages.forget(time.time() - self.lifetime)
+            await asyncio.sleep(3600)
 
     async def close(self) -> None:
         self.routes.closing.set()  # live feeds end, so the HTTP server can stop at once

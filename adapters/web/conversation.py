@@ -103,5 +103,12 @@ class Conversation:
         return Path(row["path"]) if row is not None else None
 
 
+    async def forget(self, before: float) -> None:
+        """Drop pages and media links older than `before` (their media is cleaned by then)."""
+        async with self.db.transaction() as tx:
+            await tx.execute("DELETE FROM web_messages WHERE created_at < ?", (before,))
+            await tx.execute("DELETE FROM web_media WHERE created_at < ?", (before,))
+
+
 def _int(text: str) -> int:
     return int(text) if text.isdigit() else -1
