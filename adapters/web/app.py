@@ -30,7 +30,7 @@ class WebAdapter:
         self.lifetime = keys.lifetime
         renderer = PageRenderer(pages, StudioPort(services))
         self.notifier: Notifier = WebNotifier(renderer)
-        self.routes = WebRoutes(services, renderer.port, pages, renderer, keys)
+        self.routes = WebRoutes(services.settings, renderer.port, pages, renderer, keys)
         # Routes must exist before the HTTP server starts, which is before run().
         self.routes.register(services.http)
 

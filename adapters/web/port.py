@@ -20,11 +20,21 @@ class StudioPort:
         self.studio = services.studio
         self.account = services.account
         self.ledger = services.ledger
+        self.media_store = services.media
+        self.rate_limiter = services.rate_limiter
 
     def context(self, visitor: str, language: str | None, message_id: str | None = None) -> ChatContext:
         # A browser is a private chat whose id is the visitor's own.
         return ChatContext(PLATFORM, visitor, visitor, "private", language_code=language,
                            message_id=message_id)
+
+    def allow(self, ctx: ChatContext) -> bool:
+        """The per-user rate limit every platform shares."""
+        return self.rate_limiter.allow(f"{PLATFORM}:{ctx.user_id}")
+
+    def temp_file(self, suffix: str) -> Path:
+        """Where an upload is written before the studio takes it."""
+        return self.media_store.temp(suffix)
 
     async def language(self, ctx: ChatContext) -> str:
         """The visitor's language without creating them (for refusals)."""

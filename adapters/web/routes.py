@@ -12,7 +12,7 @@ import string
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -22,10 +22,9 @@ from adapters.web.port import StudioPort
 from adapters.web.render import PageRenderer
 from core.http import HttpServer
 from core.i18n import t
+from core.ratelimit import UpdateRateLimiter
+from core.settings import Settings
 from core.studio.replies import ChatContext
-
-if TYPE_CHECKING:
-    from bot.app import Services
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +75,10 @@ async def _receive(request: web.Request, path: Path, limit: int) -> int | None:
 
 
 class WebRoutes:
-    def __init__(self, services: Services, port: StudioPort, pages: Conversation,
+    def __init__(self, settings: Settings, port: StudioPort, pages: Conversation,
                  renderer: PageRenderer, keys: Keys) -> None:
-        self.settings = services.settings
-        self.media_store = services.media
-        self.rate_limiter = services.rate_limiter
+        self.settings = settings
+        self.access_attempts = UpdateRateLimiter(burst=5, per_second=0.1)  # against guessing
         self.port = port
         self.pages = pages
         self.renderer = renderer
@@ -114,7 +112,7 @@ class WebRoutes:
                 return answer([t(await self.port.language(ctx), "web.cross_origin")], 403)
             if visitor is None:
                 return answer([t(await self.port.language(ctx), "web.signed_out")], 401)
-            if post and not self.rate_limiter.allow(f"web:{visitor}"):
+            if post and not self.port.allow(ctx):
                 return answer([t(await self.port.language(ctx), "error.slow_down")], 429)
             try:
                 return await handler(request, Visit(ctx, await self.port.language(ctx)))
@@ -149,7 +147,7 @@ class WebRoutes:
         if not same_origin(request, self.settings.public_url):
             return answer([t(lang, "web.cross_origin")], 403)
         form = await request.post()
-        if not self.rate_limiter.allow(f"web-access:{request.remote}") or \
+        if not self.access_attempts.allow(str(request.remote)) or \
                 not self.keys.code_ok(str(form.get("code", ""))):
             return self.html("access.html", lang, wrong=t(lang, "web.access_wrong"), status=403)
         response = web.HTTPSeeOther("/")
@@ -211,7 +209,7 @@ class WebRoutes:
         photo = request.content_type.startswith("image/")
         mine = await self.pages.add(visit.chat, {"text": " · ".join(filter(None, ("📎 " + name, at)))},
                                     mine=True)
-        path = self.media_store.temp(suffix if _SUFFIX.match(suffix) else ".jpg" if photo else ".mp4")
+        path = self.port.temp_file(suffix if _SUFFIX.match(suffix) else ".jpg" if photo else ".mp4")
         try:
             size = await _receive(request, path, limit_mb * MB)
         except TimeoutError:  # the browser stopped sending: nobody is waiting for an answer
