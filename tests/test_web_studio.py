@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import aiohttp
 import pytest
 
 from adapters.web.conversation import Conversation
@@ -21,6 +22,7 @@ from core.i18n import t
 from core.screens import Screen
 from core.storage import open_database
 from tests.media_factory import make_av_video, make_noisy_video
+from tests.telegram_world import TelegramWorld, make_media
 from tests.web_world import (
     WebStudio,
     balance,
@@ -69,6 +71,8 @@ async def test_a_newcomer_makes_a_template_clip_in_the_browser(studio, clip, tmp
     shots = tmp_path / "screenshots"
     async with browser_session() as browser:
         page = await open_studio(browser, studio)
+        problems: list[str] = []  # console errors, e.g. a Content-Security-Policy refusal
+        page.on("console", lambda message: message.type == "error" and problems.append(message.text))
         await page.get_by_text("Welcome to LOKIZ").wait_for()
         start = await balance(page)
         await page.evaluate("window.sameTab = true")
@@ -102,6 +106,7 @@ async def test_a_newcomer_makes_a_template_clip_in_the_browser(studio, clip, tmp
             f"() => document.querySelector('#balance').dataset.value === '{start - price}'")
         await snap(page, shots, "5-result")
 
+        assert problems == []
         await page.set_viewport_size({"width": 390, "height": 844})
         assert await page.evaluate("document.documentElement.scrollWidth") <= 390
         await snap(page, shots, "6-phone-390")
@@ -272,3 +277,17 @@ async def test_an_upload_far_over_a_webhook_body_streams_in_with_progress_shown(
         await open_frame(page, big, "0:01")
         shown = await page.evaluate("window.progress")
         assert any(not hidden and value > 0 for hidden, value in shown), shown
+
+
+async def test_operators_turn_the_web_studio_on_next_to_telegram(tmp_path):
+    world = await TelegramWorld.start(tmp_path, make_media(tmp_path / "media-in"), replicate=False,
+                                      extra_env={"WEB_STUDIO": "true"})
+    try:
+        found = re.search(r"LOKIZ web studio: (http://\S+)", world.bot.log())
+        assert found, world.bot.log()[-2000:]
+        async with aiohttp.ClientSession() as http, http.get(found.group(1)) as page:
+            assert page.status == 200 and '<main id="feed"' in await page.text()
+        alice = world.user("Alice")
+        assert "Welcome" in (await world.say(alice, "/start")).text  # Telegram still answers
+    finally:
+        await world.stop()
