@@ -6,7 +6,9 @@
 - A running job uploads its inputs (stored), creates the prediction (its id
   stored before any waiting), waits for it by webhook or polling under a
   deadline, downloads the output at once and delivers it through the chat's
-  notifier. Any failure ends in exactly one refund.
+  notifier. Any failure ends in exactly one refund, except that a job whose
+  send may have reached the chat (recorded before each send) is never refunded:
+  a lost answer is retried once, then the job counts as delivered (unconfirmed).
 - `recover` at start re-queues, re-attaches and re-delivers what a crash left.
 """
 
@@ -16,6 +18,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -65,7 +69,7 @@ from core.jobs import (
 from core.jobs import (
     TIMED_OUT as JOB_TIMED_OUT,
 )
-from core.notify import Notifier, OutputMedia, RecipientGone
+from core.notify import MaybeDelivered, NotDelivered, Notifier, OutputMedia, RecipientGone
 from core.screens import Screen
 
 log = logging.getLogger(__name__)
@@ -73,11 +77,23 @@ log = logging.getLogger(__name__)
 MAX_OUTPUT_BYTES = 1 << 30
 STATUS_INTERVAL = 3.0  # at most one status edit per message per 3 s
 DELIVERY_ATTEMPTS = 5
+# Sends that may have reached the chat: a lost answer is retried at most once, then the
+# job counts as delivered (unconfirmed) and is never refunded.
+MAX_UNSURE_SENDS = 2
+DELIVERY_TIMEOUT = 600.0  # a send that has not answered by then may still have arrived
 POLLS_PER_SECOND = 20.0  # half of the Replicate backend's request budget
 # Inputs a model refuses show up as failed predictions with these words.
 _REJECTION_WORDS = ("invalid", "nsfw", "safety", "sensitive", "flagged", "rejected", "not allowed")
 
 Fitter = Callable[[Path, int], Awaitable[OutputMedia]]
+
+
+def crash_point(name: str) -> None:
+    """Die like kill -9 here when a test armed this point (LOKIZ_CRASH_AT=after_send,...)."""
+    armed = os.environ.get("LOKIZ_CRASH_AT")
+    if armed and name in armed.split(","):
+        log.warning("crash point %s armed: killing the process", name)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class JobNotFound(LokizError):
@@ -235,6 +251,7 @@ class JobEngine:
         poll_max: float = 8.0,
         webhook_fallback: float = 60.0,
         progress_every: float = 10.0,
+        delivery_timeout: float = DELIVERY_TIMEOUT,
     ) -> None:
         self.jobs = jobs
         self.ledger = ledger
@@ -252,11 +269,13 @@ class JobEngine:
         self.poll_max = poll_max
         self.webhook_fallback = webhook_fallback
         self.progress_every = progress_every
+        self.delivery_timeout = delivery_timeout
         self.stats = EngineStats()
         self.queue = FairQueue()
         self._queued_jobs: dict[str, Job] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
         self._delivering: dict[str, asyncio.Task[None]] = {}
+        self._creating: set[str] = set()  # jobs whose create request is in flight
         self._webhook_results: dict[str, Prediction] = {}
         self._webhook_events: dict[str, asyncio.Event] = {}
         self._estimates: dict[str, float] = {}
@@ -373,11 +392,16 @@ class JobEngine:
         self.queue.remove(job.user_id, job.id)
         self._queued_jobs.pop(job.id, None)
         task = self._running.get(job.id)
-        if task is not None and task is not asyncio.current_task():
+        # A create in flight is left to finish: its prediction exists only once it answers,
+        # and the job's task then finds the job canceled and cancels that prediction.
+        if task is not None and task is not asyncio.current_task() and job.id not in self._creating:
             task.cancel()
-        if job.prediction_id:
+        # Read again: the prediction id may have been stored after the first read.
+        ended = await self.jobs.get(job.id)
+        prediction_id = ended.prediction_id if ended is not None else job.prediction_id
+        if prediction_id:
             with contextlib.suppress(Exception):
-                await self.backend.cancel(job.prediction_id)
+                await self.backend.cancel(prediction_id)
         self._wakeup.set()
         return refunded
 
@@ -502,30 +526,38 @@ class JobEngine:
                 raise _JobEnded from None
             await self.jobs.set_prepared(job.id, inputs)
         prediction_id = None
-        if not first_try:
-            # A create may have gone through before a crash: never make a second one.
-            try:
-                prediction_id = await self.backend.find_existing(spec.model_id, inputs)
-            except BackendError as exc:
-                # Unknown whether it exists: end the job (refunded) rather than risk two.
-                log.warning("job %s: cannot look for an earlier prediction: %s", job.id, exc)
-                raise
-        if prediction_id is None:
-            webhook = f"{self.webhook_url}?job={job.id}" if self.webhook_url else None
-            try:
-                prediction_id = await self.backend.create(
-                    job.id, spec.model_id, inputs, webhook_url=webhook
-                )
-            except BackendError as exc:
-                reason = REJECTED if exc.status == 422 else MODEL_ERROR
-                await self._end(job, JOB_FAILED, reason, str(exc))
-                raise _JobEnded from None
-            self.stats.backend_requests += 1
-        deadline = time.time() + self.timeout
-        if not await self.jobs.set_running(job.id, prediction_id, deadline):
-            with contextlib.suppress(Exception):  # canceled meanwhile
-                await self.backend.cancel(prediction_id)
-            raise _JobEnded
+        # From here until its id is stored, a cancel must not interrupt this task: the
+        # prediction may exist already, and only this task can learn its id and cancel it.
+        self._creating.add(job.id)
+        try:
+            if not first_try:
+                # A create may have gone through before a crash: never make a second one.
+                try:
+                    prediction_id = await self.backend.find_existing(spec.model_id, inputs)
+                except BackendError as exc:
+                    # Unknown whether it exists: end the job (refunded) rather than risk two.
+                    log.warning("job %s: cannot look for an earlier prediction: %s", job.id, exc)
+                    raise
+            if prediction_id is None:
+                webhook = f"{self.webhook_url}?job={job.id}" if self.webhook_url else None
+                try:
+                    prediction_id = await self.backend.create(
+                        job.id, spec.model_id, inputs, webhook_url=webhook
+                    )
+                except BackendError as exc:
+                    reason = REJECTED if exc.status == 422 else MODEL_ERROR
+                    await self._end(job, JOB_FAILED, reason, str(exc))
+                    raise _JobEnded from None
+                self.stats.backend_requests += 1
+            deadline = time.time() + self.timeout
+            if not await self.jobs.set_running(job.id, prediction_id, deadline):
+                # Canceled while the create was in flight: stop the prediction we would pay for.
+                log.info("job %s ended during its create; canceling prediction %s", job.id, prediction_id)
+                with contextlib.suppress(Exception):
+                    await self.backend.cancel(prediction_id)
+                raise _JobEnded
+        finally:
+            self._creating.discard(job.id)
         log.info("job %s running as prediction %s", job.id, prediction_id)
         fresh = await self.jobs.get(job.id)
         assert fresh is not None
@@ -655,39 +687,87 @@ class JobEngine:
         self._delivering.pop(job_id, None)
 
     async def _deliver(self, job: Job) -> None:
+        """Send the result once: a send is recorded before it is made, and a job that may
+        have reached the chat is never refunded (see MAX_UNSURE_SENDS)."""
         notifier = self.notifiers.get(job.platform)
         what = self._what(job)
         if notifier is None:
             log.warning("job %s: no %s adapter running; will deliver when it is", job.id, job.platform)
             return
+        job = await self.jobs.get(job.id) or job
+        if job.status != JOB_SUCCEEDED:
+            return
+        sends = job.delivery_sends
+        # A send recorded by an earlier run may have arrived; a platform that drops
+        # duplicates itself (Discord's nonce) needs no word about it.
+        resent = sends > 0 and not getattr(notifier, "drops_duplicate_sends", False)
         output = Path(job.output_path or "")
         if not output.is_file():
-            await self._end(job, JOB_FAILED, UNDELIVERABLE, "output file is gone")
+            await self._give_up_delivery(job, what, sends, "output file is gone")
             return
         await self._pacer.update(job.id, job_screens.sending_screen(job, what))
         for attempt in range(job.delivery_attempts, DELIVERY_ATTEMPTS):
+            if sends >= MAX_UNSURE_SENDS:
+                break
+            if attempt > job.delivery_attempts:
+                await asyncio.sleep(min(2 ** (attempt - 1), 30))
             try:
                 media = await self._media_for(job, notifier, output)
-                screen = job_screens.result_screen(
-                    job, what, local_preview=job.backend == "local", likes=job.likes
-                )
-                receipt = await notifier.deliver(job, media, screen)
-            except RecipientGone as exc:
-                log.info("job %s: chat is gone (%s); refunding", job.id, exc)
-                await self._end(job, JOB_FAILED, UNDELIVERABLE, str(exc), tell=False)
-                return
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # nothing was sent: safe to try again
                 await self.jobs.count_delivery_attempt(job.id)
-                log.warning("job %s: delivery attempt %d failed: %s", job.id, attempt + 1, exc)
-                await asyncio.sleep(min(2 ** attempt, 30))
+                log.warning("job %s: preparing the result failed: %s", job.id, exc)
                 continue
+            screen = job_screens.result_screen(
+                job, what, local_preview=job.backend == "local", likes=job.likes, resent=resent
+            )
+            if not await self.jobs.mark_sending(job.id):
+                return  # ended meanwhile
+            sends += 1
+            crash_point("before_send")
+            try:
+                receipt = await asyncio.wait_for(
+                    notifier.deliver(job, media, screen), self.delivery_timeout
+                )
+            except RecipientGone as exc:
+                await self.jobs.unmark_sending(job.id)
+                sends -= 1
+                log.info("job %s: chat is gone (%s)", job.id, exc)
+                if sends:
+                    break  # an earlier send may have arrived: never refunded
+                await self._end(job, JOB_FAILED, UNDELIVERABLE, str(exc), tell=False)
+                return
+            except (NotDelivered, ConnectionRefusedError) as exc:
+                await self.jobs.unmark_sending(job.id)
+                sends -= 1
+                await self.jobs.count_delivery_attempt(job.id)
+                log.warning("job %s: delivery attempt %d not delivered: %s", job.id, attempt + 1, exc)
+                continue
+            except asyncio.CancelledError:
+                raise  # stopping: the recorded send is re-checked on the next start
+            except (MaybeDelivered, Exception) as exc:  # the answer is lost: it may have arrived
+                await self.jobs.count_delivery_attempt(job.id)
+                log.warning(
+                    "job %s: delivery attempt %d may have arrived (%s: %s)",
+                    job.id, attempt + 1, type(exc).__name__, exc,
+                )
+                continue
+            crash_point("after_send")
             await self.jobs.set_delivered(job.id, receipt.message_id, receipt.file_id)
             log.info("job %s delivered", job.id)
             await self._pacer.update(job.id, job_screens.done_screen(job, what), final=True)
             return
-        await self._end(job, JOB_FAILED, UNDELIVERABLE, "delivery kept failing")
+        await self._give_up_delivery(job, what, sends, "delivery kept failing")
+
+    async def _give_up_delivery(self, job: Job, what: str, sends: int, detail: str) -> None:
+        """No confirmed delivery: refunded only when no send of it can have arrived."""
+        if sends == 0:
+            await self._end(job, JOB_FAILED, UNDELIVERABLE, detail)
+            return
+        if await self.jobs.set_delivered(job.id, None, None, unconfirmed=True):
+            log.warning("job %s: %s; a send may have arrived, so delivered (unconfirmed)", job.id, detail)
+            await self._pacer.update(job.id, job_screens.done_screen(job, what), final=True)
 
     async def _media_for(self, job: Job, notifier: Notifier, output: Path) -> OutputMedia:
         spec = self.models[job.action]

@@ -75,14 +75,19 @@ def failed_screen(job: Job, what: str, reason: str, refunded: int) -> Screen:
     )
 
 
-def result_screen(job: Job, what: str, *, local_preview: bool, likes: int = 0,
-                  again: int = 0) -> Screen:
-    """A result's caption and buttons; `again` counts the Again presses it has taken (its
-    version: a press of an older version is a double press)."""
+def result_screen(
+    job: Job, what: str, *, local_preview: bool, likes: int = 0, again: int = 0,
+    resent: bool = False,
+) -> Screen:
+    """A result's caption and buttons. `again` counts the Again presses it has taken (its
+    version: a press of an older version is a double press); `resent` says it may be a
+    second copy (after a restart)."""
     lang = job.language
     caption = t(lang, "job.result", what=what, price=job.price, id=job.id)
     if local_preview:
         caption += "\n" + t(lang, "job.local_preview")
+    if resent:
+        caption += "\n" + t(lang, "job.resent_after_restart")
     like = Button(f"👍 {likes}" if likes else "👍", "job.like", (job.id,))
     again_label = t(lang, "button.again_more", n=again) if again else t(lang, "button.again")
     again_button = Button(again_label, "job.again", (job.id, str(again)))

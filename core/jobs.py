@@ -69,11 +69,14 @@ class Job:
     started_at: float | None
     deadline_at: float | None
     finished_at: float | None
+    delivery_sends: int = 0  # sends that may have reached the chat (recorded before each)
+    delivery_unconfirmed: bool = False  # delivered, but the platform never confirmed it
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
         values = {k: row[k] for k in cls.__dataclass_fields__ if k in row}
         values["request"] = JobRequest.from_json(json.loads(row["request"]))
+        values["delivery_unconfirmed"] = bool(row.get("delivery_unconfirmed") or 0)
         values["prepared_inputs"] = (
             json.loads(row["prepared_inputs"]) if row["prepared_inputs"] else None
         )
@@ -158,11 +161,15 @@ class JobStore:
         return statistics.median(values) if values else None
 
     # --- transitions (compare-and-set on status) -------------------------------------
-    async def _update(self, job_id: str, sets: str, params: tuple[Any, ...], allowed: tuple[str, ...]) -> bool:
+    async def _update(
+        self, job_id: str, sets: str, params: tuple[Any, ...], allowed: tuple[str, ...],
+        *, extra: str = "1 = 1",
+    ) -> bool:
         marks = ", ".join("?" for _ in allowed)
         async with self.db.transaction() as tx:
             changed = await tx.execute(
-                f"UPDATE jobs SET {sets}, updated_at = ? WHERE id = ? AND status IN ({marks})",
+                f"UPDATE jobs SET {sets}, updated_at = ? WHERE id = ? AND status IN ({marks})"
+                f" AND {extra}",
                 (*params, time.time(), job_id, *allowed),
             )
         return bool(changed > 0)
@@ -205,11 +212,24 @@ class JobStore:
     async def count_delivery_attempt(self, job_id: str) -> None:
         await self._update(job_id, "delivery_attempts = delivery_attempts + 1", (), (SUCCEEDED,))
 
-    async def set_delivered(self, job_id: str, message_id: str | None, file_id: str | None) -> bool:
+    async def mark_sending(self, job_id: str) -> bool:
+        """Record a send before making it: from now on the job may have been delivered."""
+        return await self._update(job_id, "delivery_sends = delivery_sends + 1", (), (SUCCEEDED,))
+
+    async def unmark_sending(self, job_id: str) -> None:
+        """The send just recorded certainly did not reach the chat."""
+        await self._update(
+            job_id, "delivery_sends = delivery_sends - 1", (), (SUCCEEDED,), extra="delivery_sends > 0"
+        )
+
+    async def set_delivered(
+        self, job_id: str, message_id: str | None, file_id: str | None, *, unconfirmed: bool = False
+    ) -> bool:
         return await self._update(
             job_id,
-            "status = 'delivered', delivered_message_id = ?, delivered_file_id = ?",
-            (message_id, file_id),
+            "status = 'delivered', delivered_message_id = ?, delivered_file_id = ?,"
+            " delivery_unconfirmed = ?",
+            (message_id, file_id, int(unconfirmed)),
             (SUCCEEDED,),
         )
 
@@ -231,7 +251,8 @@ class JobStore:
         """Mark failed / canceled / timed_out and refund, in one transaction.
 
         Returns the credits refunded, or None when the job had already ended
-        (so the caller says nothing twice).
+        (so the caller says nothing twice) or a send of it may have reached the chat
+        (a job that may have been delivered is never refunded).
         """
         assert status in REFUNDED_STATES
         now = time.time()
@@ -239,7 +260,7 @@ class JobStore:
         async with self.db.transaction() as tx:
             changed = await tx.execute(
                 "UPDATE jobs SET status = ?, error_class = ?, error_detail = ?, finished_at = ?,"
-                f" updated_at = ? WHERE id = ? AND status IN ({marks})",
+                f" updated_at = ? WHERE id = ? AND status IN ({marks}) AND delivery_sends = 0",
                 (status, error_class, detail[:500], now, now, job_id, *only_from),
             )
             if not changed:

@@ -18,6 +18,14 @@ class RecipientGone(Exception):
     """The chat can no longer be written to (bot blocked, chat deleted): do not retry."""
 
 
+class NotDelivered(Exception):
+    """A send that certainly did not reach the chat (refused before the upload): safe to retry."""
+
+
+class MaybeDelivered(Exception):
+    """A send whose answer was lost (timeout, reset, 5xx after the body was sent): it may have arrived."""
+
+
 @dataclass(frozen=True)
 class OutputMedia:
     """A finished result, ready for the platform (fitted to its upload limit)."""
@@ -49,5 +57,9 @@ class Notifier(Protocol):
         ...
 
     async def deliver(self, job: Job, media: OutputMedia, screen: Screen) -> Receipt:
-        """Send the result into the job's chat, replying to the request."""
+        """Send the result into the job's chat, replying to the request.
+
+        Raises RecipientGone or NotDelivered when the chat certainly did not get it,
+        MaybeDelivered when it may have (any other error counts as "may have").
+        """
         ...

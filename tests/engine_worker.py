@@ -1,6 +1,8 @@
 """A bot process without chat adapters, for crash tests: `python -m tests.engine_worker
 submit N` stores N jobs and works on them; `recover` restarts and finishes what is left.
-Deliveries are appended to $DELIVERY_LOG (one job id per line)."""
+Deliveries are appended to $DELIVERY_LOG, one line per copy sent: the job id, then
+"resent" when its caption says it was sent again after a restart, else "first".
+$LOKIZ_CRASH_AT arms the engine's named crash points (the process kills itself there)."""
 
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ class FileNotifier:
 
     async def deliver(self, job: Job, media: OutputMedia, screen: Screen) -> Receipt:
         with self.log.open("a") as handle:
-            handle.write(job.id + "\n")
+            kind = "resent" if "sent again after a restart" in screen.text else "first"
+            handle.write(f"{job.id} {kind}\n")
             handle.flush()
             os.fsync(handle.fileno())
         return Receipt(message_id=f"m-{job.id}")
@@ -46,9 +49,9 @@ async def main(mode: str, count: int) -> None:
         for i in range(count):
             user, _ = await services.ledger.ensure_user("telegram", str(100 + i % 4))
             if i % 3 == 2:
-                request = JobRequest(MUSIC, prompt=f"song {i}", seed=i)
+                request = JobRequest(MUSIC, prompt=f"song-{i}-end", seed=i)
             else:
-                request = JobRequest(TEMPLATE, prompt=f"scene {i}", image=image, seed=i)
+                request = JobRequest(TEMPLATE, prompt=f"scene-{i}-end", image=image, seed=i)
             await services.engine.submit(user_id=user.id, platform="telegram", chat_id=str(i),
                                          language="en", request=request)
         print("submitted", flush=True)

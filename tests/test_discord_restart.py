@@ -101,3 +101,44 @@ async def test_a_crash_mid_job_still_delivers_after_the_next_start(world: World)
                  and m["attachments"]]
     assert [m["id"] for m in delivered] == [result["id"]]  # delivered once, even by now
     world.assert_every_interaction_answered_in_time()
+
+
+
+async def test_a_kill_between_the_send_and_its_record_still_posts_the_clip_once(world: World) -> None:
+    """kill -9 right after the clip was posted, before it was recorded: the restart sends it
+    again with the same nonce, and Discord answers with the message already there."""
+    fake, replicate = world.discord, world.replicate
+    replicate.script(TEMPLATE_MODEL, delay=None)
+    world.bot.env["LOKIZ_CRASH_AT"] = "after_send"  # armed in the bot process only
+    await world.restart_bot()
+    earlier = {m["id"] for m in fake.channel_messages(CHANNEL)}
+    asked = await fake.slash(ALICE, CHANNEL, "template", {"at": "1", "template": "ai_hug"},
+                             attachments={"video": world.media.video})
+    studio = await world.answer(asked)
+    await world.handled(await fake.press(ALICE, studio["id"], "Next ➡"))
+    await world.edited_to(studio["id"], "Ready: AI hug")
+    before = len(replicate.predictions)
+    await world.handled(await fake.press(ALICE, studio["id"], "✅ Confirm (20 credits)"))
+    await replicate.wait_for(lambda: len(replicate.predictions) == before + 1, within=20)
+    status = await world.channel_message(
+        lambda m: m["id"] not in earlier and ("queued" in m["content"] or "generating" in m["content"])
+    )
+    await replicate.complete(list(replicate.predictions)[-1])
+
+    def results() -> list[dict]:
+        return [m for m in fake.channel_messages(CHANNEL)
+                if m["id"] not in earlier and m["attachments"] and f"<@{ALICE}>" in m["content"]]
+
+    await fake.wait_until(lambda: not world.bot.alive, timeout=60)  # posted, then died
+    posted = results()
+    assert len(posted) == 1 and posted[0]["nonce"]
+    assert "sent below" not in fake.message(int(status["id"]))["content"], "not recorded yet"
+    del world.bot.env["LOKIZ_CRASH_AT"]
+    await fake.wait_until(lambda: not fake.connected, timeout=10)
+
+    repeats = fake.nonce_repeats
+    await world.start_bot()
+    await world.edited_to(status["id"], "sent below", timeout=60)
+    assert fake.nonce_repeats == repeats + 1, "sent again with the same nonce"
+    assert [m["id"] for m in results()] == [posted[0]["id"]], "the clip is in the channel once"
+    assert "sent again" not in posted[0]["content"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import time
 from pathlib import Path
 
@@ -80,6 +82,14 @@ async def until(predicate, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+async def until_status(world, job_id: str, *statuses: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (status := await job_status(world, job_id)) not in statuses:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} is {status}, not {statuses}")
+        await asyncio.sleep(0.02)
 
 
 async def job_status(world, job_id: str) -> str:
@@ -309,14 +319,174 @@ async def test_a_chat_that_blocked_the_bot_does_not_break_the_engine(world):
     assert world.notifier.delivered[0][0] == second.id
 
 
-async def test_a_flaky_delivery_is_retried_and_lands_once(world, monkeypatch):
-    world.notifier.fail_deliveries = 1
+async def test_a_send_refused_before_the_upload_is_retried_and_lands_once(world):
+    world.notifier.fail_deliveries = 1  # connection refused: certainly not delivered
     engine = world.make_engine()
     await engine.start()
     job = await submit(engine, world.user)
     await asyncio.wait_for(world.notifier.done.wait(), 8)
-    assert [d[0] for d in world.notifier.delivered] == [job.id]
-    assert await job_status(world, job.id) == "delivered"
+    await until_status(world, job.id, "delivered")
+    assert world.notifier.delivered_ids() == [job.id]
+    assert await world.ledger.balance(world.user.id) == 80
+
+
+async def test_sends_that_never_arrive_end_in_one_refund(world):
+    world.notifier.refuse_deliveries = 5
+    engine = world.make_engine()
+    await engine.start()
+    job = await submit(engine, world.user)
+    await until_status(world, job.id, "failed", timeout=40)
+    assert world.notifier.delivered_ids() == []
+    assert await world.ledger.balance(world.user.id) == 100
+
+
+@pytest.mark.parametrize("lost", ["reset", "5xx", "hang"])
+async def test_a_lost_answer_after_the_send_is_retried_once_and_never_refunded(world, lost):
+    world.notifier.lose_answers = [lost] * 5  # every send arrives, no answer ever does
+    engine = world.make_engine(delivery_timeout=0.3)
+    await engine.start()
+    job = await submit(engine, world.user)
+    await until_status(world, job.id, "delivered", timeout=15)
+    await asyncio.sleep(0.3)
+    assert world.notifier.delivered_ids() == [job.id, job.id], "retried at most once"
+    stored = await JobStore(world.db, world.ledger).get(job.id)
+    assert stored.delivery_unconfirmed
+    assert await world.ledger.balance(world.user.id) == 80, "may have arrived: never refunded"
+    assert [e.kind for e in await world.ledger.history(world.user.id) if e.job_id == job.id] == ["charge"]
+    assert "sent below" in world.notifier.texts(job.id)[-1]
+
+
+async def test_one_lost_answer_then_a_confirmed_send_is_delivered(world):
+    world.notifier.lose_answers = ["5xx"]
+    engine = world.make_engine()
+    await engine.start()
+    job = await submit(engine, world.user)
+    await until_status(world, job.id, "delivered")
+    assert world.notifier.delivered_ids() == [job.id, job.id]
+    assert not (await JobStore(world.db, world.ledger).get(job.id)).delivery_unconfirmed
+    assert await world.ledger.balance(world.user.id) == 80
+
+
+async def test_a_platform_that_drops_duplicate_sends_gets_one_copy_despite_lost_answers(world):
+    world.notifier.drops_duplicate_sends = True  # as Discord with a nonce
+    world.notifier.lose_answers = ["reset"]
+    engine = world.make_engine()
+    await engine.start()
+    job = await submit(engine, world.user)
+    await until_status(world, job.id, "delivered")
+    assert world.notifier.delivered_ids() == [job.id]
+
+
+async def _succeeded_job_with_sends(world, engine, sends: int):
+    """A job as a kill -9 leaves it: result downloaded, `sends` sends recorded, none confirmed."""
+    store = JobStore(world.db, world.ledger)
+    job = await submit(engine, world.user)
+    output = world.backend.output_file
+    async with world.db.transaction() as tx:
+        await tx.execute(
+            "UPDATE jobs SET status = 'succeeded', output_path = ?, prediction_id = 'p0',"
+            " delivery_sends = ? WHERE id = ?",
+            (str(output), sends, job.id),
+        )
+    await engine.stop()
+    return await store.get(job.id)
+
+
+async def test_after_a_crash_mid_send_telegram_sends_again_once_and_says_so(world):
+    job = await _succeeded_job_with_sends(world, world.make_engine(), sends=1)
+    engine = world.make_engine()
+    await engine.start()
+    await until_status(world, job.id, "delivered")
+    assert world.notifier.delivered_ids() == [job.id]
+    assert "sent again after a restart" in world.notifier.delivered[0][2].text
+    assert await world.ledger.balance(world.user.id) == 80
+
+
+async def test_after_a_crash_mid_send_a_deduplicating_platform_sends_with_no_note(world):
+    world.notifier.drops_duplicate_sends = True
+    job = await _succeeded_job_with_sends(world, world.make_engine(), sends=1)
+    engine = world.make_engine()
+    await engine.start()
+    await until_status(world, job.id, "delivered")
+    assert world.notifier.delivered_ids() == [job.id]
+    assert "sent again" not in world.notifier.delivered[0][2].text
+
+
+async def test_after_a_second_unconfirmed_send_a_restart_sends_nothing_and_never_refunds(world):
+    job = await _succeeded_job_with_sends(world, world.make_engine(), sends=2)
+    engine = world.make_engine()
+    await engine.start()
+    await until_status(world, job.id, "delivered")
+    assert world.notifier.delivered_ids() == []
+    assert (await JobStore(world.db, world.ledger).get(job.id)).delivery_unconfirmed
+    assert await world.ledger.balance(world.user.id) == 80
+
+
+async def test_a_job_that_may_have_been_sent_is_not_refunded_when_its_chat_is_gone(world):
+    job = await _succeeded_job_with_sends(world, world.make_engine(), sends=1)
+    world.notifier.gone = True
+    engine = world.make_engine()
+    await engine.start()
+    await until_status(world, job.id, "delivered")
+    assert await world.ledger.balance(world.user.id) == 80
+
+
+async def test_cancel_during_an_in_flight_create_cancels_the_prediction(world):
+    world.backend.create_delay = 0.3
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=30)
+    engine = world.make_engine()
+    await engine.start()
+    job = await submit(engine, world.user)
+    await until(lambda: world.backend.creates == [job.id])  # sent; its answer is on the way
+    assert await engine.cancel(job.id, user_id=world.user.id) == 20
+    await until(lambda: all(run.canceled for run in world.backend.runs_of(job.id)))
+    assert [run.id for run in world.backend.runs_of(job.id)] == world.backend.cancels == ["p1"]
+    assert await job_status(world, job.id) == "canceled"
+    assert await world.ledger.balance(world.user.id) == 100
+
+
+async def test_cancel_raced_against_completion_ends_each_job_delivered_xor_refunded(world):
+    rng = random.Random(9)
+    world.backend.create_delay = 0.02
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=0.05)
+    engine = world.make_engine(max_concurrent=16, max_active_per_user=100)
+    await engine.start()
+    users = [(await world.ledger.ensure_user("telegram", str(1000 + i)))[0] for i in range(8)]
+    for user in users:
+        await world.ledger.grant(user.id, 10_000, actor="test")
+
+    async def one_round(user) -> str:
+        job = await submit(engine, user, chat=str(user.id))
+        await asyncio.sleep(rng.uniform(0, 0.6))  # before, during or after its completion
+        with contextlib.suppress(JobNotCancelable):
+            await engine.cancel(job.id, user_id=user.id)
+        return job.id
+
+    job_ids = [jid for _ in range(6) for jid in await asyncio.gather(*(one_round(u) for u in users))]
+    store = JobStore(world.db, world.ledger)
+    ended = ("delivered", "failed", "canceled", "timed_out")
+    for job_id in job_ids:
+        await until_status(world, job_id, *ended, timeout=20)
+    await asyncio.sleep(0.2)  # let any late create answer or cancel settle
+    async with world.db.read() as tx:
+        entries = await tx.fetchall("SELECT kind, job_id FROM ledger WHERE job_id IS NOT NULL")
+    charges = [e["job_id"] for e in entries if e["kind"] == "charge"]
+    refunds = [e["job_id"] for e in entries if e["kind"] == "refund"]
+    delivered = world.notifier.delivered_ids()
+    outcomes = {"delivered": 0, "canceled": 0}
+    for job_id in job_ids:
+        job = await store.get(job_id)
+        outcomes[job.status] = outcomes.get(job.status, 0) + 1
+        assert charges.count(job_id) == 1, "charged once"
+        if job.status == "delivered":
+            assert delivered.count(job_id) == 1 and refunds.count(job_id) == 0
+        else:
+            assert delivered.count(job_id) == 0 and refunds.count(job_id) == 1
+            runs = world.backend.runs_of(job_id)
+            assert all(run.canceled for run in runs), f"{job_id}: a canceled job's prediction runs on"
+    assert outcomes["delivered"] and outcomes["canceled"], outcomes  # the race went both ways
+    for user in users:
+        assert await world.ledger.balance(user.id) == await world.ledger.ledger_sum(user.id)
 
 
 async def test_webhook_wakes_the_job_and_duplicates_are_harmless(world):

@@ -1,13 +1,19 @@
-"""Kill -9 the engine while jobs are queued, running and downloading; after a restart
-every job ends finished or refunded (never both) and the money adds up."""
+"""Kill -9 the engine at named points (mid-send, between the send and its record) while
+other jobs are queued and running; after a restart every job ends delivered or refunded
+(never both), each clip arrives once (a Telegram re-send after a restart at most once, and
+saying so), each job has at most its one prediction, and the money adds up."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
+from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from core.credits import CreditLedger
 from core.jobs import JobStore
@@ -16,6 +22,7 @@ from core.users import UserDirectory
 from tests.fakes.replicate import FakeReplicate
 
 ROOT = Path(__file__).resolve().parents[1]
+JOBS = 12
 
 
 async def _spawn(mode: str, env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
@@ -25,17 +32,25 @@ async def _spawn(mode: str, env: dict[str, str], *args: str) -> asyncio.subproce
     )
 
 
-async def _statuses(url: str) -> dict[str, str]:
+async def _jobs(url: str) -> dict[str, dict]:
     db = await open_database(url, migrate=False)
     try:
         async with db.read() as tx:
-            rows = await tx.fetchall("SELECT id, status FROM jobs")
+            rows = await tx.fetchall("SELECT * FROM jobs")
     finally:
         await db.close()
-    return {row["id"]: row["status"] for row in rows}
+    return {row["id"]: dict(row) for row in rows}
 
 
-async def test_sigkill_mid_jobs_then_restart_finishes_or_refunds_each_once(tmp_path: Path, photo, av_video):
+def _marker(prompt: str) -> str | None:
+    found = re.search(r"(?:scene|song)-\d+-end", prompt or "")
+    return found.group(0) if found else None
+
+
+@pytest.mark.parametrize("crash_at", ["after_send", "before_send"])
+async def test_sigkill_at_the_send_then_restart_delivers_or_refunds_each_once(
+    tmp_path: Path, photo, av_video, crash_at: str
+):
     async with FakeReplicate(default_delay=0.6) as fake:
         fake.set_media("google/veo-3-fast", av_video)
         fake.script("google/veo-3-fast", delay=0.3)
@@ -49,22 +64,20 @@ async def test_sigkill_mid_jobs_then_restart_finishes_or_refunds_each_once(tmp_p
             "MAX_ACTIVE_JOBS_PER_USER": "3", "STARTER_CREDITS": "1000",
             "DELIVERY_LOG": str(log), "FRAME": str(photo), "LOG_LEVEL": "WARNING",
         }
-        worker = await _spawn("submit", env, "12")
-        assert worker.stdout is not None
-        assert (await asyncio.wait_for(worker.stdout.readline(), 30)).strip() == b"submitted"
-        for _ in range(1000):  # kill once jobs are spread over the states
-            now = set((await _statuses(url)).values())
-            if {"queued", "running"} <= now and now & {"delivered", "succeeded"}:
-                break
-            await asyncio.sleep(0.01)
-        worker.send_signal(signal.SIGKILL)
-        await worker.wait()
-        before = await _statuses(url)
-        assert "queued" in before.values() and "running" in before.values(), before
+        worker = await _spawn("submit", {**env, "LOKIZ_CRASH_AT": crash_at}, str(JOBS))
+        assert await asyncio.wait_for(worker.wait(), 60) == -signal.SIGKILL  # killed itself there
+        before = await _jobs(url)
+        states = Counter(job["status"] for job in before.values())
+        assert len(before) == JOBS and states["queued"] and states["running"], states
+        mid_send = [jid for jid, job in before.items() if job["status"] == "succeeded"
+                    and job["delivery_sends"] == 1]
+        assert len(mid_send) == 1, before  # the job killed at the send
+        copies_before = log.read_text().split("\n") if log.exists() else []
+        assert (f"{mid_send[0]} first" in copies_before) == (crash_at == "after_send")
 
         again = await _spawn("recover", env)
         assert again.stdout is not None
-        assert (await asyncio.wait_for(again.stdout.readline(), 60)).strip() == b"all done"
+        assert (await asyncio.wait_for(again.stdout.readline(), 90)).strip() == b"all done"
         await again.wait()
 
     db = await open_database(url)
@@ -73,23 +86,36 @@ async def test_sigkill_mid_jobs_then_restart_finishes_or_refunds_each_once(tmp_p
         jobs = JobStore(db, ledger)
         finished = {j.id: j for j in await jobs.with_status("delivered")}
         refunded = {j.id: j for j in await jobs.with_status("failed", "canceled", "timed_out")}
-        assert len(finished) + len(refunded) == 12
+        assert len(finished) + len(refunded) == JOBS and not set(finished) & set(refunded)
         async with db.read() as tx:
             entries = await tx.fetchall("SELECT kind, job_id, delta FROM ledger WHERE job_id IS NOT NULL")
-        charges = {e["job_id"]: -e["delta"] for e in entries if e["kind"] == "charge"}
-        refunds = {e["job_id"]: e["delta"] for e in entries if e["kind"] == "refund"}
-        assert set(charges) == set(finished) | set(refunded)
-        assert set(refunds) == set(refunded)  # refunded ones once (unique keys), finished ones never
-        assert sum(charges.values()) - sum(refunds.values()) == sum(j.price for j in finished.values())
-        delivered_lines = log.read_text().split()
-        assert set(delivered_lines) == set(finished)
-        creates_per_job = {}
-        for prediction in fake.predictions.values():
-            for job_id in finished | refunded:
-                if fake._belongs_to(prediction, job_id):
-                    creates_per_job[job_id] = creates_per_job.get(job_id, 0) + 1
-        assert all(count == 1 for count in creates_per_job.values()), creates_per_job
-        for user_id in {j.user_id for j in finished.values()}:
+        charges = [e["job_id"] for e in entries if e["kind"] == "charge"]
+        refunds = [e["job_id"] for e in entries if e["kind"] == "refund"]
+        assert sorted(charges) == sorted([*finished, *refunded]), "each job charged once"
+        assert sorted(refunds) == sorted(refunded), "refunded ones once, delivered ones never"
+        spent = -sum(e["delta"] for e in entries if e["kind"] == "charge")
+        returned = sum(e["delta"] for e in entries if e["kind"] == "refund")
+        assert spent - returned == sum(j.price for j in finished.values())
+        for user_id in {j.user_id for j in (*finished.values(), *refunded.values())}:
             assert await ledger.balance(user_id) == await ledger.ledger_sum(user_id)
+
+        # Every copy that reached the chat, as a list: a duplicate fails.
+        copies = [tuple(line.split()) for line in log.read_text().splitlines()]
+        expected = [(jid, "first") for jid in finished if jid not in mid_send]
+        expected.append((mid_send[0], "resent"))  # sent again once, saying so
+        if crash_at == "after_send":
+            expected.append((mid_send[0], "first"))  # the copy the kill interrupted
+        assert sorted(copies) == sorted(expected)
+        assert mid_send[0] in finished
+
+        # Each job has at most its one prediction, and it is the one the job stored.
+        by_marker = Counter(_marker(str(p.input.get("prompt"))) for p in fake.predictions.values())
+        assert None not in by_marker and all(n == 1 for n in by_marker.values()), by_marker
+        for job in (*finished.values(), *refunded.values()):
+            marker = _marker(job.request.prompt)
+            mine = [p.id for p in fake.predictions.values() if _marker(str(p.input.get("prompt"))) == marker]
+            assert mine == ([job.prediction_id] if job.prediction_id else []), (job.id, mine)
+        assert len(fake.predictions) == len([j for j in (*finished.values(), *refunded.values())
+                                             if j.prediction_id])
     finally:
         await db.close()

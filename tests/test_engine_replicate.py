@@ -265,3 +265,19 @@ async def test_a_forged_webhook_is_rejected_and_changes_nothing(rig, replicate_f
         assert (await rig.jobs.get(job.id)).status == "delivered"
     finally:
         await server.stop()
+
+
+async def test_cancel_while_the_create_is_in_flight_cancels_the_prediction(rig, replicate_fake, photo):
+    replicate_fake.script(VEO, delay=None)  # runs (and costs) until it is canceled
+    replicate_fake.ambiguous_creates(1, drop="hang", hang=0.5)  # created at once; the answer is slow
+    engine = rig.engine()
+    await engine.start()
+    job = await engine.submit(user_id=rig.user.id, platform="telegram", chat_id="1", language="en",
+                              request=requests_for(TEMPLATE, photo, photo))
+    await until(lambda: len(replicate_fake.predictions_of(VEO)) == 1)  # exists; we do not know its id
+    assert await engine.cancel(job.id, user_id=rig.user.id) > 0
+    assert await rig.ledger.balance(rig.user.id) == 200
+    [prediction] = replicate_fake.predictions_of(VEO)
+    await until(lambda: prediction.status == "canceled", timeout=10)
+    assert (await rig.jobs.get(job.id)).status == "canceled"
+    assert len(replicate_fake.predictions_of(VEO)) == 1 and rig.notifier.delivered == []

@@ -319,6 +319,46 @@ async def test_channel_send_with_file_survives_a_429(fake: FakeDiscord, bot: Stu
     assert await sent.attachments[0].read() == b"clip-bytes"
 
 
+async def test_a_repeated_nonce_returns_the_message_already_posted(
+    fake: FakeDiscord, bot: StudioBot
+) -> None:
+    channel = bot.get_channel(CHANNEL_ID)
+    assert isinstance(channel, discord.TextChannel)
+    first = await channel.send("result", nonce="lokiz-job1")
+    again = await channel.send("result", file=discord.File(io.BytesIO(b"clip"), "r.mp4"),
+                               nonce="lokiz-job1")
+    other = await channel.send("result", nonce="lokiz-job2")
+    assert again.id == first.id and other.id != first.id
+    assert [m["id"] for m in fake.channel_messages(CHANNEL_ID)] == [str(first.id), str(other.id)]
+    sent = fake.find_calls("POST", rf"/channels/{CHANNEL_ID}/messages")
+    assert all(c.json["enforce_nonce"] for c in sent), "discord.py enforces a given nonce"
+    assert fake.nonce_repeats == 1
+
+
+async def test_a_nonce_is_forgotten_after_the_window(fake: FakeDiscord, bot: StudioBot) -> None:
+    fake.nonce_window = 0.05
+    channel = bot.get_channel(CHANNEL_ID)
+    assert isinstance(channel, discord.TextChannel)
+    first = await channel.send("one", nonce="lokiz-late")
+    await asyncio.sleep(0.1)
+    second = await channel.send("two", nonce="lokiz-late")
+    assert second.id != first.id
+    assert len(fake.channel_messages(CHANNEL_ID)) == 2
+
+
+async def test_a_lost_answer_after_the_send_still_posted_the_message(
+    fake: FakeDiscord, bot: StudioBot
+) -> None:
+    fake.fail_next("POST", r"/channels/\d+/messages", status=503, after=True)
+    channel = bot.get_channel(CHANNEL_ID)
+    assert isinstance(channel, discord.TextChannel)
+    with pytest.raises(discord.DiscordServerError):
+        await channel.send("result", nonce="lokiz-lost")
+    assert [m["content"] for m in fake.channel_messages(CHANNEL_ID)] == ["result"]
+    again = await channel.send("result", nonce="lokiz-lost")  # the retry: no second copy
+    assert [m["id"] for m in fake.channel_messages(CHANNEL_ID)] == [str(again.id)]
+
+
 async def test_upload_over_the_limit_is_refused_like_discord(
     fake: FakeDiscord, bot: StudioBot
 ) -> None:

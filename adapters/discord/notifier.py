@@ -13,12 +13,13 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 
 from adapters.discord.components import build_view
 from adapters.discord.render import content_of
 from core.jobs import Job
-from core.notify import OutputMedia, Receipt, RecipientGone
+from core.notify import MaybeDelivered, NotDelivered, OutputMedia, Receipt, RecipientGone
 from core.screens import Screen
 
 if TYPE_CHECKING:
@@ -32,8 +33,15 @@ UNKNOWN_MESSAGE = 10008
 UPLOAD_TOO_LARGE = 40005
 
 
+def result_nonce(job: Job) -> str:
+    """The same nonce for every send of a job's result (at most 25 characters): with
+    enforce_nonce Discord returns the message already posted instead of a second one."""
+    return f"lokiz-{job.id}"[:25]
+
+
 class DiscordNotifier:
     platform = "discord"
+    drops_duplicate_sends = True  # result sends carry the job's nonce
 
     def __init__(self, bot: LokizBot) -> None:
         self.bot = bot
@@ -89,10 +97,13 @@ class DiscordNotifier:
 
     # --- result --------------------------------------------------------------------------
     async def deliver(self, job: Job, media: OutputMedia, screen: Screen) -> Receipt:
-        await self._ready()
+        try:
+            await self._ready()
+            owner = await self.bot.services.ledger.users.get(job.user_id)
+        except Exception as exc:  # nothing was sent yet
+            raise NotDelivered(str(exc)) from exc
         channel = self.bot.get_partial_messageable(int(job.chat_id))
         cached = self.bot.get_channel(int(job.chat_id))
-        owner = await self.bot.services.ledger.users.get(job.user_id)
         text = screen.text
         mentions = discord.AllowedMentions.none()
         if getattr(cached, "guild", None) is not None:
@@ -104,15 +115,21 @@ class DiscordNotifier:
             message = await self._send(
                 channel, job, build_view(screen), content=content_of(text),
                 file=discord.File(media.path, filename=f"lokiz-{job.id}{suffix}"),
-                allowed_mentions=mentions,
+                allowed_mentions=mentions, nonce=result_nonce(job),
             )
+        except discord.DiscordServerError as exc:
+            raise MaybeDelivered(str(exc)) from exc  # a 5xx after the upload
         except discord.HTTPException as exc:
             if exc.status == 413 or exc.code == UPLOAD_TOO_LARGE:
                 # The channel takes less than we thought: fit harder on the engine's retry.
                 size = media.path.stat().st_size
                 self._limits[job.chat_id] = int(min(self.upload_limit(job), size) * 0.75)
                 log.warning("job %s: %d bytes refused as too large; retrying smaller", job.id, size)
-            raise
+            raise NotDelivered(str(exc)) from exc  # a 4xx: Discord refused it
+        except aiohttp.ClientConnectorError as exc:
+            raise NotDelivered(str(exc)) from exc  # no connection: nothing was sent
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise MaybeDelivered(f"{type(exc).__name__}: {exc}") from exc  # sent, answer lost
         file_id = message.attachments[0].url if message.attachments else None
         log.info("job %s delivered to discord channel %s as message %s", job.id, job.chat_id, message.id)
         return Receipt(str(message.id), file_id)

@@ -27,11 +27,13 @@ async def with_retry(
     *,
     attempts: int = RETRY_ATTEMPTS,
     idempotent: bool = True,
+    retry_server_errors: bool = True,
 ) -> T:
     """Run `call`, sleeping through `TelegramRetryAfter` (and 5xx) a bounded number of times.
 
     Network errors are retried only for idempotent calls (edits): a send whose
     answer was lost may have gone through, and a second one would be a duplicate.
+    `retry_server_errors=False` leaves 5xx to the caller too (a result send decides itself).
     """
     for attempt in range(1, attempts + 1):
         try:
@@ -42,7 +44,7 @@ async def with_retry(
             log.info("flood control: retrying in %s s", exc.retry_after)
             await asyncio.sleep(exc.retry_after)
         except TelegramServerError:
-            if attempt == attempts:
+            if attempt == attempts or not retry_server_errors:
                 raise
             await asyncio.sleep(min(0.5 * 2**attempt, 8))
         except TelegramNetworkError:

@@ -7,13 +7,20 @@ import logging
 from typing import Any
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramNetworkError,
+    TelegramServerError,
+)
+from aiohttp import ClientConnectorError
 
 from adapters.telegram.calls import chat_gone, message_gone, not_modified, with_retry
 from adapters.telegram.keyboards import MAX_CAPTION, MAX_TEXT, clip, keyboard, mentioned
 from adapters.telegram.outbox import MediaSender, file_id_of, reply_parameters
 from core.jobs import Job
-from core.notify import OutputMedia, Receipt, RecipientGone
+from core.notify import MaybeDelivered, NotDelivered, OutputMedia, Receipt, RecipientGone
 from core.screens import Screen
 from core.users import UserDirectory
 
@@ -22,6 +29,17 @@ log = logging.getLogger(__name__)
 MB = 1024 * 1024
 UPLOAD_LIMIT = 50 * MB
 LOCAL_UPLOAD_LIMIT = 2000 * MB
+
+
+def send_failure(exc: Exception) -> NotDelivered | MaybeDelivered:
+    """Whether a failed send may still have posted the message (Telegram has no idempotency)."""
+    if isinstance(exc, TelegramNetworkError):
+        if isinstance(exc.__cause__, ClientConnectorError):
+            return NotDelivered(str(exc))  # no connection: nothing was sent
+        return MaybeDelivered(str(exc))  # timeout or reset: the upload may have landed
+    if isinstance(exc, (TelegramServerError, ClientDecodeError)):
+        return MaybeDelivered(str(exc))  # a 5xx or garbled answer after the body was sent
+    return NotDelivered(str(exc))  # a 4xx (flood control too): Telegram refused it
 
 
 class TelegramNotifier:
@@ -76,10 +94,10 @@ class TelegramNotifier:
                 chat_id, media, text=await self._caption(job, screen), markup=keyboard(screen),
                 reply_to=job.reply_to_message_id,
             )
-        except TelegramAPIError as exc:
+        except (TelegramAPIError, ClientDecodeError) as exc:
             if chat_gone(exc):
                 raise RecipientGone(str(exc)) from exc
-            raise
+            raise send_failure(exc) from exc
         return Receipt(str(message.message_id), file_id_of(message))
 
     async def _caption(self, job: Job, screen: Screen) -> dict[str, Any]:

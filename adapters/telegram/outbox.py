@@ -80,7 +80,8 @@ class MediaSender:
             common["duration"] = max(1, round(media.duration))
         if media.kind == "audio":
             return await with_retry(
-                lambda: self.bot.send_audio(audio=source(), **common), idempotent=False
+                lambda: self.bot.send_audio(audio=source(), **common),
+                idempotent=False, retry_server_errors=False,
             )
         extra: dict[str, Any] = {"supports_streaming": True}
         if media.width and media.height:
@@ -93,5 +94,5 @@ class MediaSender:
 
         return await with_retry(
             lambda: self.bot.send_video(video=source(), thumbnail=thumbnail(), **common, **extra),
-            idempotent=False,
+            idempotent=False, retry_server_errors=False,  # a 5xx after the upload may have posted it
         )

@@ -40,6 +40,7 @@ class _Run:
     inputs: dict[str, Any]
     started: float
     script: Script
+    job_id: str = ""
     canceled: bool = False
 
 
@@ -54,6 +55,7 @@ class ScriptedBackend:
     gets: int = 0
     cancels: list[str] = field(default_factory=list)
     create_errors: list[BackendError] = field(default_factory=list)
+    create_delay: float = 0.0  # the prediction exists at once; its id is answered this late
     forget_all: bool = False
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -64,9 +66,16 @@ class ScriptedBackend:
         if self.create_errors:
             raise self.create_errors.pop(0)
         prediction_id = f"p{next(self._ids)}"
-        self.runs[prediction_id] = _Run(prediction_id, model, inputs, time.monotonic(), self.scripts.get(model, Script()))
+        self.runs[prediction_id] = _Run(
+            prediction_id, model, inputs, time.monotonic(), self.scripts.get(model, Script()), job_id
+        )
         self.creates.append(job_id)
+        if self.create_delay:
+            await asyncio.sleep(self.create_delay)  # as a real server: created, answer on its way
         return prediction_id
+
+    def runs_of(self, job_id: str) -> list[_Run]:
+        return [run for run in self.runs.values() if run.job_id == job_id]
 
     async def find_existing(self, model: str, inputs: dict[str, Any]) -> str | None:
         for run in self.runs.values():

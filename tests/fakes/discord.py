@@ -19,7 +19,10 @@ characters and duplicate custom_ids (50035); the first follow-up after a
 deferred "thinking" response edits the loading message instead of creating a
 new one; without the MESSAGE_CONTENT intent other users' guild messages arrive
 with empty content and no attachments; a 429 carries ``Via`` and ``retry_after``
-exactly like Discord's (discord.py only retries a 429 that has a ``Via`` header).
+exactly like Discord's (discord.py only retries a 429 that has a ``Via`` header);
+a message sent with a ``nonce`` and ``enforce_nonce`` that repeats one the same author
+sent to the channel within ``nonce_window`` seconds returns that message instead of
+posting a second one.
 
 Gateway sessions behave like Discord's too: events go to the live connections.
 A session whose socket closed without a clean close (the process was killed, the
@@ -166,6 +169,7 @@ class Call:
     files: list[UploadedFile]
     at: float  # time.monotonic() when it arrived
     status: int = 0
+    answer_lost: bool = False  # carried out, but the answer never reached the bot
 
 
 @dataclass
@@ -181,6 +185,8 @@ class Fault:
     code: int | None = None
     message: str | None = None
     hits: int = 0
+    after: bool = False  # the request is carried out first; only its answer is lost
+    disconnect: bool = False  # with ``after``: drop the connection instead of answering
 
 
 @dataclass
@@ -604,6 +610,9 @@ class FakeDiscord:
         self.calls: list[Call] = []
         self.downloads: list[str] = []  # CDN paths fetched
         self.faults: list[Fault] = []
+        self.nonce_window = 300.0  # "a few minutes", as Discord's enforce_nonce
+        self.nonce_repeats = 0  # sends answered with the message an earlier nonce posted
+        self._nonces: dict[tuple[int, str, str], tuple[int, float]] = {}
         self.rate_limits: list[RateLimitRule] = []
         self.identify_payloads: list[JSON] = []
         self.gateway_received: list[JSON] = []  # every payload the client sent on the gateway
@@ -1170,8 +1179,13 @@ class FakeDiscord:
         global_: bool = False,
         code: int | None = None,
         message: str | None = None,
+        after: bool = False,
+        disconnect: bool = False,
     ) -> Fault:
         """Answer the next ``times`` matching requests with ``status`` instead of serving them.
+
+        ``after=True`` serves the request first (the message is posted) and then loses
+        the answer: it answers ``status`` anyway, or drops the connection (``disconnect``).
 
         ``path_regex`` is matched with ``re.fullmatch`` against the path without
         ``/api/v10`` and without the query (e.g. ``r"/channels/\\d+/messages"``), or against
@@ -1186,6 +1200,8 @@ class FakeDiscord:
             global_,
             code,
             message,
+            after=after,
+            disconnect=disconnect,
         )
         self.faults.append(fault)
         return fault
@@ -1416,6 +1432,16 @@ class FakeDiscord:
         fault_response = self._take_fault(call.method, call.path)
         if fault_response is not None:
             return fault_response
+        response = await self._route(request, call)
+        lost = self._next_fault(call.method, call.path, after=True)
+        if lost is None:
+            return response
+        call.answer_lost = True
+        if lost.disconnect and request.transport is not None:
+            request.transport.close()  # carried out, then the connection drops before the answer
+        return self._fault_response(lost, call.path)
+
+    async def _route(self, request: web.Request, call: Call) -> web.Response:
         path_matched = False
         for method, pattern, handler, needs_auth in self._routes:
             match = pattern.fullmatch(call.path)
@@ -1439,25 +1465,33 @@ class FakeDiscord:
             raise DiscordError(405, 0, "405: Method Not Allowed")
         raise DiscordError(404, 0, "404: Not Found")
 
-    def _take_fault(self, method: str, path: str) -> web.Response | None:
+    def _take_fault(self, method: str, path: str, *, after: bool = False) -> web.Response | None:
+        fault = self._next_fault(method, path, after=after)
+        return None if fault is None else self._fault_response(fault, path)
+
+    def _next_fault(self, method: str, path: str, *, after: bool) -> Fault | None:
         for fault in self.faults:
             if (
-                fault.remaining <= 0
+                fault.after != after
+                or fault.remaining <= 0
                 or fault.method not in ("*", method)
                 or not fault.pattern.fullmatch(path)
             ):
                 continue
             fault.remaining -= 1
             fault.hits += 1
-            if fault.status == 429:
-                return self._too_many_requests(
-                    fault.retry_after, global_=fault.global_, bucket=path
-                )
-            reason = _HTTP_REASONS.get(fault.status, "Error")
-            default_message = f"{fault.status}: {reason}" if fault.status >= 500 else reason
-            body = {"message": fault.message or default_message, "code": fault.code or 0}
-            return _json_response(body, status=fault.status)
+            return fault
         return None
+
+    def _fault_response(self, fault: Fault, path: str) -> web.Response:
+        if fault.status == 429:
+            return self._too_many_requests(
+                fault.retry_after, global_=fault.global_, bucket=path
+            )
+        reason = _HTTP_REASONS.get(fault.status, "Error")
+        default_message = f"{fault.status}: {reason}" if fault.status >= 500 else reason
+        body = {"message": fault.message or default_message, "code": fault.code or 0}
+        return _json_response(body, status=fault.status)
 
     def _too_many_requests(self, retry_after: float, *, global_: bool, bucket: str) -> web.Response:
         body: JSON = {
@@ -1754,7 +1788,20 @@ class FakeDiscord:
         self._channel_or_raise(channel_id)
         payload = call.json or {}
         _validate_message(payload, call.files, creating=True)
+        nonce = payload.get("nonce")
+        key = (int(channel_id), str(self.bot_user["id"]), str(nonce))
+        if nonce is not None and payload.get("enforce_nonce"):
+            seen = self._nonces.get(key)
+            if seen is not None and time.monotonic() - seen[1] < self.nonce_window:
+                if seen[0] in self.deleted_messages:
+                    raise DiscordError(404, 10008, "Unknown Message")
+                if seen[0] in self.messages:
+                    self.nonce_repeats += 1
+                    return _json_response(self.messages[seen[0]])  # no second message
         message = self._create_message(int(channel_id), self.bot_user, payload, call.files)
+        if nonce is not None:
+            message["nonce"] = nonce
+            self._nonces[key] = (int(message["id"]), time.monotonic())
         await self._emit_message("MESSAGE_CREATE", message)
         return _json_response(message)
 

@@ -263,6 +263,7 @@ class Call:
     result: Any = None
     error: str | None = None
     consumed: bool = False
+    answer_lost: bool = False  # carried out, but the bot never got the answer (fail_next(after=True))
 
     @property
     def ok(self) -> bool:
@@ -298,6 +299,7 @@ class Fault:
     body: str | None = None
     delay: float = 0.0
     disconnect: bool = False
+    after: bool = False  # the method is carried out first; only its answer is lost
 
     def matches(self, method: str, params: dict[str, Any]) -> bool:
         if self.method not in ("*", method.lower()):
@@ -1197,6 +1199,7 @@ class TelegramFake:
         body: str | None = None,
         delay: float = 0.0,
         disconnect: bool = False,
+        after: bool = False,
     ) -> None:
         """The next ``times`` calls of ``method`` ("*" for any) fail.
 
@@ -1206,6 +1209,9 @@ class TelegramFake:
         aiogram reports as ClientDecodeError); ``disconnect`` drops the connection
         (aiogram raises TelegramNetworkError); ``delay`` answers late (with
         ``code=None`` the call then succeeds normally).
+        ``after=True`` loses the answer *after* the method was carried out (the
+        message is posted; then the connection drops, ``code`` is answered, or the
+        answer comes ``delay`` seconds late) -- a lost answer, not a refused call.
         """
         self._faults.append(
             Fault(
@@ -1218,6 +1224,7 @@ class TelegramFake:
                 body,
                 delay,
                 disconnect,
+                after,
             )
         )
 
@@ -1601,6 +1608,21 @@ class TelegramFake:
         if too_large:
             return self._finish(call, ApiError(413, "Request Entity Too Large"))
         fault = self._take_fault(call.method, call.params)
+        if fault is not None and fault.after:
+            answer = await self._run(call, uploads)  # carried out; only the answer goes astray
+            call.answer_lost = True
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.disconnect:
+                if request.transport is not None:
+                    request.transport.close()
+                return web.Response(status=500)
+            if fault.code is not None:
+                if fault.body is not None:
+                    return web.Response(status=fault.code, text=fault.body, content_type="text/html")
+                error = _fault_error(fault)
+                return _json_error(error.code, error.description, error.parameters)
+            return answer
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
