@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from adapters.web.conversation import Conversation
+from adapters.web.render import PageRenderer, WebNotifier
+from core.notify import OutputMedia
+from core.screens import Screen
 
 
 def pages_on(db) -> Conversation:
@@ -39,3 +43,14 @@ async def test_pages_older_than_the_media_ttl_are_forgotten(db, tmp_path):
     media_id = await pages.share("111", tmp_path / "clip.mp4")
     await pages.forget(time.time() + 1)
     assert await pages.since("111", 0) == [] and await pages.media_path("111", media_id) is None
+
+
+async def test_a_result_sent_twice_shows_once(db, tmp_path):
+    pages = pages_on(db)
+    notifier = WebNotifier(PageRenderer(pages, port=None))  # type: ignore[arg-type]
+    job = SimpleNamespace(id="j1", chat_id="111", status_message_id=None)
+    clip = OutputMedia(path=tmp_path / "clip.mp4", kind="video")
+    first = await notifier.deliver(job, clip, Screen("✨ AI hug"))  # type: ignore[arg-type]
+    again = await notifier.deliver(job, clip, Screen("✨ AI hug"))  # type: ignore[arg-type]
+    assert again.message_id == first.message_id
+    assert [m["text"] for m in await pages.since("111", 0)] == ["✨ AI hug"]

@@ -25,12 +25,18 @@ class Conversation:
         self._changed: dict[str, asyncio.Event] = {}
 
     # --- messages ------------------------------------------------------------------
-    async def add(self, chat: str, body: dict[str, Any], *, mine: bool = False) -> str:
+    async def add(self, chat: str, body: dict[str, Any], *, mine: bool = False,
+                  once: str | None = None) -> str:
+        """A new message; with `once` (a delivery key) a repeat returns the first one."""
         async with self.db.transaction() as tx:
+            if once is not None:
+                found = await tx.fetchval("SELECT id FROM web_messages WHERE delivery = ?", (once,))
+                if found is not None:
+                    return str(found)
             message_id = await tx.insert(
-                "INSERT INTO web_messages (chat_id, rev, mine, body, created_at) VALUES"
-                " (?, (SELECT COALESCE(MAX(rev), 0) + 1 FROM web_messages WHERE chat_id = ?), ?, ?, ?)",
-                (chat, chat, int(mine), json.dumps(body), time.time()),
+                "INSERT INTO web_messages (chat_id, rev, mine, body, delivery, created_at) VALUES"
+                " (?, (SELECT COALESCE(MAX(rev), 0) + 1 FROM web_messages WHERE chat_id = ?), ?, ?, ?, ?)",
+                (chat, chat, int(mine), json.dumps(body), once, time.time()),
             )
         self._wake(chat)
         return str(message_id)

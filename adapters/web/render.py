@@ -63,6 +63,7 @@ class PageRenderer:
 
 class WebNotifier:
     platform = PLATFORM
+    drops_duplicate_sends = True  # a result is written once per job, however often it is sent
 
     def __init__(self, renderer: PageRenderer) -> None:
         self.renderer = renderer
@@ -79,4 +80,4 @@ class WebNotifier:
 
     async def deliver(self, job: Job, media: OutputMedia, screen: Screen) -> Receipt:
         body = await self.renderer.body(job.chat_id, screen, media)
-        return Receipt(await self.pages.add(job.chat_id, body))
+        return Receipt(await self.pages.add(job.chat_id, body, once=f"result:{job.id}"))

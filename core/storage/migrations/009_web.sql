@@ -35,9 +35,11 @@ CREATE TABLE web_messages (
     rev INTEGER NOT NULL,
     mine INTEGER NOT NULL DEFAULT 0,  -- 1: what the person sent; 0: the studio's answer
     body TEXT NOT NULL,               -- JSON: text, buttons, media, form
+    delivery TEXT,                    -- a job's result: written once, however often it is sent
     created_at REAL NOT NULL
 );
 CREATE INDEX web_messages_rev ON web_messages (chat_id, rev);
+CREATE UNIQUE INDEX web_messages_delivery ON web_messages (delivery);
 
 -- Media a page may show, by opaque id, to its owner only.
 CREATE TABLE web_media (
