@@ -237,9 +237,16 @@ async def test_access_code_and_upload_limit(tmp_path, clip):
         await gated.bot.stop()
 
 
-async def test_music_form_glitch_clip_jobs_and_the_language_switch(studio, clip, tmp_path):
+async def test_contact_sheet_music_form_glitch_clip_jobs_and_the_language_switch(studio, clip, tmp_path):
     async with browser_session() as browser:
         page = await open_studio(browser, studio)
+        await send_video(page, clip)  # no time: the contact sheet, a button per tile
+        sheet = page.locator("article", has_text=t("en", "studio.sheet"))
+        await sheet.locator("img").wait_for()
+        await snap(page, tmp_path / "screenshots", "contact-sheet")
+        await sheet.get_by_role("button", name=re.compile(r"^0:0[1-3]")).first.click()
+        await page.locator("article", has_text=re.compile(r"Frame at 0:0[1-3]")).locator("img").wait_for()
+
         await open_frame(page, clip, "0:01")
         await press(page, "🎵 Music")
         await press(page, "✍️ Type a prompt")
