@@ -135,7 +135,9 @@ async def build_services(settings: Settings) -> Services:
             return await backend.webhook_secret()  # type: ignore[attr-defined,no-any-return]
 
     http = HttpServer(db=db, engine=engine, jobs=jobs, host=settings.http_host,
-                      port=settings.http_port, webhook_secret=secret_source)
+                      port=settings.http_port, webhook_secret=secret_source,
+                      metrics_token=settings.metrics_token.get_secret_value()
+                      if settings.metrics_token else None)
     return Services(
         settings=settings, db=db, ledger=ledger, jobs=jobs, sessions=sessions, media=media,
         backend=backend, engine=engine, studio=studio, account=Account(studio, jobs, engine),

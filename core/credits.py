@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import AlreadyStarted, InsufficientCredits, InvalidAmount, KeyReused, UnknownUser
-from core.storage import ConstraintViolation, Database, Transaction
+from core.storage import Database, Overdraft, Row, Transaction
 from core.users import User, UserDirectory
 
 KINDS = ("starter", "grant", "revoke", "charge", "refund")
@@ -88,10 +88,7 @@ class CreditLedger:
             )
             if not contact:
                 return user, False
-            first = await tx.execute(
-                "UPDATE users SET contacted = 1 WHERE id = ? AND contacted = 0", (user.id,)
-            )
-            if not first:
+            if not await tx.users.mark_contacted(user.id):
                 return user, False
             await self._settle_starter(tx, user.id, platform)
             return await self._reload(tx, user.id), True
@@ -99,7 +96,8 @@ class CreditLedger:
     async def _settle_starter(self, tx: Transaction, user_id: int, platform: str | None = None) -> None:
         # Once per user, whoever comes first: their first message or an admin's grant.
         if platform is None and self.platform_starter:
-            platform = await tx.fetchval("SELECT platform FROM users WHERE id = ?", (user_id,))
+            row = await tx.users.by_id(user_id)
+            platform = row["platform"] if row is not None else ""
         starter = self.starter_for(platform or "")
         if starter > 0:
             await self._append(
@@ -158,22 +156,8 @@ class CreditLedger:
         self, tx: Transaction, job_id: str, *, reason: str = ""
     ) -> LedgerEntry | None:
         """Give back exactly what a job was charged, once; None if it was never charged."""
-        now = time.time()
-        rows = await tx.fetchall(
-            "INSERT INTO ledger (user_id, delta, kind, actor, reason, job_id, idempotency_key,"
-            " balance_after, created_at)"
-            " SELECT c.user_id, -c.delta, 'refund', 'system', ?, c.job_id, ?,"
-            " (SELECT balance FROM users WHERE id = c.user_id) - c.delta, ?"
-            " FROM ledger AS c WHERE c.job_id = ? AND c.kind = 'charge'"
-            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
-            (reason, f"refund:{job_id}", now, job_id),
-        )
-        if rows:
-            return LedgerEntry.from_row(rows[0])
-        existing = await tx.fetchone(
-            "SELECT * FROM ledger WHERE idempotency_key = ?", (f"refund:{job_id}",)
-        )
-        return None if existing is None else LedgerEntry.from_row(existing)
+        entry = await tx.ledger.refund(job_id, reason=reason, now=time.time())
+        return None if entry is None else LedgerEntry.from_row(entry)
 
     async def charge_now(self, user_id: int, amount: int, *, job_id: str) -> LedgerEntry:
         async with self.db.transaction() as tx:
@@ -185,7 +169,7 @@ class CreditLedger:
 
     async def balance(self, user_id: int) -> int:
         async with self.db.read() as tx:
-            value = await tx.fetchval("SELECT balance FROM users WHERE id = ?", (user_id,))
+            value = await tx.users.balance(user_id)
         if value is None:
             raise UnknownUser(f"no user #{user_id}", target=str(user_id))
         return int(value)
@@ -193,38 +177,22 @@ class CreditLedger:
     async def history(self, user_id: int, limit: int = 10) -> list[LedgerEntry]:
         """The newest `limit` entries, newest first."""
         async with self.db.read() as tx:
-            rows = await tx.fetchall(
-                "SELECT * FROM ledger WHERE user_id = ? ORDER BY id DESC LIMIT ?",
-                (user_id, limit),
-            )
+            rows = await tx.ledger.history(user_id, limit)
         return [LedgerEntry.from_row(r) for r in rows]
 
     async def ledger_sum(self, user_id: int) -> int:
         async with self.db.read() as tx:
-            return int(
-                await tx.fetchval(
-                    "SELECT COALESCE(SUM(delta), 0) FROM ledger WHERE user_id = ?", (user_id,)
-                )
-            )
+            return await tx.ledger.sum_for(user_id)
 
     async def presses(self, prefix: str) -> int:
         """How many charges are keyed under `prefix` (the versions of a screen already used)."""
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # a range on the unique key's index
         async with self.db.read() as tx:
-            return int(await tx.fetchval(
-                "SELECT COUNT(*) FROM ledger WHERE idempotency_key >= ? AND idempotency_key < ?",
-                (prefix, upper),
-            ))
+            return await tx.ledger.count_keys_from(prefix)
 
     async def spent_since(self, since: float) -> int:
         """Credits charged minus refunded since `since` (for admin stats)."""
         async with self.db.read() as tx:
-            value = await tx.fetchval(
-                "SELECT COALESCE(-SUM(delta), 0) FROM ledger"
-                " WHERE kind IN ('charge', 'refund') AND created_at >= ?",
-                (since,),
-            )
-        return int(value)
+            return await tx.ledger.spent_since(since)
 
     # --- the one write path ---------------------------------------------------
     async def _append(
@@ -240,32 +208,21 @@ class CreditLedger:
         job_id: str | None = None,
         strict: bool = True,
     ) -> LedgerEntry:
-        # One statement: the trigger moves the balance, the CHECKs refuse overdrafts,
-        # the unique key makes a repeat a no-op that returns the first entry.
-        now = time.time()
+        # The store writes one entry (or finds the one already under `key`); the database
+        # moves the balance and refuses overdrafts.
         try:
-            rows = await tx.fetchall(
-                "INSERT INTO ledger (user_id, delta, kind, actor, reason, job_id,"
-                " idempotency_key, balance_after, created_at)"
-                " SELECT id, ?, ?, ?, ?, ?, ?, balance + ?, ? FROM users WHERE id = ?"
-                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
-                (delta, kind, actor, reason, job_id, key, delta, now, user_id),
+            row: Row | None = await tx.ledger.append(
+                user_id, delta, kind, actor=actor, reason=reason, key=key, job_id=job_id,
+                now=time.time(),
             )
-        except ConstraintViolation:
-            # The CHECK is tested before the key: a repeat must still be told it is a repeat.
-            rows = []
-            if await tx.fetchone("SELECT id FROM ledger WHERE idempotency_key = ?", (key,)) is None:
-                balance = int(await tx.fetchval("SELECT balance FROM users WHERE id = ?", (user_id,)))
-                raise InsufficientCredits(
-                    f"needs {-delta} credits, balance is {balance}",
-                    needed=-delta, balance=balance, shortfall=-delta - balance,
-                ) from None
-        if rows:
-            return LedgerEntry.from_row(rows[0])
-        existing = await tx.fetchone("SELECT * FROM ledger WHERE idempotency_key = ?", (key,))
-        if existing is None:
+        except Overdraft as refused:
+            raise InsufficientCredits(
+                f"needs {-delta} credits, balance is {refused.balance}",
+                needed=-delta, balance=refused.balance, shortfall=-delta - refused.balance,
+            ) from None
+        if row is None:
             raise UnknownUser(f"no user #{user_id}", target=str(user_id))
-        entry = LedgerEntry.from_row(existing)
+        entry = LedgerEntry.from_row(row)
         # A repeat must be the same change; anything else under this key is a bug, never a no-op.
         if (entry.user_id, entry.kind) != (user_id, kind) or (strict and entry.delta != delta):
             raise KeyReused(
@@ -275,7 +232,7 @@ class CreditLedger:
         return entry
 
     async def _reload(self, tx: Transaction, user_id: int) -> User:
-        row = await tx.fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
+        row = await tx.users.by_id(user_id)
         assert row is not None
         return User.from_row(row)
 

@@ -69,6 +69,7 @@ from core.jobs import (
 from core.jobs import (
     TIMED_OUT as JOB_TIMED_OUT,
 )
+from core.metrics import Histogram
 from core.notify import MaybeDelivered, NotDelivered, Notifier, OutputMedia, RecipientGone
 from core.screens import Screen
 
@@ -116,7 +117,7 @@ class _JobEnded(Exception):
 class EngineStats:
     """Counters for /metrics, kept in memory (the database holds the truth)."""
 
-    durations: dict[str, list[float]] = field(default_factory=dict)
+    durations: dict[str, Histogram] = field(default_factory=dict)
     backend_requests: int = 0
     webhooks_accepted: int = 0
     webhooks_ignored: int = 0
@@ -669,7 +670,7 @@ class JobEngine:
         if not await self.jobs.set_succeeded(job.id, str(dest)):
             raise _JobEnded
         elapsed = time.time() - (job.started_at or time.time())
-        self.stats.durations.setdefault(job.model, []).append(elapsed)
+        self.stats.durations.setdefault(job.model, Histogram()).observe(elapsed)
         self._estimates.pop(job.model, None)
         fresh = await self.jobs.get(job.id)
         assert fresh is not None

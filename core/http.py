@@ -6,6 +6,7 @@ Adapters may add their own routes (Telegram webhook mode) before it starts.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -22,7 +23,6 @@ from core.webhooks import SeenWebhooks, WebhookRejected, verify_webhook, webhook
 log = logging.getLogger(__name__)
 
 REPLICATE_WEBHOOK_PATH = "/webhooks/replicate"
-DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 900, float("inf"))
 
 KB = 1024
 # Largest body per POST route; other routes get DEFAULT_BODY_LIMIT, GET/HEAD none at all.
@@ -54,6 +54,7 @@ class HttpServer:
         body_limits: Mapping[str, int] = BODY_LIMITS,
         body_timeout: float = BODY_TIMEOUT,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+        metrics_token: str | None = None,
     ) -> None:
         self.db = db
         self.engine = engine
@@ -61,6 +62,7 @@ class HttpServer:
         self.host = host
         self.port = port
         self._webhook_secret = webhook_secret
+        self._metrics_token = metrics_token
         self._secret: str | None = None
         self._seen = SeenWebhooks()
         self.body_limits = dict(body_limits)
@@ -145,13 +147,16 @@ class HttpServer:
                                  status=200 if healthy else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
+        if self._metrics_token is not None and not hmac.compare_digest(
+            request.headers.get("Authorization", "").encode(),
+            f"Bearer {self._metrics_token}".encode(),
+        ):
+            return web.Response(status=401, text="unauthorized",
+                                headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        # Job gauges: one indexed count on the read path. Money: running totals kept by this
+        # process as entries commit (no scan of the ledger per scrape).
         counts = await self.jobs.counts_by_status()
-        async with self.db.read() as tx:
-            money = await tx.fetchall(
-                "SELECT kind, COALESCE(SUM(ABS(delta)), 0) AS total FROM ledger"
-                " WHERE kind IN ('charge', 'refund') GROUP BY kind"
-            )
-        totals = {row["kind"]: row["total"] for row in money}
+        totals = self.db.ledger_totals
         lines = [
             "# HELP lokiz_jobs Jobs by state.",
             "# TYPE lokiz_jobs gauge",
@@ -162,10 +167,10 @@ class HttpServer:
             "# HELP lokiz_jobs_running Jobs generating now.",
             "# TYPE lokiz_jobs_running gauge",
             f"lokiz_jobs_running {self.engine.running_count}",
-            "# HELP lokiz_credits_charged_total Credits charged for jobs.",
+            "# HELP lokiz_credits_charged_total Credits charged for jobs by this process.",
             "# TYPE lokiz_credits_charged_total counter",
             f"lokiz_credits_charged_total {totals.get('charge', 0)}",
-            "# HELP lokiz_credits_refunded_total Credits refunded for jobs.",
+            "# HELP lokiz_credits_refunded_total Credits refunded for jobs by this process.",
             "# TYPE lokiz_credits_refunded_total counter",
             f"lokiz_credits_refunded_total {totals.get('refund', 0)}",
             "# HELP lokiz_webhooks_total Replicate webhooks by outcome.",
@@ -176,14 +181,12 @@ class HttpServer:
             "# HELP lokiz_job_duration_seconds Generation time per model.",
             "# TYPE lokiz_job_duration_seconds histogram",
         ]
-        for model, durations in sorted(self.engine.stats.durations.items()):
-            label = model.replace('"', "")
-            for bucket in DURATION_BUCKETS:
-                le = "+Inf" if bucket == float("inf") else f"{bucket:g}"
-                count = sum(1 for d in durations if d <= bucket)
+        for model, histogram in sorted(self.engine.stats.durations.items()):
+            label = model.replace('"', "").replace("\\", "")
+            for le, count in histogram.cumulative():
                 lines.append(f'lokiz_job_duration_seconds_bucket{{model="{label}",le="{le}"}} {count}')
-            lines.append(f'lokiz_job_duration_seconds_sum{{model="{label}"}} {sum(durations):.3f}')
-            lines.append(f'lokiz_job_duration_seconds_count{{model="{label}"}} {len(durations)}')
+            lines.append(f'lokiz_job_duration_seconds_sum{{model="{label}"}} {histogram.sum:.3f}')
+            lines.append(f'lokiz_job_duration_seconds_count{{model="{label}"}} {histogram.count}')
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
 
     async def replicate_webhook(self, request: web.Request) -> web.Response:

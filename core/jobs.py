@@ -95,149 +95,105 @@ class JobStore:
         self.ledger = ledger
 
     async def insert(self, tx: Transaction, job: Job) -> None:
-        await tx.execute(
-            "INSERT INTO jobs (id, user_id, platform, chat_id, language, session_id,"
-            " reply_to_message_id, status_message_id, action, model, backend, request, price,"
-            " status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                job.id, job.user_id, job.platform, job.chat_id, job.language, job.session_id,
-                job.reply_to_message_id, job.status_message_id, job.action, job.model,
-                job.backend, json.dumps(job.request.to_json()), job.price, job.status,
-                job.created_at, job.created_at,
-            ),
-        )
+        await tx.jobs.insert({
+            "id": job.id, "user_id": job.user_id, "platform": job.platform,
+            "chat_id": job.chat_id, "language": job.language, "session_id": job.session_id,
+            "reply_to_message_id": job.reply_to_message_id,
+            "status_message_id": job.status_message_id, "action": job.action,
+            "model": job.model, "backend": job.backend,
+            "request": json.dumps(job.request.to_json()), "price": job.price,
+            "status": job.status, "created_at": job.created_at, "updated_at": job.created_at,
+        })
 
     async def get(self, job_id: str) -> Job | None:
         async with self.db.read() as tx:
-            row = await tx.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+            row = await tx.jobs.get(job_id)
         return None if row is None else Job.from_row(row)
 
     async def with_status(self, *statuses: str) -> list[Job]:
-        marks = ", ".join("?" for _ in statuses)
         async with self.db.read() as tx:
-            found = await tx.fetchall(
-                f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at", statuses
-            )
+            found = await tx.jobs.with_status(statuses)
         return [Job.from_row(row) for row in found]
 
     async def by_prediction(self, prediction_id: str) -> Job | None:
         async with self.db.read() as tx:
-            row = await tx.fetchone("SELECT * FROM jobs WHERE prediction_id = ?", (prediction_id,))
+            row = await tx.jobs.by_prediction(prediction_id)
         return None if row is None else Job.from_row(row)
 
     async def for_user(self, user_id: int, limit: int = 10) -> list[Job]:
         async with self.db.read() as tx:
-            found = await tx.fetchall(
-                "SELECT * FROM jobs WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                (user_id, limit),
-            )
+            found = await tx.jobs.for_user(user_id, limit)
         return [Job.from_row(row) for row in found]
 
     async def active_count(self, tx: Transaction, user_id: int) -> int:
-        return int(
-            await tx.fetchval(
-                "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ('queued', 'running')",
-                (user_id,),
-            )
-        )
+        """The user's queued and running jobs, counted under their row lock (see the store)."""
+        return await tx.jobs.active_count(user_id, ACTIVE)
 
     async def counts_by_status(self) -> dict[str, int]:
         async with self.db.read() as tx:
-            found = await tx.fetchall("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
+            found = await tx.jobs.counts_by_status()
         counts = dict.fromkeys(STATES, 0)
-        counts.update({row["status"]: row["n"] for row in found})
+        counts.update(found)
         return counts
 
     async def recent_run_seconds(self, model: str, limit: int = 20) -> float | None:
         """Median generation time of the last finished jobs of `model` (for estimates)."""
         async with self.db.read() as tx:
-            found = await tx.fetchall(
-                "SELECT finished_at - started_at AS seconds FROM jobs WHERE model = ?"
-                " AND status IN ('succeeded', 'delivered') AND started_at IS NOT NULL"
-                " AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
-                (model, limit),
-            )
-        values = [row["seconds"] for row in found if row["seconds"] is not None]
+            values = await tx.jobs.recent_run_seconds(model, (SUCCEEDED, DELIVERED), limit)
         return statistics.median(values) if values else None
 
     # --- transitions (compare-and-set on status) -------------------------------------
-    async def _update(
-        self, job_id: str, sets: str, params: tuple[Any, ...], allowed: tuple[str, ...],
-        *, extra: str = "1 = 1",
-    ) -> bool:
-        marks = ", ".join("?" for _ in allowed)
+    async def _update(self, job_id: str, allowed: tuple[str, ...] | None, **changes: Any) -> bool:
         async with self.db.transaction() as tx:
-            changed = await tx.execute(
-                f"UPDATE jobs SET {sets}, updated_at = ? WHERE id = ? AND status IN ({marks})"
-                f" AND {extra}",
-                (*params, time.time(), job_id, *allowed),
-            )
-        return bool(changed > 0)
+            return await tx.jobs.transition(job_id, allowed=allowed, now=time.time(), **changes)
 
     async def set_status_message(self, job_id: str, message_id: str) -> None:
-        async with self.db.transaction() as tx:
-            await tx.execute(
-                "UPDATE jobs SET status_message_id = ?, updated_at = ? WHERE id = ?",
-                (message_id, time.time(), job_id),
-            )
+        await self._update(job_id, None, status_message_id=message_id)
 
     async def set_prepared(self, job_id: str, inputs: dict[str, Any]) -> bool:
-        return await self._update(
-            job_id, "prepared_inputs = ?", (json.dumps(inputs),), (QUEUED, RUNNING)
-        )
+        return await self._update(job_id, (QUEUED, RUNNING), prepared_inputs=json.dumps(inputs))
 
     async def set_running(self, job_id: str, prediction_id: str, deadline_at: float) -> bool:
         """Store the prediction id before any waiting (a restart re-attaches by it)."""
-        now = time.time()
-        return await self._update(
-            job_id,
-            "status = 'running', prediction_id = ?, started_at = COALESCE(started_at, ?),"
-            " deadline_at = COALESCE(deadline_at, ?)",
-            (prediction_id, now, deadline_at),
-            (QUEUED, RUNNING),
-        )
+        async with self.db.transaction() as tx:
+            return await tx.jobs.set_running(
+                job_id, prediction_id, deadline_at=deadline_at, allowed=(QUEUED, RUNNING),
+                now=time.time(),
+            )
 
     async def forget_prediction(self, job_id: str) -> bool:
         """The backend lost the prediction (local work cut by a restart): start over."""
-        return await self._update(job_id, "prediction_id = NULL", (), (RUNNING,))
+        return await self._update(job_id, (RUNNING,), prediction_id=None)
 
     async def set_succeeded(self, job_id: str, output_path: str) -> bool:
         return await self._update(
-            job_id,
-            "status = 'succeeded', output_path = ?, finished_at = ?",
-            (output_path, time.time()),
-            (RUNNING,),
+            job_id, (RUNNING,), status=SUCCEEDED, output_path=output_path, finished_at=time.time()
         )
 
     async def count_delivery_attempt(self, job_id: str) -> None:
-        await self._update(job_id, "delivery_attempts = delivery_attempts + 1", (), (SUCCEEDED,))
+        async with self.db.transaction() as tx:
+            await tx.jobs.count_delivery_attempt(job_id, allowed=(SUCCEEDED,), now=time.time())
 
     async def mark_sending(self, job_id: str) -> bool:
         """Record a send before making it: from now on the job may have been delivered."""
-        return await self._update(job_id, "delivery_sends = delivery_sends + 1", (), (SUCCEEDED,))
+        async with self.db.transaction() as tx:
+            return await tx.jobs.count_send(job_id, 1, allowed=(SUCCEEDED,), now=time.time())
 
     async def unmark_sending(self, job_id: str) -> None:
         """The send just recorded certainly did not reach the chat."""
-        await self._update(
-            job_id, "delivery_sends = delivery_sends - 1", (), (SUCCEEDED,), extra="delivery_sends > 0"
-        )
+        async with self.db.transaction() as tx:
+            await tx.jobs.count_send(job_id, -1, allowed=(SUCCEEDED,), now=time.time())
 
     async def set_delivered(
         self, job_id: str, message_id: str | None, file_id: str | None, *, unconfirmed: bool = False
     ) -> bool:
         return await self._update(
-            job_id,
-            "status = 'delivered', delivered_message_id = ?, delivered_file_id = ?,"
-            " delivery_unconfirmed = ?",
-            (message_id, file_id, int(unconfirmed)),
-            (SUCCEEDED,),
+            job_id, (SUCCEEDED,), status=DELIVERED, delivered_message_id=message_id,
+            delivered_file_id=file_id, delivery_unconfirmed=int(unconfirmed),
         )
 
     async def set_file_id(self, job_id: str, file_id: str) -> None:
-        async with self.db.transaction() as tx:
-            await tx.execute(
-                "UPDATE jobs SET delivered_file_id = ? WHERE id = ?", (file_id, job_id)
-            )
+        await self._update(job_id, None, delivered_file_id=file_id)
 
     async def finish_unsuccessfully(
         self,
@@ -256,12 +212,10 @@ class JobStore:
         """
         assert status in REFUNDED_STATES
         now = time.time()
-        marks = ", ".join("?" for _ in only_from)
         async with self.db.transaction() as tx:
-            changed = await tx.execute(
-                "UPDATE jobs SET status = ?, error_class = ?, error_detail = ?, finished_at = ?,"
-                f" updated_at = ? WHERE id = ? AND status IN ({marks}) AND delivery_sends = 0",
-                (status, error_class, detail[:500], now, now, job_id, *only_from),
+            changed = await tx.jobs.transition(
+                job_id, allowed=only_from, now=now, unsent=True, status=status,
+                error_class=error_class, error_detail=detail[:500], finished_at=now,
             )
             if not changed:
                 return None
@@ -271,11 +225,4 @@ class JobStore:
     async def like(self, job_id: str, user_id: int) -> int:
         """Count one 👍 per user; return the total."""
         async with self.db.transaction() as tx:
-            added = await tx.fetchall(
-                "INSERT INTO job_likes (job_id, user_id) VALUES (?, ?)"
-                " ON CONFLICT DO NOTHING RETURNING job_id",
-                (job_id, user_id),
-            )
-            if added:
-                await tx.execute("UPDATE jobs SET likes = likes + 1 WHERE id = ?", (job_id,))
-            return int(await tx.fetchval("SELECT likes FROM jobs WHERE id = ?", (job_id,)) or 0)
+            return await tx.jobs.like(job_id, user_id)

@@ -92,19 +92,14 @@ class MediaStore:
         path.unlink(missing_ok=True)
         if self.db is not None:
             async with self.db.transaction() as tx:
-                await tx.execute("DELETE FROM media_usage WHERE user_id = ? AND path = ?",
-                                 (owner, path.relative_to(self.root).as_posix()))
+                await tx.media_usage.forget(owner, path.relative_to(self.root).as_posix())
 
     async def usage(self, owner: int) -> int:
         """Bytes of live (not yet cleaned) inputs the user brought."""
         if self.db is None:
             return 0
         async with self.db.read() as tx:
-            used = await tx.fetchval(
-                "SELECT COALESCE(SUM(bytes), 0) FROM media_usage"
-                " WHERE user_id = ? AND used_at >= ?", (owner, time.time() - self.ttl),
-            )
-        return int(used)
+            return await tx.media_usage.used(owner, since=time.time() - self.ttl)
 
     async def _count(self, owner: int, target: Path, size: int) -> None:
         if self.db is None:
@@ -113,22 +108,13 @@ class MediaStore:
         now = time.time()
         async with self.db.transaction() as tx:
             if self.quota is not None:
-                used = int(await tx.fetchval(
-                    "SELECT COALESCE(SUM(bytes), 0) FROM media_usage"
-                    " WHERE user_id = ? AND used_at >= ? AND path <> ?",
-                    (owner, now - self.ttl, name),
-                ))
+                used = await tx.media_usage.used(owner, since=now - self.ttl, besides=name)
                 if used + size > self.quota:
                     raise MediaQuotaExceeded(
                         f"user {owner}: {used} + {size} bytes", used_mb=_mb(used),
                         size_mb=_mb(size), limit_mb=_mb(self.quota), hours=f"{self.ttl / 3600:g}",
                     )
-            await tx.execute(
-                "INSERT INTO media_usage (user_id, path, bytes, used_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (user_id, path) DO UPDATE SET bytes = excluded.bytes,"
-                " used_at = excluded.used_at",
-                (owner, name, size, now),
-            )
+            await tx.media_usage.put(owner, name, size, now)
 
     async def clean(self) -> int:
         """Delete media older than the TTL, the folders left empty and the quota rows of
@@ -137,7 +123,7 @@ class MediaStore:
         removed = await asyncio.to_thread(self._clean_sync, cutoff)
         if self.db is not None:
             async with self.db.transaction() as tx:
-                await tx.execute("DELETE FROM media_usage WHERE used_at < ?", (cutoff,))
+                await tx.media_usage.forget_before(cutoff)
         return removed
 
     def _clean_sync(self, cutoff: float) -> int:

@@ -64,6 +64,11 @@ class Session:
         return cls(**values)
 
 
+def _row(session: Session) -> dict[str, Any]:
+    return {**{k: getattr(session, k) for k in Session.__dataclass_fields__},
+            "data": json.dumps(session.data)}
+
+
 class StaleSession(Exception):
     """Someone saved the session first (a double press, another instance)."""
 
@@ -84,61 +89,44 @@ class SessionStore:
             version=0, created_at=now, updated_at=now, expires_at=now + self.ttl,
         )
         async with self.db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO sessions (id, user_id, platform, chat_id, chat_kind, step, data,"
-                " awaiting, message_id, version, created_at, updated_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-                (session.id, user_id, platform, session.chat_id, chat_kind, step,
-                 json.dumps(data), awaiting, message_id, now, now, session.expires_at),
-            )
+            await tx.sessions.insert(_row(session))
         return session
 
     async def get(self, session_id: str) -> Session | None:
         async with self.db.read() as tx:
-            row = await tx.fetchone("SELECT * FROM sessions WHERE id = ?", (session_id,))
+            row = await tx.sessions.get(session_id)
         return None if row is None else Session.from_row(row)
 
     async def save(self, session: Session) -> Session:
         """Store `session` if its version is still current; raise StaleSession otherwise."""
         now = time.time()
+        saved = replace(session, version=session.version + 1, updated_at=now, expires_at=now + self.ttl)
         async with self.db.transaction() as tx:
-            changed = await tx.execute(
-                "UPDATE sessions SET step = ?, data = ?, awaiting = ?, message_id = ?,"
-                " version = version + 1, updated_at = ?, expires_at = ?"
-                " WHERE id = ? AND version = ?",
-                (session.step, json.dumps(session.data), session.awaiting, session.message_id,
-                 now, now + self.ttl, session.id, session.version),
-            )
+            changed = await tx.sessions.save(_row(saved), version=session.version)
         if not changed:
             raise StaleSession(session.id)
-        return replace(session, version=session.version + 1, updated_at=now, expires_at=now + self.ttl)
+        return saved
 
     async def delete_expired(self, *, now: float | None = None) -> int:
         """Delete sessions past their expiry (a press on one is told it expired either way);
         return how many went."""
         moment = time.time() if now is None else now
         async with self.db.transaction() as tx:
-            return int(await tx.execute("DELETE FROM sessions WHERE expires_at < ?", (moment,)))
+            return await tx.sessions.delete_expired(moment)
 
     async def latest(
         self, *, user_id: int, platform: str, chat_id: str, awaiting: bool = False
     ) -> Session | None:
         """The user's newest live session in this chat (only one that waits for input, if asked)."""
-        condition = " AND awaiting IS NOT NULL" if awaiting else ""
         async with self.db.read() as tx:
-            row = await tx.fetchone(
-                "SELECT * FROM sessions WHERE user_id = ? AND platform = ? AND chat_id = ?"
-                f" AND expires_at > ?{condition} ORDER BY updated_at DESC LIMIT 1",
-                (user_id, platform, str(chat_id), time.time()),
+            row = await tx.sessions.latest(
+                user_id=user_id, platform=platform, chat_id=str(chat_id), now=time.time(),
+                awaiting=awaiting,
             )
         return None if row is None else Session.from_row(row)
 
     async def latest_with(self, user_id: int, key: str) -> Session | None:
         """The user's newest live session (any chat) whose data has `key` (e.g. a frame)."""
         async with self.db.read() as tx:
-            row = await tx.fetchone(
-                "SELECT * FROM sessions WHERE user_id = ? AND expires_at > ?"
-                " AND json_extract(data, ?) IS NOT NULL ORDER BY updated_at DESC LIMIT 1",
-                (user_id, time.time(), f"$.{key}"),
-            )
+            row = await tx.sessions.latest_with(user_id, key, time.time())
         return None if row is None else Session.from_row(row)

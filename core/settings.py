@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.storage.url import redact_url, url_password
 
 Platform = Literal["telegram", "discord"]
 PLATFORMS: tuple[str, ...] = ("telegram", "discord")
@@ -84,6 +85,8 @@ class Settings(BaseSettings):
     # http
     public_url: str | None = None
     http_host: str = "127.0.0.1"
+    # Bearer token /metrics asks for when set (for operators who expose the port).
+    metrics_token: SecretStr | None = None
     http_port: int = Field(default=8080, ge=0, le=65535)
 
     # people and money
@@ -206,11 +209,14 @@ class Settings(BaseSettings):
             self.discord_bot_token,
             self.replicate_api_token,
             self.replicate_webhook_secret,
+            self.metrics_token,
             self.telegram_webhook_secret,
             self.web_secret,
             self.web_access_code,
         ]
-        return [v.get_secret_value() for v in values if v and v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v and v.get_secret_value()]
+        database_password = url_password(self.database_url)
+        return [*found, database_password] if database_password else found
 
 
 def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides: Any) -> Settings:
@@ -224,6 +230,8 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         if loc:
             variable = str(loc[0]).upper()
             given = error.get("input")
+            if variable == "DATABASE_URL" and isinstance(given, str):
+                given = redact_url(given)
             shown = "" if variable.endswith(("TOKEN", "SECRET", "CODE")) else f" (got {given!r})"
             raise ConfigError(f"{variable}: {message}{shown}") from None
         raise ConfigError(message) from None

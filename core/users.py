@@ -93,34 +93,22 @@ class UserDirectory:
     ) -> tuple[User, bool]:
         """Create or refresh a user inside `tx`; return (user, created)."""
         now = time.time()
-        row = await tx.fetchone(
-            "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
-            (platform, platform_user_id),
-        )
+        row = await tx.users.by_platform_id(platform, platform_user_id)
         if row is None:
-            await tx.execute(
-                "INSERT INTO users (platform, platform_user_id, display_name, username,"
-                " platform_language, created_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (platform, platform_user_id, display_name, username, platform_language, now, now),
+            created = await tx.users.insert_if_new(
+                platform, platform_user_id, display_name=display_name, username=username,
+                platform_language=platform_language, now=now,
             )
-            created = True
         else:
-            changed = _changed(row, display_name, username, platform_language)
-            if changed or now - row["seen_at"] > SEEN_EVERY:
-                await tx.execute(
-                    "UPDATE users SET display_name = COALESCE(NULLIF(?, ''), display_name),"
-                    " username = COALESCE(?, username),"
-                    " platform_language = COALESCE(?, platform_language), seen_at = ?"
-                    " WHERE id = ?",
-                    (display_name, username, platform_language, now, row["id"]),
-                )
-            else:
+            if not (_changed(row, display_name, username, platform_language)
+                    or now - row["seen_at"] > SEEN_EVERY):
                 return User.from_row(row), False
+            await tx.users.refresh(
+                row["id"], display_name=display_name, username=username,
+                platform_language=platform_language, now=now,
+            )
             created = False
-        fresh = await tx.fetchone(
-            "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
-            (platform, platform_user_id),
-        )
+        fresh = await tx.users.by_platform_id(platform, platform_user_id)
         assert fresh is not None
         return User.from_row(fresh), created
 
@@ -134,10 +122,7 @@ class UserDirectory:
         platform_language: str | None = None,
     ) -> User | None:
         """The user if already greeted and nothing to record (no write transaction needed)."""
-        row = await self.db.lookup(
-            "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
-            (platform, platform_user_id),
-        )
+        row = await self.db.find_user(platform, platform_user_id)
         if row is None or not row["contacted"] or time.time() - row["seen_at"] > SEEN_EVERY:
             return None
         if _changed(row, display_name, username, platform_language):
@@ -146,32 +131,25 @@ class UserDirectory:
 
     async def get(self, user_id: int) -> User:
         async with self.db.read() as tx:
-            row = await tx.fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
+            row = await tx.users.by_id(user_id)
         if row is None:
             raise UnknownUser(f"no user #{user_id}", target=str(user_id))
         return User.from_row(row)
 
     async def find(self, platform: str, platform_user_id: str) -> User | None:
-        row = await self.db.lookup(
-            "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
-            (platform, platform_user_id),
-        )
+        row = await self.db.find_user(platform, platform_user_id)
         return None if row is None else User.from_row(row)
 
     async def find_by_username(self, platform: str, username: str) -> User | None:
         """A user the bot has seen under `@username` (case-insensitive)."""
         async with self.db.read() as tx:
-            row = await tx.fetchone(
-                "SELECT * FROM users WHERE platform = ? AND lower(username) = lower(?)"
-                " ORDER BY seen_at DESC LIMIT 1",
-                (platform, username.lstrip("@")),
-            )
+            row = await tx.users.by_username(platform, username.lstrip("@"))
         return None if row is None else User.from_row(row)
 
     async def set_language(self, user_id: int, language: str) -> None:
         async with self.db.transaction() as tx:
-            await tx.execute("UPDATE users SET language = ? WHERE id = ?", (language, user_id))
+            await tx.users.set_language(user_id, language)
 
     async def count(self) -> int:
         async with self.db.read() as tx:
-            return int(await tx.fetchval("SELECT COUNT(*) FROM users"))
+            return await tx.users.count()

@@ -15,6 +15,8 @@ from core.errors import InsufficientCredits, InvalidAmount, KeyReused
 from core.storage import open_database
 from core.users import UserDirectory
 
+pytestmark = pytest.mark.both_stores
+
 
 async def test_first_contact_gets_starter_credits_once(db):
     ledger = CreditLedger(db, UserDirectory(db), starter_credits=50)

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,14 +16,16 @@ import pytest
 from bot.app import build_services
 from core.catalogue import MUSIC, JobRequest
 from core.http import REPLICATE_WEBHOOK_PATH, HttpServer
+from core.metrics import Histogram
 from core.settings import load_settings
 from core.webhooks import sign_webhook
 from tests.fakes.backend import Script, ScriptedBackend
 from tests.fakes.notifier import RecordingNotifier
 
 
-async def test_healthz_and_metrics(tmp_path, av_video):
-    settings = load_settings(None, database_url=f"sqlite:///{tmp_path / 'h.db'}", media_dir=tmp_path / "m",
+@pytest.mark.both_stores
+async def test_healthz_and_metrics(tmp_path, av_video, database_url):
+    settings = load_settings(None, database_url=database_url, media_dir=tmp_path / "m",
                              http_port=0, starter_credits=100)
     services = await build_services(settings)
     backend = ScriptedBackend(output_file=av_video)
@@ -134,3 +137,64 @@ async def test_a_webhook_timestamp_in_other_digits_gets_401_not_an_error(tmp_pat
         writer.close()
     assert answer.startswith(b"HTTP/1.1 401 ")
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+async def scrape(base: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as http, http.get(
+        f"{base}/metrics", headers=headers or {}, timeout=aiohttp.ClientTimeout(total=10)
+    ) as response:
+        return response.status, await response.text()
+
+
+async def test_metrics_asks_for_the_bearer_token_when_one_is_set(tmp_path):
+    settings = load_settings(None, database_url=f"sqlite:///{tmp_path / 'h.db'}",
+                             media_dir=tmp_path / "m", http_port=0, metrics_token="s3cret-scrape")
+    services = await build_services(settings)
+    try:
+        await services.http.start()
+        base = f"http://127.0.0.1:{services.http.bound_port}"
+        assert (await scrape(base))[0] == 401
+        assert (await scrape(base, {"Authorization": "Bearer wrong"}))[0] == 401
+        status, text = await scrape(base, {"Authorization": "Bearer s3cret-scrape"})
+        assert status == 200 and "lokiz_queue_depth" in text
+    finally:
+        await services.close()
+
+
+async def test_metrics_answer_while_another_process_holds_the_write_lock(tmp_path):
+    path = tmp_path / "h.db"
+    settings = load_settings(None, database_url=f"sqlite:///{path}", media_dir=tmp_path / "m",
+                             http_port=0)
+    services = await build_services(settings)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        await services.http.start()
+        base = f"http://127.0.0.1:{services.http.bound_port}"
+        other.execute("BEGIN IMMEDIATE")  # e.g. a CLI grant in the middle of its write
+        other.execute("UPDATE users SET seen_at = 0")
+        status, text = await scrape(base)
+        assert status == 200 and 'lokiz_jobs{state="queued"} 0' in text
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        await services.close()
+
+
+async def test_job_durations_are_kept_in_fixed_buckets(tmp_path):
+    settings = load_settings(None, database_url=f"sqlite:///{tmp_path / 'h.db'}",
+                             media_dir=tmp_path / "m", http_port=0)
+    services = await build_services(settings)
+    try:
+        stats = services.engine.stats
+        for seconds in [3.0] * 5000 + [20.0] * 3 + [1000.0]:
+            stats.durations.setdefault("owner/model", Histogram()).observe(seconds)
+        histogram = stats.durations["owner/model"]
+        assert len(histogram.counts) == len(histogram.bounds)  # no per-job list
+        await services.http.start()
+        _, text = await scrape(f"http://127.0.0.1:{services.http.bound_port}")
+        assert 'lokiz_job_duration_seconds_bucket{model="owner/model",le="5"} 5000' in text
+        assert 'lokiz_job_duration_seconds_bucket{model="owner/model",le="30"} 5003' in text
+        assert 'lokiz_job_duration_seconds_bucket{model="owner/model",le="900"} 5003' in text
+        assert 'lokiz_job_duration_seconds_bucket{model="owner/model",le="+Inf"} 5004' in text
+        assert 'lokiz_job_duration_seconds_count{model="owner/model"} 5004' in text
+        assert 'lokiz_job_duration_seconds_sum{model="owner/model"} 16060.000' in text
+    finally:
+        await services.close()

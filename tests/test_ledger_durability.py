@@ -11,6 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from core.credits import CreditLedger
 from core.storage import open_database
 from core.users import UserDirectory
@@ -46,8 +48,9 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_sigkill_mid_stream_leaves_consistent_ledger(tmp_path: Path):
-    url = f"sqlite:///{tmp_path / 'kill.db'}"
+@pytest.mark.both_stores
+def test_sigkill_mid_stream_leaves_consistent_ledger(database_url: str):
+    url = database_url
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, url],
@@ -74,7 +77,7 @@ async def _assert_consistent(url: str) -> None:
             entries = await tx.fetchval("SELECT COUNT(*) FROM ledger")
             doubled = await tx.fetchval(
                 "SELECT COUNT(*) FROM (SELECT idempotency_key FROM ledger"
-                " GROUP BY idempotency_key HAVING COUNT(*) > 1)"
+                " GROUP BY idempotency_key HAVING COUNT(*) > 1) AS doubled"
             )
             orphans = await tx.fetchval(
                 "SELECT COUNT(*) FROM ledger r WHERE kind = 'refund' AND NOT EXISTS"

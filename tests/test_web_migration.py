@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from core.storage import open_database
-from core.storage.sqlite import migrations
+from core.storage.base import migrations
 
 
 def test_upgrading_keeps_every_user_balance_and_reference_and_admits_web_users(tmp_path):
@@ -17,7 +17,7 @@ def test_upgrading_keeps_every_user_balance_and_reference_and_admits_web_users(t
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
                  " applied_at REAL NOT NULL)")
-    for version, name, sql in migrations():
+    for version, name, sql in migrations("sqlite"):
         if version < 9:
             conn.executescript(sql)
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (version, name))

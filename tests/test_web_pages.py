@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from adapters.web.conversation import Conversation
 from adapters.web.render import PageRenderer, WebNotifier
 from core.notify import OutputMedia
@@ -16,6 +18,7 @@ def pages_on(db) -> Conversation:
     return Conversation(db, lambda chat, path: f"{chat}-{Path(path).name}")
 
 
+@pytest.mark.both_stores
 async def test_a_page_gets_what_changed_since_the_revision_it_saw(db):
     pages = pages_on(db)
     first = await pages.add("111", {"text": "frame"})
@@ -27,6 +30,7 @@ async def test_a_page_gets_what_changed_since_the_revision_it_saw(db):
     assert [(m["id"], m["text"]) for m in changed] == [(first, "started")]
 
 
+@pytest.mark.both_stores
 async def test_one_browser_cannot_edit_or_see_anothers_page_or_media(db, tmp_path):
     pages = pages_on(db)
     message = await pages.add("111", {"text": "mine"})
@@ -37,6 +41,7 @@ async def test_one_browser_cannot_edit_or_see_anothers_page_or_media(db, tmp_pat
     assert await pages.media_path("111", media_id) == tmp_path / "clip.mp4"
 
 
+@pytest.mark.both_stores
 async def test_pages_older_than_the_media_ttl_are_forgotten(db, tmp_path):
     pages = pages_on(db)
     await pages.add("111", {"text": "old"})
@@ -45,6 +50,7 @@ async def test_pages_older_than_the_media_ttl_are_forgotten(db, tmp_path):
     assert await pages.since("111", 0) == [] and await pages.media_path("111", media_id) is None
 
 
+@pytest.mark.both_stores
 async def test_a_result_sent_twice_shows_once(db, tmp_path):
     pages = pages_on(db)
     notifier = WebNotifier(PageRenderer(pages, port=None))  # type: ignore[arg-type]

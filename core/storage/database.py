@@ -1,52 +1,132 @@
-"""The database seam: `Database.transaction()` is the unit of work.
+"""The storage port: a `Database` hands out units of work; a unit of work holds the stores.
 
-Callers write plain SQL with `?` placeholders against a `Transaction`; the
-SQLite store (aiosqlite, WAL, foreign keys) is the embedded default. Another
-store (PostgreSQL) implements the same two classes.
+    async with db.transaction() as uow:     # or: uow = db.transaction(); async with uow:
+        await uow.jobs.insert(row)
+        await uow.ledger.append(...)         # both commit together, or neither
+
+`db.read()` is the read path: the same stores, for reads only (a store may
+answer them without waiting for writers). SQLite (embedded) and PostgreSQL
+implement it.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+import functools
+import logging
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
 
-Row = dict[str, Any]
+from core.storage.base import Dialect, Executor, Row
+from core.storage.stores import (
+    AdminLogRows,
+    JobRows,
+    LedgerRows,
+    MediaUsageRows,
+    PlatformFileRows,
+    SessionRows,
+    UserRows,
+    WebPageRows,
+)
+
+log = logging.getLogger(__name__)
+
+# Kinds of ledger entry whose running totals /metrics reports.
+COUNTED_KINDS = ("charge", "refund")
 
 
-class ConstraintViolation(Exception):
-    """A statement broke a CHECK, UNIQUE or foreign-key rule of the schema."""
+class UnitOfWork(Executor):
+    """One transaction and the stores bound to it. Leaving `async with` commits (or rolls back)."""
 
+    def __init__(self, dialect: Dialect, ledger_totals: dict[str, int]) -> None:
+        self.dialect = dialect
+        self._on_commit: list[Callable[[], None]] = []
+        self._ledger_totals = ledger_totals
 
-class Transaction(abc.ABC):
-    """One open transaction. Leaving `Database.transaction()` commits it (or rolls back)."""
+    # The stores, made when first used (most units of work touch one or two).
+    @functools.cached_property
+    def users(self) -> UserRows:
+        return UserRows(self, self.after_commit)
+
+    @functools.cached_property
+    def ledger(self) -> LedgerRows:
+        return LedgerRows(self, self.after_commit, self._ledger_totals)
+
+    @functools.cached_property
+    def jobs(self) -> JobRows:
+        return JobRows(self, self.after_commit)
+
+    @functools.cached_property
+    def sessions(self) -> SessionRows:
+        return SessionRows(self, self.after_commit)
+
+    @functools.cached_property
+    def platform_files(self) -> PlatformFileRows:
+        return PlatformFileRows(self, self.after_commit)
+
+    @functools.cached_property
+    def admin_log(self) -> AdminLogRows:
+        return AdminLogRows(self, self.after_commit)
+
+    @functools.cached_property
+    def media_usage(self) -> MediaUsageRows:
+        return MediaUsageRows(self, self.after_commit)
+
+    @functools.cached_property
+    def web_pages(self) -> WebPageRows:
+        return WebPageRows(self, self.after_commit)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once this transaction has committed (never if it rolls back)."""
+        self._on_commit.append(callback)
 
     @abc.abstractmethod
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run a statement; return the number of rows it changed."""
+    async def _begin(self) -> None: ...
 
     @abc.abstractmethod
-    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run an INSERT; return the new row id."""
+    async def _end(self, commit: bool) -> None:
+        """Commit or roll back, and give the connection back."""
 
-    @abc.abstractmethod
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+    async def __aenter__(self) -> Self:
+        await self._begin()
+        return self
 
-    @abc.abstractmethod
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._end(commit=exc_type is None)
+        if exc_type is None and self._on_commit:
+            for callback in self._on_commit:
+                callback()
 
-    async def fetchval(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        row = await self.fetchone(sql, params)
-        return None if row is None else next(iter(row.values()))
+
+# Type hints elsewhere name the transaction a caller passes along.
+Transaction = UnitOfWork
 
 
 class Database(abc.ABC):
-    """A store that hands out transactions and knows its schema version."""
+    """A store that hands out units of work and knows its schema version."""
+
+    dialect: Dialect
+
+    def __init__(self) -> None:
+        # Running totals of ledger entries written by this process (for /metrics).
+        self.ledger_totals: dict[str, int] = dict.fromkeys(COUNTED_KINDS, 0)
 
     @abc.abstractmethod
-    def transaction(self) -> Any:
-        """`async with db.transaction() as tx:` — commit on success, rollback on error."""
+    def transaction(self) -> UnitOfWork:
+        """A unit of work: `async with db.transaction() as uow:` commits on success."""
+
+    def read(self) -> UnitOfWork:
+        """A unit of work for reading only (may be cheaper, and need not wait for writers)."""
+        return self.transaction()
+
+    async def find_user(self, platform: str, platform_user_id: str) -> Row | None:
+        """A user's row by platform id: the hot lookup of every chat update."""
+        async with self.read() as uow:
+            return await uow.users.by_platform_id(platform, platform_user_id)
 
     @abc.abstractmethod
     async def migrate(self) -> list[int]:
@@ -58,39 +138,9 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
-    async def lookup(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        """One row by an indexed point query. Stores may answer it inline, so keep it cheap."""
-        async with self.read() as tx:
-            return await tx.fetchone(sql, params)
-
     async def ping(self) -> bool:
-        async with self.transaction() as tx:
-            return bool(await tx.fetchval("SELECT 1"))
+        """Whether the store answers a trivial query."""
+        async with self.read() as uow:
+            return bool(await uow.fetchval("SELECT 1"))
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[Transaction]:
-        """A transaction used only for reading (may be cheaper in some stores)."""
-        async with self.transaction() as tx:
-            yield tx
-
-
-async def open_database(url: str, *, migrate: bool = True) -> Database:
-    """Open the store named by `DATABASE_URL` and bring its schema up to date."""
-    from core.errors import ConfigError
-
-    if url.startswith("sqlite:///") or url == "sqlite://:memory:":
-        from core.storage.sqlite import SqliteDatabase
-
-        path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ":memory:"
-        db: Database = await SqliteDatabase.open(path)
-    elif url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            "DATABASE_URL: the PostgreSQL store is not part of this build yet; "
-            "use sqlite:///path/to/lokiz.db"
-        )
-    else:
-        raise ConfigError("DATABASE_URL: must start with sqlite:/// or postgresql://")
-    if migrate:
-        await db.migrate()
-    return db
 

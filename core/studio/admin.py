@@ -133,11 +133,9 @@ class AdminDesk:
 
     async def _log(self, ctx: ChatContext, command: str, args: list[str], allowed: bool) -> None:
         async with self.db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO admin_log (platform, actor, command, allowed, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (ctx.platform, str(ctx.user_id), " ".join([command, *args])[:300], int(allowed),
-                 time.time()),
+            await tx.admin_log.add(
+                platform=ctx.platform, actor=str(ctx.user_id),
+                command=" ".join([command, *args])[:300], allowed=allowed, now=time.time(),
             )
 
     def _say(self, ctx: ChatContext, text: str) -> Reply:

@@ -1,0 +1,557 @@
+"""The stores of one unit of work: every SQL statement of the product is in this file.
+
+Each store is bound to the transaction of the unit of work that made it, so
+whatever a caller does through `uow.jobs`, `uow.ledger`, `uow.users`, … commits
+or rolls back together. Statements are portable SQL with `?` placeholders; the
+few places where SQLite and PostgreSQL differ branch on `dialect`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from core.storage.base import ConstraintViolation, Executor, Overdraft, Row
+
+JOB_COLUMNS = (
+    "id", "user_id", "platform", "chat_id", "language", "session_id", "reply_to_message_id",
+    "status_message_id", "action", "model", "backend", "request", "prepared_inputs",
+    "prediction_id", "price", "status", "error_class", "error_detail", "output_path",
+    "delivered_message_id", "delivered_file_id", "delivery_attempts", "likes", "created_at",
+    "started_at", "deadline_at", "finished_at", "updated_at", "delivery_sends",
+    "delivery_unconfirmed",
+)
+_JOB_INSERTED = (
+    "id", "user_id", "platform", "chat_id", "language", "session_id", "reply_to_message_id",
+    "status_message_id", "action", "model", "backend", "request", "price", "status",
+    "created_at", "updated_at",
+)
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+class _Store:
+    def __init__(self, tx: Executor, after_commit: Callable[[Callable[[], None]], None]) -> None:
+        self.tx = tx
+        self._after_commit = after_commit
+
+    @property
+    def postgres(self) -> bool:
+        return self.tx.dialect == "postgresql"
+
+
+class UserRows(_Store):
+    """The `users` table."""
+
+    async def by_platform_id(self, platform: str, platform_user_id: str) -> Row | None:
+        return await self.tx.fetchone(
+            "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
+            (platform, platform_user_id),
+        )
+
+    async def by_id(self, user_id: int) -> Row | None:
+        return await self.tx.fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
+
+    async def by_username(self, platform: str, username: str) -> Row | None:
+        """The most recently seen user of `platform` called `username` (any case)."""
+        return await self.tx.fetchone(
+            "SELECT * FROM users WHERE platform = ? AND lower(username) = lower(?)"
+            " ORDER BY seen_at DESC LIMIT 1",
+            (platform, username),
+        )
+
+    async def insert_if_new(
+        self, platform: str, platform_user_id: str, *, display_name: str,
+        username: str | None, platform_language: str | None, now: float,
+    ) -> bool:
+        """Create the user unless they exist (two instances may race on a first message)."""
+        added = await self.tx.fetchall(
+            "INSERT INTO users (platform, platform_user_id, display_name, username,"
+            " platform_language, created_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (platform, platform_user_id) DO NOTHING RETURNING id",
+            (platform, platform_user_id, display_name, username, platform_language, now, now),
+        )
+        return bool(added)
+
+    async def refresh(
+        self, user_id: int, *, display_name: str, username: str | None,
+        platform_language: str | None, now: float,
+    ) -> None:
+        """Record what the platform now says about the user; empty values keep the old ones."""
+        await self.tx.execute(
+            "UPDATE users SET display_name = COALESCE(NULLIF(?, ''), display_name),"
+            " username = COALESCE(?, username),"
+            " platform_language = COALESCE(?, platform_language), seen_at = ?"
+            " WHERE id = ?",
+            (display_name, username, platform_language, now, user_id),
+        )
+
+    async def mark_contacted(self, user_id: int) -> bool:
+        """True only for the one call that marks the user's first contact."""
+        changed = await self.tx.execute(
+            "UPDATE users SET contacted = 1 WHERE id = ? AND contacted = 0", (user_id,)
+        )
+        return changed > 0
+
+    async def set_language(self, user_id: int, language: str) -> None:
+        await self.tx.execute("UPDATE users SET language = ? WHERE id = ?", (language, user_id))
+
+    async def count(self) -> int:
+        return int(await self.tx.fetchval("SELECT COUNT(*) FROM users"))
+
+    async def balance(self, user_id: int) -> int | None:
+        value = await self.tx.fetchval("SELECT balance FROM users WHERE id = ?", (user_id,))
+        return None if value is None else int(value)
+
+    async def lock(self, user_id: int) -> int | None:
+        """The balance, with the user's row locked until the transaction ends.
+
+        SQLite already serialises writers (BEGIN IMMEDIATE); PostgreSQL needs the
+        row lock so a balance read and the write after it see the same value.
+        """
+        suffix = " FOR UPDATE" if self.postgres else ""
+        value = await self.tx.fetchval(f"SELECT balance FROM users WHERE id = ?{suffix}", (user_id,))
+        return None if value is None else int(value)
+
+
+class LedgerRows(_Store):
+    """The append-only `ledger`; a trigger moves `users.balance` with every entry."""
+
+    def __init__(
+        self, tx: Executor, after_commit: Callable[[Callable[[], None]], None],
+        totals: dict[str, int],
+    ) -> None:
+        super().__init__(tx, after_commit)
+        self._totals = totals
+
+    def _count(self, row: Row) -> None:
+        kind, amount = str(row["kind"]), abs(int(row["delta"]))
+        if kind in self._totals:
+            def add() -> None:
+                self._totals[kind] += amount
+            self._after_commit(add)
+
+    async def append(
+        self, user_id: int, delta: int, kind: str, *, actor: str, reason: str, key: str,
+        job_id: str | None, now: float,
+    ) -> Row | None:
+        """Write one entry, or return the entry already written under `key`.
+
+        None when the user does not exist; raises Overdraft (writing nothing) when
+        the entry would take the balance below zero.
+        """
+        if self.postgres:
+            return await self._append_locked(
+                user_id, delta, kind, actor=actor, reason=reason, key=key, job_id=job_id, now=now
+            )
+        # SQLite: one statement. Writers are serialised; the users CHECK refuses overdrafts.
+        try:
+            rows = await self.tx.fetchall(
+                "INSERT INTO ledger (user_id, delta, kind, actor, reason, job_id,"
+                " idempotency_key, balance_after, created_at)"
+                " SELECT id, ?, ?, ?, ?, ?, ?, balance + ?, ? FROM users WHERE id = ?"
+                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+                (delta, kind, actor, reason, job_id, key, delta, now, user_id),
+            )
+        except ConstraintViolation:
+            # SQLite tests the CHECK before the key: a repeat must still come back as a repeat.
+            existing = await self.by_key(key)
+            if existing is not None:
+                return existing
+            raise Overdraft(await UserRows(self.tx, self._after_commit).balance(user_id) or 0) from None
+        if rows:
+            self._count(rows[0])
+            return rows[0]
+        return await self.by_key(key)
+
+    async def _append_locked(
+        self, user_id: int, delta: int, kind: str, *, actor: str, reason: str, key: str,
+        job_id: str | None, now: float,
+    ) -> Row | None:
+        # PostgreSQL runs READ COMMITTED: lock the user's row first, so the balance read
+        # here is the one the entry is written against, and a repeat of `key` queued
+        # behind the first sees its entry.
+        found = await self.tx.fetchone(
+            "SELECT u.balance, l.id AS entry FROM users AS u"
+            " LEFT JOIN ledger AS l ON l.idempotency_key = ? WHERE u.id = ? FOR UPDATE OF u",
+            (key, user_id),
+        )
+        if found is None:
+            return await self.by_key(key)
+        if found["entry"] is not None:
+            return await self.by_key(key)
+        balance = int(found["balance"])
+        if balance + delta < 0:
+            raise Overdraft(balance)
+        rows = await self.tx.fetchall(
+            "INSERT INTO ledger (user_id, delta, kind, actor, reason, job_id,"
+            " idempotency_key, balance_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+            (user_id, delta, kind, actor, reason, job_id, key, balance + delta, now),
+        )
+        if rows:
+            self._count(rows[0])
+            return rows[0]
+        return await self.by_key(key)
+
+    async def refund(self, job_id: str, *, reason: str, now: float) -> Row | None:
+        """Give back what `job_id` was charged, once; the refund entry, or None if never charged."""
+        # A job's charge is found by job id and kind: its key may be a press's, not the job's.
+        if self.postgres:
+            charge = await self.tx.fetchone(
+                "SELECT user_id FROM ledger WHERE job_id = ? AND kind = 'charge'", (job_id,)
+            )
+            if charge is None:
+                return None
+            await UserRows(self.tx, self._after_commit).lock(int(charge["user_id"]))
+        rows = await self.tx.fetchall(
+            "INSERT INTO ledger (user_id, delta, kind, actor, reason, job_id, idempotency_key,"
+            " balance_after, created_at)"
+            " SELECT c.user_id, -c.delta, 'refund', 'system', ?, c.job_id, ?,"
+            " (SELECT balance FROM users WHERE id = c.user_id) - c.delta, ?"
+            " FROM ledger AS c WHERE c.job_id = ? AND c.kind = 'charge'"
+            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+            (reason, f"refund:{job_id}", now, job_id),
+        )
+        if rows:
+            self._count(rows[0])
+            return rows[0]
+        return await self.by_key(f"refund:{job_id}")
+
+    async def by_key(self, key: str) -> Row | None:
+        return await self.tx.fetchone("SELECT * FROM ledger WHERE idempotency_key = ?", (key,))
+
+    async def count_keys_from(self, prefix: str) -> int:
+        """How many entries have a key starting with `prefix` (a range on the unique key)."""
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return int(await self.tx.fetchval(
+            "SELECT COUNT(*) FROM ledger WHERE idempotency_key >= ? AND idempotency_key < ?",
+            (prefix, upper),
+        ))
+
+    async def history(self, user_id: int, limit: int) -> list[Row]:
+        """The newest `limit` entries of a user, newest first."""
+        return await self.tx.fetchall(
+            "SELECT * FROM ledger WHERE user_id = ? ORDER BY id DESC LIMIT ?", (user_id, limit)
+        )
+
+    async def sum_for(self, user_id: int) -> int:
+        return int(
+            await self.tx.fetchval(
+                "SELECT COALESCE(SUM(delta), 0) FROM ledger WHERE user_id = ?", (user_id,)
+            )
+        )
+
+    async def spent_since(self, since: float) -> int:
+        """Credits charged minus refunded since `since`."""
+        return int(
+            await self.tx.fetchval(
+                "SELECT COALESCE(-SUM(delta), 0) FROM ledger"
+                " WHERE kind IN ('charge', 'refund') AND created_at >= ?",
+                (since,),
+            )
+        )
+
+
+class JobRows(_Store):
+    """The `jobs` table and its likes. Every transition is a compare-and-set on `status`."""
+
+    async def insert(self, row: Row) -> None:
+        await self.tx.execute(
+            f"INSERT INTO jobs ({', '.join(_JOB_INSERTED)}) VALUES ({_marks(_JOB_INSERTED)})",
+            tuple(row[column] for column in _JOB_INSERTED),
+        )
+
+    async def get(self, job_id: str) -> Row | None:
+        return await self.tx.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+
+    async def with_status(self, statuses: Sequence[str]) -> list[Row]:
+        return await self.tx.fetchall(
+            f"SELECT * FROM jobs WHERE status IN ({_marks(statuses)}) ORDER BY created_at",
+            tuple(statuses),
+        )
+
+    async def by_prediction(self, prediction_id: str) -> Row | None:
+        return await self.tx.fetchone(
+            "SELECT * FROM jobs WHERE prediction_id = ?", (prediction_id,)
+        )
+
+    async def for_user(self, user_id: int, limit: int) -> list[Row]:
+        """A user's newest jobs, newest first (insertion order breaks ties)."""
+        order = "seq" if self.postgres else "rowid"
+        return await self.tx.fetchall(
+            f"SELECT * FROM jobs WHERE user_id = ? ORDER BY created_at DESC, {order} DESC LIMIT ?",
+            (user_id, limit),
+        )
+
+    async def active_count(self, user_id: int, active: Sequence[str]) -> int:
+        """A user's jobs in `active` states, counted under the user's row lock.
+
+        The lock (PostgreSQL) makes two concurrent submits of one user count in turn,
+        so neither passes the per-user limit on a stale count.
+        """
+        await UserRows(self.tx, self._after_commit).lock(user_id)
+        return int(
+            await self.tx.fetchval(
+                f"SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ({_marks(active)})",
+                (user_id, *active),
+            )
+        )
+
+    async def counts_by_status(self) -> dict[str, int]:
+        found = await self.tx.fetchall("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
+        return {str(row["status"]): int(row["n"]) for row in found}
+
+    async def recent_run_seconds(self, model: str, done: Sequence[str], limit: int) -> list[float]:
+        """Generation times of the newest finished jobs of `model`."""
+        found = await self.tx.fetchall(
+            "SELECT finished_at - started_at AS seconds FROM jobs WHERE model = ?"
+            f" AND status IN ({_marks(done)}) AND started_at IS NOT NULL"
+            " AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
+            (model, *done, limit),
+        )
+        return [float(row["seconds"]) for row in found if row["seconds"] is not None]
+
+    async def transition(
+        self, job_id: str, *, allowed: Sequence[str] | None, now: float, unsent: bool = False,
+        **changes: Any,
+    ) -> bool:
+        """Set columns of a job whose status is in `allowed` (None: any status) and, with
+        `unsent`, that no send may have reached the chat; True if it did."""
+        unknown = set(changes) - set(JOB_COLUMNS)
+        if unknown or not changes:
+            raise ValueError(f"not job columns: {sorted(unknown) or 'none given'}")
+        sets = ", ".join(f"{column} = ?" for column in changes)
+        where, params = "id = ?", [job_id]
+        if allowed is not None:
+            where += f" AND status IN ({_marks(allowed)})"
+            params.extend(allowed)
+        if unsent:
+            where += " AND delivery_sends = 0"
+        changed = await self.tx.execute(
+            f"UPDATE jobs SET {sets}, updated_at = ? WHERE {where}",
+            (*changes.values(), now, *params),
+        )
+        return changed > 0
+
+    async def set_running(
+        self, job_id: str, prediction_id: str, *, deadline_at: float, allowed: Sequence[str],
+        now: float,
+    ) -> bool:
+        """Running with `prediction_id`; the first start time and deadline are kept."""
+        changed = await self.tx.execute(
+            "UPDATE jobs SET status = 'running', prediction_id = ?,"
+            " started_at = COALESCE(started_at, ?), deadline_at = COALESCE(deadline_at, ?),"
+            f" updated_at = ? WHERE id = ? AND status IN ({_marks(allowed)})",
+            (prediction_id, now, deadline_at, now, job_id, *allowed),
+        )
+        return changed > 0
+
+    async def count_delivery_attempt(self, job_id: str, *, allowed: Sequence[str], now: float) -> bool:
+        changed = await self.tx.execute(
+            "UPDATE jobs SET delivery_attempts = delivery_attempts + 1, updated_at = ?"
+            f" WHERE id = ? AND status IN ({_marks(allowed)})",
+            (now, job_id, *allowed),
+        )
+        return changed > 0
+
+    async def count_send(self, job_id: str, step: int, *, allowed: Sequence[str], now: float) -> bool:
+        """Add `step` (+1 before a send, -1 when it certainly did not arrive) to the sends
+        that may have reached the chat; never below zero."""
+        changed = await self.tx.execute(
+            "UPDATE jobs SET delivery_sends = delivery_sends + ?, updated_at = ?"
+            f" WHERE id = ? AND status IN ({_marks(allowed)}) AND delivery_sends + ? >= 0",
+            (step, now, job_id, *allowed, step),
+        )
+        return changed > 0
+
+    async def like(self, job_id: str, user_id: int) -> int:
+        """Count one like per user; return the job's total."""
+        added = await self.tx.fetchall(
+            "INSERT INTO job_likes (job_id, user_id) VALUES (?, ?)"
+            " ON CONFLICT DO NOTHING RETURNING job_id",
+            (job_id, user_id),
+        )
+        if added:
+            await self.tx.execute("UPDATE jobs SET likes = likes + 1 WHERE id = ?", (job_id,))
+        return int(await self.tx.fetchval("SELECT likes FROM jobs WHERE id = ?", (job_id,)) or 0)
+
+
+class SessionRows(_Store):
+    """Studio sessions, saved with optimistic versions."""
+
+    async def insert(self, row: Row) -> None:
+        await self.tx.execute(
+            "INSERT INTO sessions (id, user_id, platform, chat_id, chat_kind, step, data,"
+            " awaiting, message_id, version, created_at, updated_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (row["id"], row["user_id"], row["platform"], row["chat_id"], row["chat_kind"],
+             row["step"], row["data"], row["awaiting"], row["message_id"], row["version"],
+             row["created_at"], row["updated_at"], row["expires_at"]),
+        )
+
+    async def get(self, session_id: str) -> Row | None:
+        return await self.tx.fetchone("SELECT * FROM sessions WHERE id = ?", (session_id,))
+
+    async def delete_expired(self, now: float) -> int:
+        return await self.tx.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
+
+    async def save(self, row: Row, *, version: int) -> bool:
+        """Store `row` as the next version if the stored one is still `version`."""
+        changed = await self.tx.execute(
+            "UPDATE sessions SET step = ?, data = ?, awaiting = ?, message_id = ?,"
+            " version = version + 1, updated_at = ?, expires_at = ?"
+            " WHERE id = ? AND version = ?",
+            (row["step"], row["data"], row["awaiting"], row["message_id"], row["updated_at"],
+             row["expires_at"], row["id"], version),
+        )
+        return changed > 0
+
+    async def latest(
+        self, *, user_id: int, platform: str, chat_id: str, now: float, awaiting: bool
+    ) -> Row | None:
+        condition = " AND awaiting IS NOT NULL" if awaiting else ""
+        return await self.tx.fetchone(
+            "SELECT * FROM sessions WHERE user_id = ? AND platform = ? AND chat_id = ?"
+            f" AND expires_at > ?{condition} ORDER BY updated_at DESC LIMIT 1",
+            (user_id, platform, chat_id, now),
+        )
+
+    async def latest_with(self, user_id: int, key: str, now: float) -> Row | None:
+        """The user's newest live session whose JSON data has `key`."""
+        has_key = (
+            "CAST(data AS jsonb) ->> CAST(? AS text) IS NOT NULL" if self.postgres
+            else "json_extract(data, '$.' || ?) IS NOT NULL"
+        )
+        return await self.tx.fetchone(
+            f"SELECT * FROM sessions WHERE user_id = ? AND expires_at > ? AND {has_key}"
+            " ORDER BY updated_at DESC LIMIT 1",
+            (user_id, now, key),
+        )
+
+
+class PlatformFileRows(_Store):
+    """Platform file ids of uploaded media, by content hash."""
+
+    async def get(self, platform: str, sha256: str) -> str | None:
+        found = await self.tx.fetchval(
+            "SELECT file_id FROM platform_files WHERE platform = ? AND sha256 = ?",
+            (platform, sha256),
+        )
+        return None if found is None else str(found)
+
+    async def put(self, platform: str, sha256: str, file_id: str) -> None:
+        await self.tx.execute(
+            "INSERT INTO platform_files (platform, sha256, file_id) VALUES (?, ?, ?)"
+            " ON CONFLICT (platform, sha256) DO UPDATE SET file_id = excluded.file_id",
+            (platform, sha256, file_id),
+        )
+
+
+class AdminLogRows(_Store):
+    """Every admin command tried, allowed or refused."""
+
+    async def add(self, *, platform: str, actor: str, command: str, allowed: bool, now: float) -> None:
+        await self.tx.execute(
+            "INSERT INTO admin_log (platform, actor, command, allowed, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (platform, actor, command, int(allowed), now),
+        )
+
+    async def recent(self, limit: int) -> list[Row]:
+        return await self.tx.fetchall(
+            "SELECT * FROM admin_log ORDER BY id DESC LIMIT ?", (limit,)
+        )
+
+
+class MediaUsageRows(_Store):
+    """Which user brought which input file, for the per-user media quota."""
+
+    async def used(self, user_id: int, *, since: float, besides: str = "") -> int:
+        """Bytes the user brought since `since`, not counting the file `besides`."""
+        return int(await self.tx.fetchval(
+            "SELECT COALESCE(SUM(bytes), 0) FROM media_usage"
+            " WHERE user_id = ? AND used_at >= ? AND path <> ?",
+            (user_id, since, besides),
+        ))
+
+    async def put(self, user_id: int, path: str, size: int, now: float) -> None:
+        await self.tx.execute(
+            "INSERT INTO media_usage (user_id, path, bytes, used_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (user_id, path) DO UPDATE SET bytes = excluded.bytes,"
+            " used_at = excluded.used_at",
+            (user_id, path, size, now),
+        )
+
+    async def forget(self, user_id: int, path: str) -> None:
+        await self.tx.execute(
+            "DELETE FROM media_usage WHERE user_id = ? AND path = ?", (user_id, path)
+        )
+
+    async def forget_before(self, cutoff: float) -> None:
+        await self.tx.execute("DELETE FROM media_usage WHERE used_at < ?", (cutoff,))
+
+
+class WebPageRows(_Store):
+    """The web studio's stored pages (`web_messages`, one revision counter per browser)
+    and the media each page may show (`web_media`, by opaque id)."""
+
+    async def _serialise(self, chat: str) -> None:
+        # SQLite already serialises writers; PostgreSQL takes a per-page lock so two
+        # writes never share a revision (a live page would miss one).
+        if self.postgres:
+            await self.tx.fetchall("SELECT pg_advisory_xact_lock(hashtext(?))", (f"web:{chat}",))
+
+    async def add(self, chat: str, body: str, *, mine: bool, delivery: str | None, now: float) -> int:
+        """A new message; a repeated `delivery` key returns the first message's id."""
+        await self._serialise(chat)
+        if delivery is not None:
+            found = await self.tx.fetchval(
+                "SELECT id FROM web_messages WHERE delivery = ?", (delivery,))
+            if found is not None:
+                return int(found)
+        rows = await self.tx.fetchall(
+            "INSERT INTO web_messages (chat_id, rev, mine, body, delivery, created_at) VALUES"
+            " (?, (SELECT COALESCE(MAX(rev), 0) + 1 FROM web_messages WHERE chat_id = ?),"
+            " ?, ?, ?, ?) RETURNING id",
+            (chat, chat, int(mine), body, delivery, now),
+        )
+        return int(rows[0]["id"])
+
+    async def body(self, chat: str, message_id: int) -> str | None:
+        value = await self.tx.fetchval(
+            "SELECT body FROM web_messages WHERE id = ? AND chat_id = ?", (message_id, chat))
+        return None if value is None else str(value)
+
+    async def rewrite(self, chat: str, message_id: int, body: str) -> bool:
+        """Replace one of the page's messages (an edit in place) under a new revision."""
+        await self._serialise(chat)
+        return await self.tx.execute(
+            "UPDATE web_messages SET body = ?, rev = (SELECT MAX(rev) + 1 FROM web_messages"
+            " WHERE chat_id = ?) WHERE id = ? AND chat_id = ?",
+            (body, chat, message_id, chat),
+        ) > 0
+
+    async def since(self, chat: str, rev: int, limit: int) -> list[Row]:
+        """The page's latest `limit` messages written after revision `rev`, newest first."""
+        return await self.tx.fetchall(
+            "SELECT id, rev, mine, body FROM web_messages WHERE chat_id = ? AND rev > ?"
+            " ORDER BY rev DESC LIMIT ?", (chat, rev, limit),
+        )
+
+    async def share(self, media_id: str, chat: str, path: str, now: float) -> None:
+        await self.tx.execute(
+            "INSERT INTO web_media (id, chat_id, path, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (id) DO NOTHING", (media_id, chat, path, now),
+        )
+
+    async def media_path(self, chat: str, media_id: str) -> str | None:
+        value = await self.tx.fetchval(
+            "SELECT path FROM web_media WHERE id = ? AND chat_id = ?", (media_id, chat))
+        return None if value is None else str(value)
+
+    async def forget_before(self, cutoff: float) -> None:
+        await self.tx.execute("DELETE FROM web_messages WHERE created_at < ?", (cutoff,))
+        await self.tx.execute("DELETE FROM web_media WHERE created_at < ?", (cutoff,))
