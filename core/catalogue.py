@@ -68,12 +68,13 @@ class JobRequest:
     look: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
+    source_post: int | None = None  # the post a remix was made from (lineage, SPEC §12)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "action": self.action, "prompt": self.prompt, "image": self.image,
             "clip": self.clip, "template": self.template, "look": self.look,
-            "options": dict(self.options), "seed": self.seed,
+            "options": dict(self.options), "seed": self.seed, "source_post": self.source_post,
         }
 
     @classmethod

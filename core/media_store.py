@@ -38,10 +38,11 @@ def _sha256(path: Path) -> str:
 class MediaStore:
     def __init__(
         self, root: Path, ttl_hours: float = 48, *, db: Database | None = None,
-        quota_mb: int | None = None,
+        quota_mb: int | None = None, post_ttl_days: float = 30,
     ) -> None:
         self.root = root
         self.ttl = ttl_hours * 3600
+        self.post_ttl = post_ttl_days * 86400  # posts/ holds delivered clips (POST_TTL_DAYS)
         self.db = db
         self.quota = quota_mb * MB if quota_mb else None
 
@@ -120,20 +121,23 @@ class MediaStore:
         """Delete media older than the TTL, the folders left empty and the quota rows of
         what went; return how many files went."""
         cutoff = time.time() - self.ttl
-        removed = await asyncio.to_thread(self._clean_sync, cutoff)
+        removed = await asyncio.to_thread(self._clean_sync, cutoff, time.time() - self.post_ttl)
         if self.db is not None:
             async with self.db.transaction() as tx:
                 await tx.media_usage.forget_before(cutoff)
         return removed
 
-    def _clean_sync(self, cutoff: float) -> int:
+    def _clean_sync(self, cutoff: float, post_cutoff: float | None = None) -> int:
         removed = 0
+        posts = self.root / "posts"
+        post_cutoff = cutoff if post_cutoff is None else post_cutoff
         if not self.root.exists():
             return 0
         emptied: set[Path] = set()
         for path in self.root.rglob("*"):
             try:
-                if path.is_file() and path.stat().st_mtime < cutoff:
+                limit = post_cutoff if path.is_relative_to(posts) else cutoff
+                if path.is_file() and path.stat().st_mtime < limit:
                     path.unlink()
                     removed += 1
                     emptied.add(path.parent)

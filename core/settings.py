@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     media_dir: Path = Path("data/media")
     media_ttl_hours: int = Field(default=48, ge=1)
+    post_ttl_days: int = Field(default=30, ge=1)  # a post keeps its clip this long
     ffmpeg_binary: Path | None = None
     max_video_seconds: float = Field(default=600.0, gt=0)
     max_pixels: int = Field(default=16_777_216, ge=4096)  # 4096×4096; checked before decoding

@@ -48,3 +48,16 @@ def test_upgrading_keeps_every_user_balance_and_reference_and_admits_web_users(t
         conn.execute("INSERT INTO sessions (id, user_id, platform, chat_id, step, data, created_at,"
                      " updated_at, expires_at) VALUES ('s2', 99, 'web', '1', 'frame', '{}', 0, 0, 0)")
     conn.close()
+
+
+@pytest.mark.both_stores
+async def test_a_migration_merged_under_a_lower_number_still_runs(database_url):
+    db = await open_database(database_url)
+    try:
+        async with db.transaction() as uow:  # as if 009 had come after 010 was applied
+            await uow.execute("DELETE FROM schema_migrations WHERE version = 9")
+            await uow.execute("DROP TABLE web_media")
+            await uow.execute("DROP TABLE web_messages")
+        assert await db.migrate() == [9] and await db.migrate() == []
+    finally:
+        await db.close()

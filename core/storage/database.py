@@ -21,10 +21,13 @@ from typing import Self
 from core.storage.base import Dialect, Executor, Row
 from core.storage.stores import (
     AdminLogRows,
+    BulkRows,
     JobRows,
     LedgerRows,
+    LikeRows,
     MediaUsageRows,
     PlatformFileRows,
+    PostRows,
     SessionRows,
     UserRows,
     WebPageRows,
@@ -72,6 +75,18 @@ class UnitOfWork(Executor):
     @functools.cached_property
     def media_usage(self) -> MediaUsageRows:
         return MediaUsageRows(self, self.after_commit)
+
+    @functools.cached_property
+    def posts(self) -> PostRows:
+        return PostRows(self, self.after_commit)
+
+    @functools.cached_property
+    def likes(self) -> LikeRows:
+        return LikeRows(self, self.after_commit)
+
+    @functools.cached_property
+    def bulk(self) -> BulkRows:
+        return BulkRows(self, self.after_commit)
 
     @functools.cached_property
     def web_pages(self) -> WebPageRows:

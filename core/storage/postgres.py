@@ -125,8 +125,10 @@ class PostgresDatabase(Database):
         async with _PgUnit(self) as uow:
             # Instances that start together queue here; each reads the version after the lock.
             await uow.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
-            current = await self._version(uow)
-            pending = [m for m in migrations("postgresql") if m[0] > current]
+            done: set[int] = set()
+            if await self._version(uow):  # applied files, not the highest: a lower number may come later
+                done = {int(r["version"]) for r in await uow.fetchall("SELECT version FROM schema_migrations")}
+            pending = [m for m in migrations("postgresql") if m[0] not in done]
             if pending:
                 await uow.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"

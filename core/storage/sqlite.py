@@ -161,13 +161,21 @@ class SqliteDatabase(Database):
             return 0
         return int(await uow.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"))
 
+    @staticmethod
+    async def _applied(uow: UnitOfWork) -> set[int]:
+        if not await SqliteDatabase._version(uow):
+            return set()
+        return {int(r["version"]) for r in await uow.fetchall("SELECT version FROM schema_migrations")}
+
     async def migrate(self) -> list[int]:
         applied: list[int] = []
         for version, name, sql in migrations("sqlite"):
-            # One transaction per file, the version read inside it: a second process
+            # One transaction per file, the versions read inside it: a second process
             # starting at the same moment waits on the write lock, then skips the file.
+            # A file is skipped only if it was applied (one merged under a lower number
+            # after a higher one still runs).
             async with self.transaction() as uow:
-                if version <= await self._version(uow):
+                if version in await self._applied(uow):
                     continue
                 await uow.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"

@@ -494,6 +494,348 @@ class MediaUsageRows(_Store):
         await self.tx.execute("DELETE FROM media_usage WHERE used_at < ?", (cutoff,))
 
 
+# --- Social: posts, likes and creator totals (migration 010) ---------------------------------
+
+POST_COLUMNS = (
+    "id", "job_id", "platform", "chat_id", "owner_id", "created_at", "source_post_id",
+    "generation", "clip_path", "file_id", "message_id", "search_text", "likes", "score",
+    "deleted_at",
+)
+_POST_INSERTED = (
+    "job_id", "platform", "chat_id", "owner_id", "created_at", "source_post_id", "generation",
+    "clip_path", "file_id", "message_id", "search_text",
+)
+# The owner's names come along with every post a screen shows.
+_POST_WITH_OWNER = (
+    "SELECT p.*, u.username AS owner_username, u.display_name AS owner_display_name,"
+    " u.platform_user_id AS owner_platform_user_id FROM posts AS p"
+    " JOIN users AS u ON u.id = p.owner_id"
+)
+
+
+def _like_escape(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class PostRows(_Store):
+    """The `posts` table: one row per delivered clip, with its lineage and like counts."""
+
+    async def insert_if_new(self, row: Row) -> Row:
+        """Insert the post of `row["job_id"]` unless it exists; the stored row either way."""
+        await self.tx.execute(
+            f"INSERT INTO posts ({', '.join(_POST_INSERTED)}) VALUES ({_marks(_POST_INSERTED)})"
+            " ON CONFLICT (job_id) DO NOTHING",
+            tuple(row.get(column) for column in _POST_INSERTED),
+        )
+        stored = await self.by_job(str(row["job_id"]))
+        assert stored is not None
+        return stored
+
+    async def get(self, post_id: int) -> Row | None:
+        """A post with its owner's names (deleted ones too)."""
+        return await self.tx.fetchone(f"{_POST_WITH_OWNER} WHERE p.id = ?", (post_id,))
+
+    async def by_job(self, job_id: str) -> Row | None:
+        return await self.tx.fetchone(f"{_POST_WITH_OWNER} WHERE p.job_id = ?", (job_id,))
+
+    async def by_message(self, platform: str, chat_id: str, message_id: str) -> Row | None:
+        """The post delivered as `message_id` in a chat (a remix started from its message)."""
+        return await self.tx.fetchone(
+            f"{_POST_WITH_OWNER} WHERE p.platform = ? AND p.chat_id = ? AND p.message_id = ?"
+            " ORDER BY p.id DESC LIMIT 1",
+            (platform, chat_id, message_id),
+        )
+
+    async def ancestors(self, post_id: int, limit: int) -> list[Row]:
+        """The post and the posts it was remixed from, newest generation first."""
+        return await self.tx.fetchall(
+            "WITH RECURSIVE chain (id, depth) AS (SELECT CAST(? AS BIGINT), 0"
+            " UNION ALL SELECT p.source_post_id, c.depth + 1 FROM chain AS c"
+            " JOIN posts AS p ON p.id = c.id"
+            " WHERE p.source_post_id IS NOT NULL AND c.depth < ?)"
+            f" {_POST_WITH_OWNER} JOIN chain AS c ON c.id = p.id ORDER BY c.depth",
+            (post_id, limit - 1),
+        )
+
+    async def feed(
+        self, platform: str, chat_id: str, *, since: float, limit: int, offset: int
+    ) -> list[Row]:
+        """A chat's live posts made since `since`, most liked (by others) first."""
+        return await self.tx.fetchall(
+            f"{_POST_WITH_OWNER} JOIN (SELECT id AS top_id, score AS top_score FROM posts"
+            " WHERE platform = ? AND chat_id = ? AND created_at >= ? AND deleted_at IS NULL"
+            " ORDER BY score DESC, id DESC LIMIT ? OFFSET ?) AS top ON top.top_id = p.id"
+            " ORDER BY top.top_score DESC, p.id DESC",
+            (platform, chat_id, since, limit, offset),
+        )
+
+    async def feed_size(self, platform: str, chat_id: str, *, since: float) -> int:
+        return int(await self.tx.fetchval(
+            "SELECT COUNT(*) FROM posts WHERE platform = ? AND chat_id = ? AND created_at >= ?"
+            " AND deleted_at IS NULL",
+            (platform, chat_id, since),
+        ))
+
+    async def of_owner(self, owner_id: int, words: Sequence[str], limit: int) -> list[Row]:
+        """The owner's newest live posts with a platform file id whose search text has
+        every one of `words` (lower-case)."""
+        where = "".join(" AND p.search_text LIKE ? ESCAPE '\\'" for _ in words)
+        return await self.tx.fetchall(
+            f"{_POST_WITH_OWNER} WHERE p.owner_id = ? AND p.deleted_at IS NULL"
+            f" AND p.file_id IS NOT NULL{where} ORDER BY p.created_at DESC, p.id DESC LIMIT ?",
+            (owner_id, *(f"%{_like_escape(word)}%" for word in words), limit),
+        )
+
+    async def lock(self, post_id: int) -> Row | None:
+        """The post's row, locked until the transaction ends (PostgreSQL; SQLite serialises)."""
+        suffix = " FOR UPDATE" if self.postgres else ""
+        return await self.tx.fetchone(f"SELECT * FROM posts WHERE id = ?{suffix}", (post_id,))
+
+    async def mark_deleted(self, post_id: int, now: float) -> bool:
+        """Take a post out of the feed, /top and inline results; True if it was live."""
+        post = await self.lock(post_id)
+        if post is None or post["deleted_at"] is not None:
+            return False
+        from_day = await LikeRows(self.tx, self._after_commit).hold_window(
+            post["platform"], post["chat_id"]
+        )
+        await self.tx.execute(
+            "UPDATE posts SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL", (now, post_id)
+        )
+        # Its likes leave the creator's daily totals (self-likes were never in them).
+        await self.tx.execute(
+            "UPDATE creator_likes SET likes = likes - (SELECT COUNT(*) FROM post_likes AS l"
+            " WHERE l.post_id = ? AND l.user_id <> ? AND l.day = creator_likes.day)"
+            " WHERE platform = ? AND chat_id = ? AND owner_id = ?"
+            " AND day IN (SELECT day FROM post_likes WHERE post_id = ?)",
+            (post_id, post["owner_id"], post["platform"], post["chat_id"], post["owner_id"],
+             post_id),
+        )
+        if from_day >= 0:
+            await self.tx.execute(
+                "UPDATE creator_window SET likes = likes - (SELECT COUNT(*) FROM post_likes AS l"
+                " WHERE l.post_id = ? AND l.user_id <> ? AND l.day >= ?)"
+                " WHERE platform = ? AND chat_id = ? AND owner_id = ?",
+                (post_id, post["owner_id"], from_day, post["platform"], post["chat_id"],
+                 post["owner_id"]),
+            )
+        return True
+
+    async def forget_clips_before(self, cutoff: float) -> list[str]:
+        """Clear the clip path of posts older than `cutoff`; the paths cleared."""
+        found = await self.tx.fetchall(
+            "UPDATE posts SET clip_path = NULL WHERE created_at < ? AND clip_path IS NOT NULL"
+            " RETURNING clip_path AS old",
+            (cutoff,),
+        )
+        return [str(row["old"]) for row in found if row["old"] is not None]
+
+
+class LikeRows(_Store):
+    """`post_likes`, with the post's counts and the creator's daily totals kept in step."""
+
+    async def toggle(self, post_id: int, user_id: int, *, now: float) -> tuple[bool, int] | None:
+        """Like the post, or take the like back; (liked, likes) or None for no live post."""
+        post = await PostRows(self.tx, self._after_commit).lock(post_id)
+        if post is None or post["deleted_at"] is not None:
+            return None
+        day = int(now // 86400)
+        from_day = await self.hold_window(post["platform"], post["chat_id"])
+        added = await self.tx.fetchall(
+            "INSERT INTO post_likes (post_id, user_id, liked_at, day) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (post_id, user_id) DO NOTHING RETURNING day",
+            (post_id, user_id, now, day),
+        )
+        if added:
+            step = 1
+        else:
+            removed = await self.tx.fetchall(
+                "DELETE FROM post_likes WHERE post_id = ? AND user_id = ? RETURNING day",
+                (post_id, user_id),
+            )
+            if not removed:  # pragma: no cover - the post's lock orders presses
+                raise RuntimeError("a like vanished under the post's lock")
+            step, day = -1, int(removed[0]["day"])
+        counted = int(user_id != post["owner_id"])
+        likes = await self.tx.fetchval(
+            "UPDATE posts SET likes = likes + ?, score = score + ? WHERE id = ? RETURNING likes",
+            (step, step * counted, post_id),
+        )
+        if counted:
+            await self.tx.execute(
+                "INSERT INTO creator_likes (platform, chat_id, day, owner_id, likes)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, chat_id, day, owner_id)"
+                " DO UPDATE SET likes = creator_likes.likes + excluded.likes",
+                (post["platform"], post["chat_id"], day, post["owner_id"], step),
+            )
+            if 0 <= from_day <= day:
+                await self.tx.execute(
+                    "INSERT INTO creator_window (platform, chat_id, owner_id, likes)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (platform, chat_id, owner_id)"
+                    " DO UPDATE SET likes = creator_window.likes + excluded.likes",
+                    (post["platform"], post["chat_id"], post["owner_id"], step),
+                )
+        return bool(added), int(likes)
+
+    async def hold_window(self, platform: str, chat_id: str) -> int:
+        """The chat's /top window start (-1: not built), held (PostgreSQL: FOR SHARE) so no
+        rebuild runs until this transaction ends; likes on days from it go in the window."""
+        await self.tx.execute(
+            "INSERT INTO chat_windows (platform, chat_id, from_day) VALUES (?, ?, -1)"
+            " ON CONFLICT (platform, chat_id) DO NOTHING",
+            (platform, chat_id),
+        )
+        suffix = " FOR SHARE" if self.postgres else ""
+        return int(await self.tx.fetchval(
+            f"SELECT from_day FROM chat_windows WHERE platform = ? AND chat_id = ?{suffix}",
+            (platform, chat_id),
+        ))
+
+    async def has_liked(self, post_id: int, user_id: int) -> bool:
+        return await self.tx.fetchone(
+            "SELECT 1 AS yes FROM post_likes WHERE post_id = ? AND user_id = ?", (post_id, user_id)
+        ) is not None
+
+    async def top_creators(
+        self, platform: str, chat_id: str, *, since_day: int, limit: int
+    ) -> list[Row] | None:
+        """A chat's creators by likes received from others since `since_day` (live posts),
+        or None when the chat's window starts on another day (`rebuild_window` first)."""
+        from_day = await self.tx.fetchval(
+            "SELECT from_day FROM chat_windows WHERE platform = ? AND chat_id = ?",
+            (platform, chat_id),
+        )
+        if from_day is None or int(from_day) != since_day:
+            return None
+        return await self.tx.fetchall(
+            "SELECT w.owner_id, w.likes, u.username AS owner_username,"
+            " u.display_name AS owner_display_name, u.platform_user_id AS owner_platform_user_id"
+            " FROM creator_window AS w JOIN users AS u ON u.id = w.owner_id"
+            " WHERE w.platform = ? AND w.chat_id = ? AND w.likes > 0"
+            " ORDER BY w.likes DESC, w.owner_id LIMIT ?",
+            (platform, chat_id, limit),
+        )
+
+    async def rebuild_window(self, platform: str, chat_id: str, since_day: int) -> None:
+        """Sum the chat's daily creator totals from `since_day` into its /top window."""
+        await self.tx.execute(
+            "INSERT INTO chat_windows (platform, chat_id, from_day) VALUES (?, ?, -1)"
+            " ON CONFLICT (platform, chat_id) DO NOTHING",
+            (platform, chat_id),
+        )
+        suffix = " FOR UPDATE" if self.postgres else ""
+        from_day = await self.tx.fetchval(
+            f"SELECT from_day FROM chat_windows WHERE platform = ? AND chat_id = ?{suffix}",
+            (platform, chat_id),
+        )
+        if int(from_day) == since_day:
+            return  # another instance just built it
+        await self.tx.execute(
+            "DELETE FROM creator_window WHERE platform = ? AND chat_id = ?", (platform, chat_id)
+        )
+        await self.tx.execute(
+            "INSERT INTO creator_window (platform, chat_id, owner_id, likes)"
+            " SELECT platform, chat_id, owner_id, SUM(likes) FROM creator_likes"
+            " WHERE platform = ? AND chat_id = ? AND day >= ?"
+            " GROUP BY platform, chat_id, owner_id HAVING SUM(likes) > 0",
+            (platform, chat_id, since_day),
+        )
+        await self.tx.execute(
+            "UPDATE chat_windows SET from_day = ? WHERE platform = ? AND chat_id = ?",
+            (since_day, platform, chat_id),
+        )
+
+    async def recount(self) -> None:
+        """Rebuild every post's counts and the creators' daily totals from the likes."""
+        await self.tx.execute("UPDATE posts SET likes = 0, score = 0")
+        await self.tx.execute(
+            "UPDATE posts SET likes = c.likes, score = c.score FROM (SELECT l.post_id,"
+            " COUNT(*) AS likes, SUM(CASE WHEN l.user_id <> p.owner_id THEN 1 ELSE 0 END)"
+            " AS score FROM post_likes AS l JOIN posts AS p ON p.id = l.post_id"
+            " GROUP BY l.post_id) AS c WHERE posts.id = c.post_id"
+        )
+        await self.tx.execute("DELETE FROM creator_likes")
+        await self.tx.execute("DELETE FROM creator_window")
+        await self.tx.execute("DELETE FROM chat_windows")
+        await self.tx.execute(
+            "INSERT INTO creator_likes (platform, chat_id, day, owner_id, likes)"
+            " SELECT p.platform, p.chat_id, l.day, p.owner_id, COUNT(*) FROM post_likes AS l"
+            " JOIN posts AS p ON p.id = l.post_id"
+            " WHERE l.user_id <> p.owner_id AND p.deleted_at IS NULL"
+            " GROUP BY p.platform, p.chat_id, l.day, p.owner_id"
+        )
+        # Fresh statistics, so the planner reads the feed from its index.
+        for table in ("posts", "post_likes", "creator_likes", "users"):
+            await self.tx.execute(f"ANALYZE {table}")
+
+
+class BulkRows(_Store):
+    """Bulk loading for benches and imports: many rows in a few statements."""
+
+    # Loadable columns and their PostgreSQL types (rows go there as one array per column).
+    TABLES: dict[str, dict[str, str]] = {
+        "users": {
+            "platform": "text", "platform_user_id": "text", "display_name": "text",
+            "username": "text", "created_at": "double precision", "seen_at": "double precision",
+        },
+        "posts": {
+            "job_id": "text", "platform": "text", "chat_id": "text", "owner_id": "bigint",
+            "created_at": "double precision", "source_post_id": "bigint", "generation": "integer",
+            "clip_path": "text", "file_id": "text", "message_id": "text", "search_text": "text",
+            "deleted_at": "double precision",
+        },
+        "post_likes": {
+            "post_id": "bigint", "user_id": "bigint", "liked_at": "double precision",
+            "day": "integer",
+        },
+    }
+
+    async def insert(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        types = self.TABLES.get(table, {})
+        if not columns or set(columns) - set(types):
+            raise ValueError(f"cannot bulk load {table} ({', '.join(columns)})")
+        if not self.postgres:
+            await _insert_many(self.tx, table, columns, rows)
+            return
+        arrays = ", ".join(f"CAST(? AS {types[column]}[])" for column in columns)
+        for start in range(0, len(rows), 100_000):
+            chunk = rows[start:start + 100_000]
+            await self.tx.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})",
+                tuple([row[i] for row in chunk] for i in range(len(columns))),
+            )
+
+    async def settle(self) -> None:
+        """After a bulk load, in a read unit (outside a transaction): PostgreSQL's VACUUM
+        marks the new pages all-visible, so the feed reads its index alone."""
+        if self.postgres:
+            for table in ("posts", "post_likes", "creator_likes", "creator_window"):
+                await self.tx.execute(f"VACUUM (ANALYZE) {table}")
+
+    async def ids(self, table: str, key: str) -> dict[str, int]:
+        """`key` → id of every row of a bulk-loaded table (users: platform_user_id)."""
+        if key not in self.TABLES.get(table, {}):
+            raise ValueError(f"not a bulk key: {table}.{key}")
+        found = await self.tx.fetchall(f"SELECT id, {key} AS k FROM {table}")
+        return {str(row["k"]): int(row["id"]) for row in found}
+
+
+async def _insert_many(
+    tx: Executor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    # Well under both stores' limits on parameters per statement (SQLite 32,766).
+    per = max(1, 30_000 // len(columns))
+    one = f"({_marks(columns)})"
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        await tx.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * len(chunk))}",
+            tuple(value for row in chunk for value in row),
+        )
+
+
 class WebPageRows(_Store):
     """The web studio's stored pages (`web_messages`, one revision counter per browser)
     and the media each page may show (`web_media`, by opaque id)."""
