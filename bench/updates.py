@@ -133,7 +133,7 @@ async def full_stack(fake: TelegramFake, replies: Replies, users: list[ChatUser]
             generator="local", http_port=0,
         )
         services = await build_services(settings)
-        adapter = TelegramAdapter(services)
+        adapter = TelegramAdapter(settings, services.desk)
         try:
             return await measure("LOKIZ /balance (full)", fake, replies, users, adapter.dp,
                                  adapter.bot, "/balance", rounds)

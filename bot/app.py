@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from aiohttp import web
+
 from core.backends.base import Backend
 from core.catalogue import MUSIC, TemplateCatalogue, build_models
 from core.credits import CreditLedger
+from core.desk import Desk
 from core.engine import JobEngine
 from core.errors import ConfigError
 from core.http import REPLICATE_WEBHOOK_PATH, HttpServer
@@ -52,9 +55,8 @@ class Services:
     studio: Studio
     account: Account
     admin: AdminDesk
+    desk: Desk
     http: HttpServer
-    rate_limiter: UpdateRateLimiter
-    platform_files: PlatformFiles
 
     async def close(self) -> None:
         await self.engine.stop()
@@ -64,7 +66,14 @@ class Services:
 
 
 class Adapter(Protocol):
+    """A chat platform. It is given its settings and the Desk, nothing else; its
+    `notifier` is the slot the engine speaks through to that platform."""
+
     notifier: Notifier
+
+    def mount(self, app: web.Application) -> None:
+        """Add the platform's webhook routes to the HTTP server (before it starts)."""
+        ...
 
     async def run(self) -> None:
         """Serve until cancelled (or raise on a fatal platform error)."""
@@ -122,8 +131,7 @@ async def build_services(settings: Settings) -> Services:
         ledger=ledger, sessions=sessions, jobs=jobs, engine=engine, models=models,
         templates=templates, media=media,
         limits=StudioLimits(settings.max_video_seconds, settings.glitch_max_seconds),
-        default_language=settings.default_language, starter_credits=settings.starter_credits,
-        music_is_bark=models[MUSIC].model_id == settings.model_music_bark,
+        default_language=settings.default_language, music_is_bark=models[MUSIC].model_id == settings.model_music_bark,
     )
     secret_source = None
     if webhook_url:
@@ -138,11 +146,14 @@ async def build_services(settings: Settings) -> Services:
                       port=settings.http_port, webhook_secret=secret_source,
                       metrics_token=settings.metrics_token.get_secret_value()
                       if settings.metrics_token else None)
+    account = Account(studio, jobs, engine)
+    admin = AdminDesk(ledger, jobs, db, settings.admins)
+    desk = Desk(studio, account, admin, PlatformFiles(db, media),
+                starter_credits=settings.starter_credits, rate_limiter=UpdateRateLimiter())
     return Services(
         settings=settings, db=db, ledger=ledger, jobs=jobs, sessions=sessions, media=media,
-        backend=backend, engine=engine, studio=studio, account=Account(studio, jobs, engine),
-        admin=AdminDesk(studio, ledger, jobs, db, settings.admins), http=http,
-        rate_limiter=UpdateRateLimiter(), platform_files=PlatformFiles(db, media),
+        backend=backend, engine=engine, studio=studio, account=account, admin=admin, desk=desk,
+        http=http,
     )
 
 
@@ -161,15 +172,20 @@ def make_adapters(services: Services) -> list[Adapter]:
     if settings.telegram_bot_token is not None:
         from adapters.telegram.app import TelegramAdapter
 
-        adapters.append(TelegramAdapter(services))
+        adapters.append(TelegramAdapter(settings, services.desk))
     if settings.discord_bot_token is not None:
         from adapters.discord.app import DiscordAdapter
 
-        adapters.append(DiscordAdapter(services))
+        adapters.append(DiscordAdapter(settings, services.desk))
     if settings.web_enabled:
         from adapters.web.app import WebAdapter
+        from core.web_pages import WebPages
 
-        adapters.append(WebAdapter(services))
+        services.http.stream_body("/upload")  # the page's uploads stream to disk, under WEB_MAX_UPLOAD_MB
+        adapters.append(WebAdapter(settings, services.desk, WebPages(services.db)))
+    for adapter in adapters:
+        adapter.mount(services.http.app)
+        services.engine.with_notifier(adapter.notifier)
     return adapters
 
 
@@ -202,8 +218,6 @@ async def run_bot(settings: Settings) -> None:
     tasks: list[asyncio.Task[None]] = []
     try:
         adapters = make_adapters(services)
-        for adapter in adapters:
-            services.engine.with_notifier(adapter.notifier)
         await services.engine.start()
         await services.http.start()
         log.info(
@@ -211,6 +225,9 @@ async def run_bot(settings: Settings) -> None:
             ", ".join(type(a).__name__.removesuffix("Adapter").lower() for a in adapters),
             services.backend.name,
         )
+        if settings.web_enabled:
+            host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "") else settings.http_host
+            print(f"LOKIZ web studio: http://{host}:{services.http.bound_port}/", flush=True)
         tasks = [asyncio.create_task(adapter.run()) for adapter in adapters]
         tasks.append(asyncio.create_task(_clean_media_periodically(services)))
         stopper = asyncio.create_task(stop.wait())

@@ -336,8 +336,11 @@ class JobEngine:
         reply_to_message_id: str | None = None,
         session_id: str | None = None,
         charge_key: str | None = None,
+        owner_id: str | None = None,
+        owner_name: str | None = None,
     ) -> Job:
-        """Store and charge a job in one transaction, then queue it.
+        """Store and charge a job in one transaction, then queue it. `owner_id` (platform
+        user id) and `owner_name` travel with the job so notifiers can mention its owner.
 
         `charge_key` names the press that asked (a repeat raises AlreadyStarted).
         Raises InsufficientCredits / TooManyActiveJobs / OptionInvalid with nothing stored.
@@ -353,7 +356,8 @@ class JobEngine:
             prediction_id=None, price=price, status=QUEUED, error_class=None,
             error_detail=None, output_path=None, delivered_message_id=None,
             delivered_file_id=None, delivery_attempts=0, likes=0, created_at=now,
-            started_at=None, deadline_at=None, finished_at=None,
+            started_at=None, deadline_at=None, finished_at=None, owner_id=owner_id,
+            owner_name=owner_name,
         )
         async with self.jobs.db.transaction() as tx:
             active = await self.jobs.active_count(tx, user_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.actions import AddMusic, AddToClip, Again, CancelJob, Like, Remix
 from core.catalogue import (
     GLITCH_ANIMATE,
     GLITCH_REPLACE,
@@ -40,7 +41,7 @@ def duration_text(lang: str, seconds: float) -> str:
 
 
 def cancel_row(job: Job, lang: str) -> tuple[tuple[Button, ...], ...]:
-    return ((Button(t(lang, "button.cancel_job"), "job.cancel", (job.id,), "danger"),),)
+    return ((Button(t(lang, "button.cancel_job"), CancelJob(job.id), "danger"),),)
 
 
 def queued_screen(job: Job, what: str, position: int) -> Screen:
@@ -88,18 +89,17 @@ def result_screen(
         caption += "\n" + t(lang, "job.local_preview")
     if resent:
         caption += "\n" + t(lang, "job.resent_after_restart")
-    like = Button(f"👍 {likes}" if likes else "👍", "job.like", (job.id,))
+    like = Button(f"👍 {likes}" if likes else "👍", Like(job.id))
     again_label = t(lang, "button.again_more", n=again) if again else t(lang, "button.again")
-    again_button = Button(again_label, "job.again", (job.id, str(again)))
+    again_button = Button(again_label, Again(job.id, again))
     if job.action == MUSIC:
         rows: tuple[tuple[Button, ...], ...] = (
-            (Button(t(lang, "button.add_to_clip"), "job.mux", (job.id,), "primary"),
-             again_button, like),
+            (Button(t(lang, "button.add_to_clip"), AddToClip(job.id), "primary"), again_button, like),
         )
     else:
         rows = (
-            (Button(t(lang, "button.remix"), "job.remix", (job.id,), "primary"),
-             Button(t(lang, "button.add_music"), "job.music", (job.id,))),
+            (Button(t(lang, "button.remix"), Remix(job.id), "primary"),
+             Button(t(lang, "button.add_music"), AddMusic(job.id))),
             (again_button, like),
         )
     return Screen(caption, rows)

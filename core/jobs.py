@@ -71,6 +71,8 @@ class Job:
     finished_at: float | None
     delivery_sends: int = 0  # sends that may have reached the chat (recorded before each)
     delivery_unconfirmed: bool = False  # delivered, but the platform never confirmed it
+    owner_id: str | None = None  # the owner's platform user id (mentioned in groups)
+    owner_name: str | None = None  # how the chat names them, settled at submit
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -103,6 +105,7 @@ class JobStore:
             "model": job.model, "backend": job.backend,
             "request": json.dumps(job.request.to_json()), "price": job.price,
             "status": job.status, "created_at": job.created_at, "updated_at": job.created_at,
+            "owner_id": job.owner_id, "owner_name": job.owner_name,
         })
 
     async def get(self, job_id: str) -> Job | None:

@@ -2,22 +2,95 @@
 
 A session is read, changed in memory and saved only if nobody saved it in
 between (`version`); a double press or a second instance loses the race and is
-told so instead of charging twice.
+told so instead of charging twice. Its state is a typed `SessionData`, stored as
+the same JSON object as always (absent keys are None), so no migration is needed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 from core.ids import short_id
 from core.storage import Database
 
 SESSION_TTL = 24 * 3600
+
+
 def new_session_id() -> str:
     return short_id(8)
+
+
+class Step(StrEnum):
+    """Where a session is in the flow (SPEC §2)."""
+
+    SHEET = "sheet"
+    FRAME = "frame"
+    TEMPLATES = "templates"
+    OPTIONS = "options"
+    ASK_PROMPT = "ask_prompt"
+    ASK_CLIP = "ask_clip"
+    ASK_IMAGE = "ask_image"
+    MODES = "modes"
+    MUSIC = "music"
+    CONFIRM = "confirm"
+    SUBMITTED = "submitted"
+    CLOSED = "closed"
+
+
+class Awaiting(StrEnum):
+    """What the studio waits for the user to send; each adapter has its own hint for each."""
+
+    NOTHING = ""
+    TIME = "time"
+    CLIP = "clip"
+    IMAGE = "image"
+    PROMPT = "prompt"
+    MUSIC_PROMPT = "music_prompt"
+
+    @property
+    def upload(self) -> bool:
+        """A file is awaited (an image or a clip)."""
+        return self in (Awaiting.CLIP, Awaiting.IMAGE)
+
+
+@dataclass(frozen=True)
+class SessionData:
+    """What a session has gathered so far. Paths are strings, as stored."""
+
+    video: str | None = None  # the source video (content-addressed in the media store)
+    duration: float | None = None  # of the source video
+    source_message_id: str | None = None  # the message the session began with (results reply to it)
+    at: float | None = None  # the chosen moment
+    frame: str | None = None  # the captured frame at `at`
+    action: str | None = None  # template | glitch_animate | glitch_replace | music
+    template: str | None = None
+    prompt: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    clip: str | None = None  # the glitch template clip, trimmed
+    clip_duration: float | None = None
+    image: str | None = None  # the user's image for a glitch
+    mux_target: str | None = None  # music made for this clip
+    last_job: str | None = None
+
+    def to_json(self) -> str:
+        values = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        if not values.get("options"):
+            values.pop("options", None)
+        return json.dumps(values)
+
+    @classmethod
+    def from_json(cls, raw: str | dict[str, Any]) -> SessionData:
+        values = json.loads(raw) if isinstance(raw, str) else dict(raw)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known and v is not None})
+
+
+_NO_CHANGE: Any = ...
 
 
 @dataclass(frozen=True)
@@ -27,29 +100,24 @@ class Session:
     platform: str
     chat_id: str
     chat_kind: str
-    step: str
-    data: dict[str, Any] = field(default_factory=dict)
-    awaiting: str | None = None
+    step: Step
+    data: SessionData = field(default_factory=SessionData)
+    awaiting: Awaiting = Awaiting.NOTHING
     message_id: str | None = None
     version: int = 0
     created_at: float = 0.0
     updated_at: float = 0.0
     expires_at: float = 0.0
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def evolve(self, *, step: str | None = None, awaiting: Any = ..., message_id: Any = ...,
-               **data: Any) -> Session:
-        """A copy with a new step and/or data keys (None deletes a key)."""
-        merged = {**self.data, **data}
-        merged = {k: v for k, v in merged.items() if v is not None}
-        changes: dict[str, Any] = {"data": merged}
+    def evolve(self, *, step: Step | None = None, awaiting: Awaiting | None = None,
+               message_id: Any = _NO_CHANGE, **data: Any) -> Session:
+        """A copy with a new step, awaited input and/or data fields (None clears a field)."""
+        changes: dict[str, Any] = {"data": replace(self.data, **data)} if data else {}
         if step is not None:
             changes["step"] = step
-        if awaiting is not ...:
+        if awaiting is not None:
             changes["awaiting"] = awaiting
-        if message_id is not ...:
+        if message_id is not _NO_CHANGE:
             changes["message_id"] = message_id
         return replace(self, **changes)
 
@@ -60,13 +128,17 @@ class Session:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Session:
         values = {k: row[k] for k in cls.__dataclass_fields__}
-        values["data"] = json.loads(row["data"])
+        values["data"] = SessionData.from_json(row["data"])
+        values["step"] = Step(row["step"])
+        values["awaiting"] = Awaiting(row["awaiting"] or "")
         return cls(**values)
 
 
 def _row(session: Session) -> dict[str, Any]:
+    """The session as its stored row: the same columns and JSON as before it was typed."""
     return {**{k: getattr(session, k) for k in Session.__dataclass_fields__},
-            "data": json.dumps(session.data)}
+            "step": session.step.value, "data": session.data.to_json(),
+            "awaiting": session.awaiting.value or None}
 
 
 class StaleSession(Exception):
@@ -79,8 +151,8 @@ class SessionStore:
         self.ttl = ttl
 
     async def create(
-        self, *, user_id: int, platform: str, chat_id: str, chat_kind: str, step: str,
-        data: dict[str, Any], awaiting: str | None = None, message_id: str | None = None,
+        self, *, user_id: int, platform: str, chat_id: str, chat_kind: str, step: Step,
+        data: SessionData, awaiting: Awaiting = Awaiting.NOTHING, message_id: str | None = None,
     ) -> Session:
         now = time.time()
         session = Session(

@@ -37,6 +37,7 @@ MINJI = 810_000_000_000_000_103  # a Korean-locale member
 CAROL = 810_000_000_000_000_104  # the admin
 DAVE = 810_000_000_000_000_105
 ERIN = 810_000_000_000_000_106
+GINA = 810_000_000_000_000_108  # first meets the bot by remixing someone's clip
 STARTER = 100
 TEMPLATE_MODEL = "google/veo-3-fast"
 ANIMATE_MODEL = "wan-video/wan-2.2-animate-animation"
@@ -51,6 +52,9 @@ class Media:
     photo: Path  # a user's picture
     result: Path  # what the fake models return
     big_result: Path  # a model result larger than a small upload limit
+
+
+WELCOME = "👋"  # how the first-contact welcome begins, in every language
 
 
 def make_media(work: Path) -> Media:
@@ -133,14 +137,27 @@ class World:
         await self.start_bot()
 
     # --- reading what the bot did ---------------------------------------------------------
+    def _answers(self, interaction: FakeInteraction) -> list[int]:
+        """Follow-up messages, a first contact's welcome (which comes first, once) aside."""
+        return [r.message_id for r in self.discord.interaction_responses(interaction)
+                if r.kind == "followup" and r.message_id is not None
+                and not self._current(r.message_id)["content"].startswith(WELCOME)]
+
     async def answer(self, interaction: FakeInteraction, timeout: float = 20.0) -> JSON:
         """The message the bot's first follow-up made (a deferred command's answer)."""
-        await self.discord.wait_until(
-            lambda: any(r.kind == "followup" for r in self.discord.interaction_responses(interaction)),
-            timeout=timeout,
-        )
-        first = next(r for r in self.discord.interaction_responses(interaction) if r.kind == "followup")
-        return self.discord.message(first.message_id)
+        ids = await self.discord.wait_until(lambda: self._answers(interaction), timeout=timeout)
+        return self.discord.message(ids[0])
+
+    async def welcomed(self, interaction: FakeInteraction, timeout: float = 20.0) -> JSON:
+        """The first-contact welcome the bot sent in answer to this interaction."""
+        def welcome() -> JSON | None:
+            for r in self.discord.interaction_responses(interaction):
+                if r.kind == "followup" and r.message_id is not None:
+                    message = self._current(r.message_id)
+                    if message["content"].startswith(WELCOME):
+                        return message
+            return None
+        return await self.discord.wait_until(welcome, timeout=timeout)
 
     async def replies(self, interaction: FakeInteraction, count: int = 1,
                       timeout: float = 20.0) -> list[JSON]:
@@ -180,11 +197,12 @@ class World:
         def found() -> str | None:
             for response in self.discord.interaction_responses(interaction):
                 if response.kind in ("callback", "followup") and response.ephemeral \
-                        and response.content:
+                        and response.content and not response.content.startswith(WELCOME):
                     return response.content
                 if response.kind == "followup" and response.message_id is not None:
                     message = self.discord.messages.get(response.message_id)
-                    if message is not None and message["flags"] & FLAG_EPHEMERAL:
+                    if message is not None and message["flags"] & FLAG_EPHEMERAL \
+                            and not message["content"].startswith(WELCOME):
                         return str(message["content"])
             return None
         return str(await self.discord.wait_until(found, timeout=timeout))
@@ -253,6 +271,7 @@ async def discord_world(work: Path, *, model_delay: float = 0.3) -> AsyncIterato
         discord.member(CAROL, "carol")
         discord.member(DAVE, "dave")
         discord.member(ERIN, "erin")
+        discord.member(GINA, "gina")
         for model in (TEMPLATE_MODEL, ANIMATE_MODEL, REPLACE_MODEL):
             replicate.script(model, delay=model_delay)
             replicate.set_media(model, media.result)

@@ -115,6 +115,9 @@ class BotProcess:
         return self.process is not None and self.process.poll() is None
 
 
+WELCOME = "👋"  # how the first-contact welcome begins, in every language
+
+
 @dataclass
 class TelegramWorld:
     home: Path
@@ -163,7 +166,7 @@ class TelegramWorld:
                        for c in tg.calls[mark:])
 
         try:
-            await tg.wait_until(ready, timeout=30)
+            await tg.wait_until(ready, timeout=90)  # importing aiogram alone takes ~20 s on a loaded 2-core machine
         except AssertionError as exc:
             raise AssertionError(f"the bot did not start:\n{self.bot.log()[-3000:]}") from exc
 
@@ -205,20 +208,24 @@ class TelegramWorld:
 
     # --- steps users take ---------------------------------------------------------------
     async def reply_to(
-        self, user: ChatUser, method: str, *, after: int = 0, timeout: float = 15, **params: Any
+        self, user: ChatUser, method: str, *, after: int = 0, timeout: float = 15,
+        welcome: bool = False, **params: Any
     ) -> Call:
-        """The next successful `method` call into the user's chat (made after the mark `after`)."""
-        call = await self.telegram.wait_for(
-            lambda c: c.method == method and c.ok and c.params.get("chat_id") == user.chat_id,
-            timeout=timeout, after=after, **params,
-        )
-        return call
+        """The next successful `method` call into the user's chat (made after the mark `after`);
+        a first contact's welcome, which comes first, is passed over unless `welcome`."""
+        def wanted(c: Call) -> bool:
+            words = str(c.params.get("text") or c.params.get("caption") or "")
+            return (c.method == method and c.ok and c.params.get("chat_id") == user.chat_id
+                    and (welcome or not words.startswith(WELCOME)))
+
+        return await self.telegram.wait_for(wanted, timeout=timeout, after=after, **params)
 
     async def say(self, user: ChatUser, text: str, *, reply_to: Any = None) -> Any:
-        """Send a text; return the bot's next text message in that chat."""
+        """Send a text; return the bot's next text message in that chat (for /start, the welcome)."""
         mark = self.telegram.mark()
         await user.send_text(text, reply_to=reply_to)
-        return (await self.reply_to(user, "sendMessage", after=mark)).message()
+        call = await self.reply_to(user, "sendMessage", after=mark, welcome=text.startswith("/start"))
+        return call.message()
 
     async def open_frame(self, user: ChatUser, at: str | None = "0:02.5") -> Any:
         """Send the clip with a time; return the frame preview message."""

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from bot.app import build_services, clean_up
-from core.sessions import SessionStore
+from core.sessions import SessionData, SessionStore, Step
 from core.settings import load_settings
 
 
@@ -24,10 +24,10 @@ async def test_cleanup_removes_old_files_their_empty_folders_and_expired_session
     try:
         user, _ = await services.ledger.ensure_user("telegram", "1")
         live = await services.sessions.create(user_id=user.id, platform="telegram", chat_id="1",
-                                              chat_kind="private", step="sheet", data={})
+                                              chat_kind="private", step=Step.SHEET, data=SessionData())
         expired = await SessionStore(services.db, ttl=-60).create(
-            user_id=user.id, platform="telegram", chat_id="1", chat_kind="private", step="sheet",
-            data={})
+            user_id=user.id, platform="telegram", chat_id="1", chat_kind="private", step=Step.SHEET,
+            data=SessionData())
 
         old_input = services.media.path("in", "ab", "ab12.mp4")
         old_frame = services.media.session_dir(expired.id) / "frame.jpg"

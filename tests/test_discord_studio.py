@@ -19,6 +19,7 @@ from tests.discord_world import (
     CHANNEL,
     DAVE,
     ERIN,
+    GINA,
     MINJI,
     REPLACE_MODEL,
     World,
@@ -162,6 +163,29 @@ async def test_custom_prompt_opens_a_form_and_its_answer_continues_the_session(w
     await world.handled(await fake.press(ERIN, options["id"], "Next ➡"))
     confirm = await world.edited_to(options["id"], "Ready: Custom prompt")
     assert "a cat surfs a wave at sunset" in confirm["content"]
+
+
+async def test_a_member_uploads_their_image_inside_the_flow_with_no_dm_or_second_command(
+    world: World,
+) -> None:
+    fake = world.discord
+    shared = await fake.post_user_message(
+        ALICE, CHANNEL, "surf clip", [fake.add_attachment(world.media.video, "surf.mp4", "video/mp4")]
+    )
+    remix = await fake.message_command(GINA, CHANNEL, "Remix this clip", shared)
+    welcome = await world.welcomed(remix)  # a first contact is welcomed once, then served
+    assert welcome["flags"] & FLAG_EPHEMERAL and f"{100} credits" in welcome["content"]
+    asked = await world.answer(remix)
+    assert world.buttons(asked)[0] == "📎 Upload" and "send your image" in asked["content"]
+
+    opened = await fake.press(GINA, asked["id"], "📎 Upload")
+    form = (await fake.wait_for_response(opened)).payload
+    assert form["title"] == "Your image"
+    photo = fake.add_attachment(world.media.photo, "me.jpg", "image/jpeg")
+    submitted = await fake.submit_modal(GINA, form["custom_id"], {"file": photo})
+    modes = await world.answer(submitted)
+    assert "How should it work?" in modes["content"]
+    assert {"🕺 Animate", "🔁 Replace"} <= set(world.buttons(modes)) and "📎 Upload" not in world.buttons(modes)
 
 
 async def test_remix_on_a_message_without_a_video_says_so(world: World) -> None:

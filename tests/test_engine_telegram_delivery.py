@@ -71,7 +71,7 @@ async def rig(db, tmp_path: Path, av_video: Path) -> AsyncIterator[Rig]:
         await r.chat.send_text("/start")
         r.user = (await ledger.ensure_user("telegram", "4242"))[0]
         sender = MediaSender(bot, PlatformFiles(db, MediaStore(tmp_path / "store")))
-        notifier = TelegramNotifier(bot, sender, UserDirectory(db), local_server=False)
+        notifier = TelegramNotifier(bot, sender, local_server=False)
         r.engine = JobEngine(
             jobs=r.jobs, ledger=ledger, models=build_models(load_settings(None)),
             backend=ScriptedBackend(output_file=output), notifiers={"telegram": notifier},

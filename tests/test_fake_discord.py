@@ -28,6 +28,7 @@ from tests.fakes.discord import (
     FLAG_EPHEMERAL,
     FLAG_LOADING,
     INTENT_MESSAGE_CONTENT,
+    DiscordError,
     FakeDiscord,
 )
 
@@ -139,6 +140,28 @@ async def music(interaction: discord.Interaction) -> None:
     await interaction.response.send_modal(PromptModal())
 
 
+class UploadModal(discord.ui.Modal, title="Your image"):
+    """discord.py's own modal with a file-upload field: the fake must speak its protocol."""
+
+    photo: discord.ui.Label[UploadModal] = discord.ui.Label(
+        text="A photo", component=discord.ui.FileUpload(custom_id="photo", max_values=1)
+    )
+
+    def __init__(self) -> None:
+        super().__init__(custom_id="upload-form")
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        assert isinstance(self.photo.component, discord.ui.FileUpload)
+        [file] = self.photo.component.values
+        data = await file.read()
+        await interaction.response.send_message(f"got {file.filename}: {len(data)} bytes")
+
+
+@app_commands.command(description="Upload a photo through a form")
+async def upload(interaction: discord.Interaction) -> None:
+    await interaction.response.send_modal(UploadModal())
+
+
 @app_commands.command(description="Answers too late")
 async def slow(interaction: discord.Interaction) -> None:
     await asyncio.sleep(0.4)
@@ -164,7 +187,7 @@ class StudioBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(RemixButton)
-        for command in (frame, render, studio, balance, mood, music, slow, remix_clip):
+        for command in (frame, render, studio, balance, mood, music, upload, slow, remix_clip):
             self.tree.add_command(command)
 
         @self.tree.error
@@ -293,6 +316,34 @@ async def test_modal_submit_reaches_the_modal(fake: FakeDiscord, bot: StudioBot)
     submitted = await fake.submit_modal(BOB, "music-prompt", {"prompt": "lofi rain"})
     assert (await fake.wait_for_response(submitted)).content == "composing: lofi rain"
     assert submitted.payload["locale"] == "ko"
+
+
+async def test_modal_file_upload_carries_the_attachment_in_resolved_data(
+    fake: FakeDiscord, bot: StudioBot
+) -> None:
+    opened = await fake.slash(ALICE, CHANNEL_ID, "upload")
+    form = (await fake.wait_for_response(opened)).payload
+    [label] = form["components"]
+    assert label["type"] == 18 and label["component"]["type"] == 19  # a file upload sits in a label
+    with pytest.raises(ValueError, match="required"):
+        await fake.submit_modal(ALICE, "upload-form", {"photo": []})
+    photo = fake.add_attachment(b"\xff\xd8 jpeg bytes", "me.jpg", "image/jpeg")
+    submitted = await fake.submit_modal(ALICE, "upload-form", {"photo": photo})
+    data = submitted.payload["data"]
+    assert data["components"][0]["component"]["values"] == [str(photo["id"])]
+    assert data["resolved"]["attachments"][str(photo["id"])]["filename"] == "me.jpg"
+    assert (await fake.wait_for_response(submitted)).content == "got me.jpg: 13 bytes"
+
+
+def test_a_file_upload_outside_a_label_is_refused_like_discord(fake: FakeDiscord) -> None:
+    bare = {"custom_id": "f", "title": "Upload", "components": [{"type": 19, "custom_id": "file"}]}
+    with pytest.raises(DiscordError) as refused:
+        fake._validate_modal(bare)
+    assert refused.value.status == 400 and "label" in str(refused.value.errors)
+    too_many = {"custom_id": "f", "title": "Upload", "components": [
+        {"type": 18, "label": "Files", "component": {"type": 19, "custom_id": "file", "max_values": 11}}]}
+    with pytest.raises(DiscordError):
+        fake._validate_modal(too_many)
 
 
 async def test_ephemeral_answer_carries_flag_64_and_stays_private(

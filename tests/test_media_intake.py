@@ -17,15 +17,16 @@ from typing import Any
 import pytest
 
 from bot.app import build_services
+from core.desk import ChatContext, Reply, Send
 from core.errors import NotAVideo, TooManyPixels, UnsupportedFormat
 from core.i18n import t
 from core.media import configure, probe, probe_image
 from core.media.pool import media_pool, shutdown_pool
 from core.settings import load_settings
-from core.studio.replies import ChatContext, Reply, Send
 from tests.fakes.backend import ScriptedBackend
 from tests.fakes.notifier import RecordingNotifier
 from tests.media_factory import ffmpeg, make_av_video
+from tests.test_studio import drive
 
 DEFAULT_MAX_PIXELS = 16_777_216
 
@@ -107,7 +108,7 @@ def sent_texts(reply: Reply) -> list[str]:
 
 
 async def balance(services: Any, user: str = "1") -> int:
-    found, _, _ = await services.studio.user(ctx(user))
+    found, _ = await services.ledger.ensure_user("telegram", user)
     return int(await services.ledger.balance(found.id))
 
 
@@ -136,7 +137,7 @@ async def test_a_video_over_the_pixel_cap_gets_a_translated_answer_and_costs_not
 ) -> None:
     configure(max_pixels=320 * 240 - 1)  # MAX_PIXELS set low by the operator
     before = await balance(services)
-    texts = sent_texts(await services.studio.video(ctx(), upload(av_video, tmp_path), None))
+    texts = sent_texts(await drive(services).video(ctx(), upload(av_video, tmp_path), None))
     assert len(texts) == 1 and "320×240" in texts[0] and "error." not in texts[0]
     assert await balance(services) == before
 
@@ -144,11 +145,11 @@ async def test_a_video_over_the_pixel_cap_gets_a_translated_answer_and_costs_not
 async def test_a_glitch_clip_is_scaled_to_what_the_model_takes_before_it_is_reencoded(
     services: Any, tmp_path: Path, clips: dict[str, Path]
 ) -> None:
-    reply = await services.studio.glitch_with_clip(ctx(kind="group", chat="-5"),
+    reply = await drive(services).glitch_with_clip(ctx(kind="group", chat="-5"),
                                                    upload(clips["wide"], tmp_path))
     (sent,) = [out for out in reply.outs if isinstance(out, Send)]
     session = await services.sessions.get(sent.session_id)
-    info = await probe(Path(session.get("clip")))
+    info = await probe(Path(session.data.clip))
     assert (info.width, info.height) == (1280, 720)
 
 
@@ -165,7 +166,7 @@ async def test_containers_off_the_allow_list_are_refused_by_name(
 async def test_a_raw_h264_stream_gets_a_clear_answer_instead_of_an_error(
     services: Any, tmp_path: Path, clips: dict[str, Path]
 ) -> None:
-    texts = sent_texts(await services.studio.video(ctx(), upload(clips["h264"], tmp_path), None))
+    texts = sent_texts(await drive(services).video(ctx(), upload(clips["h264"], tmp_path), None))
     assert len(texts) == 1 and "MP4, MOV, WebM, MKV, AVI or GIF" in texts[0]
 
 
@@ -173,11 +174,11 @@ async def test_a_raw_h264_stream_gets_a_clear_answer_instead_of_an_error(
 async def test_gif_and_motion_jpeg_clips_become_mp4_at_intake(
     services: Any, tmp_path: Path, clips: dict[str, Path], kind: str
 ) -> None:
-    reply = await services.studio.video(ctx(), upload(clips[kind], tmp_path), None)
+    reply = await drive(services).video(ctx(), upload(clips[kind], tmp_path), None)
     sheet = [out for out in reply.outs if isinstance(out, Send)][-1]
     assert sheet.screen.image is not None  # the contact sheet: the clip was taken
     session = await services.sessions.get(sheet.session_id)
-    info = await probe(Path(session.get("video")))
+    info = await probe(Path(session.data.video))
     assert (info.codec, info.container.startswith("mov,mp4")) == ("h264", True)
     assert info.duration == pytest.approx(2.0, abs=0.15)
 
@@ -195,7 +196,7 @@ async def test_a_glitch_from_the_very_end_of_a_clip_is_explained_not_crashed(
 ) -> None:
     group = ctx(user="8", kind="group", chat="-3")
     before = await balance(services, "8")
-    reply = await services.studio.glitch_with_clip(group, upload(av_video, tmp_path), start="0:03")
+    reply = await drive(services).glitch_with_clip(group, upload(av_video, tmp_path), start="0:03")
     texts = sent_texts(reply)
     assert len(texts) == 1 and "0:03" in texts[0] and "error." not in texts[0]
     assert await balance(services, "8") == before
@@ -204,8 +205,8 @@ async def test_a_glitch_from_the_very_end_of_a_clip_is_explained_not_crashed(
 async def test_a_gif_sent_as_a_photo_is_taken_as_a_clip(
     services: Any, tmp_path: Path, clips: dict[str, Path]
 ) -> None:
-    reply = await services.studio.photo(ctx(), upload(clips["gif"], tmp_path))
+    reply = await drive(services).photo(ctx(), upload(clips["gif"], tmp_path))
     sheet = [out for out in reply.outs if isinstance(out, Send)][-1]
     assert sheet.screen.image is not None and sheet.session_id
     session = await services.sessions.get(sheet.session_id)
-    assert (await probe(Path(session.get("video")))).codec == "h264"
+    assert (await probe(Path(session.data.video))).codec == "h264"

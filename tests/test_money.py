@@ -12,13 +12,14 @@ import pytest
 
 from bot.app import build_services
 from core.catalogue import TEMPLATE
+from core.desk import Alert, Edit, Send
 from core.errors import AlreadyStarted, ConfigError, KeyReused
+from core.ratelimit import UpdateRateLimiter
 from core.screens import Screen
 from core.settings import load_settings
-from core.studio.replies import Alert, Edit, Send
 from tests.fakes.backend import ScriptedBackend
 from tests.fakes.notifier import RecordingNotifier
-from tests.test_studio import button, ctx, only, open_frame
+from tests.test_studio import button, ctx, drive, only, open_frame
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,7 @@ async def services(tmp_path: Path, av_video: Path):
     built.engine.backend = ScriptedBackend(output_file=av_video)
     built.engine.notifiers["telegram"] = RecordingNotifier()
     built.engine._pacer._interval = 0.01
+    built.desk.rate_limiter = UpdateRateLimiter(burst=1000)  # these tests press fast on purpose
     await built.engine.start()
     yield built
     await built.close()
@@ -52,22 +54,22 @@ async def _balance_is_the_ledger(services, platform_user_id: str) -> int:
 
 # --- 1. admin grants and every key built from platform ids ----------------------------
 async def test_grants_in_two_chats_with_the_same_message_number_both_land(services):
-    await services.studio.user(ctx(user="42"))
-    private = only(await services.admin.handle(ctx(user="900", chat="900", message="77"),
+    await drive(services).user(ctx(user="42"))
+    private = only(await drive(services).admin(ctx(user="900", chat="900", message="77"),
                                                "grant", ["42", "500"]), Send)
     assert "Granted 500" in private.screen.text and "Balance: 550" in private.screen.text
     # Telegram numbers messages per chat: message 77 in a group is another command.
-    group = only(await services.admin.handle(ctx(user="900", chat="-100", kind="group", message="77"),
+    group = only(await drive(services).admin(ctx(user="900", chat="-100", kind="group", message="77"),
                                              "grant", ["42", "200"]), Send)
     assert "Granted 200" in group.screen.text and "Balance: 750" in group.screen.text
     assert await _balance_is_the_ledger(services, "42") == 750
 
 
 async def test_the_same_command_handled_twice_grants_once(services):
-    await services.studio.user(ctx(user="42"))
+    await drive(services).user(ctx(user="42"))
     admin = ctx(user="900", chat="900", message="77")
-    first = only(await services.admin.handle(admin, "grant", ["42", "100"]), Send)
-    again = only(await services.admin.handle(admin, "grant", ["42", "100"]), Send)
+    first = only(await drive(services).admin(admin, "grant", ["42", "100"]), Send)
+    again = only(await drive(services).admin(admin, "grant", ["42", "100"]), Send)
     assert "Balance: 150" in first.screen.text and "Balance: 150" in again.screen.text
     assert await _balance_is_the_ledger(services, "42") == 150
 
@@ -87,21 +89,21 @@ async def test_a_key_reused_for_another_user_or_amount_is_an_error_not_a_no_op(s
     assert await ledger.balance(ann.id) == 60 and await ledger.balance(bob.id) == 50
     # An admin command that meets such a key is told so, in words.
     admin = ctx(user="900", chat="5", message="77")
-    said = only(await services.admin.handle(admin, "revoke", ["2", "5"]), Send)
+    said = only(await drive(services).admin(admin, "revoke", ["2", "5"]), Send)
     assert "Revoked" in said.screen.text
-    clash = only(await services.admin.handle(admin, "revoke", ["2", "6"]), Send)
+    clash = only(await drive(services).admin(admin, "revoke", ["2", "6"]), Send)
     assert "already used" in clash.screen.text
     assert await ledger.balance(bob.id) == 45
 
 
 async def test_a_grant_to_someone_not_seen_yet_shows_their_real_balance(services):
-    granted = only(await services.admin.handle(ctx(user="900", message="80"), "grant", ["77", "100"]),
+    granted = only(await drive(services).admin(ctx(user="900", message="80"), "grant", ["77", "100"]),
                    Send)
     assert "Balance: 150" in granted.screen.text  # their 50 starter credits are settled first
-    revoked = only(await services.admin.handle(ctx(user="900", message="81"), "revoke",
+    revoked = only(await drive(services).admin(ctx(user="900", message="81"), "revoke",
                                                ["telegram:78", "30"]), Send)
     assert "Balance: 20" in revoked.screen.text
-    hello = only(await services.studio.start(ctx(user="77")), Send)
+    hello = only(await drive(services).start(ctx(user="77")), Send)
     assert "150" in hello.screen.text  # greeted, but the starter credits come only once
     assert await _balance_is_the_ledger(services, "77") == 150
     assert await _balance_is_the_ledger(services, "78") == 20
@@ -111,12 +113,12 @@ async def test_presses_in_two_chats_with_the_same_message_number_are_two_jobs(se
     results = []
     for chat in ("1", "2"):
         sent, _ = await open_frame(services, tmp_path, video, who=ctx(chat=chat))
-        await services.studio.bind_message(sent.session_id, "500")
+        await drive(services).bind_message(sent.session_id, "500")
         results.append(await _delivered_result(services, sent, ctx(chat=chat, message="500")))
     user = await services.ledger.users.find("telegram", "1")
     await services.ledger.grant(user.id, 100, actor="test")
     for chat, result in zip(("1", "2"), results, strict=True):
-        reply = await services.studio.press(ctx(chat=chat, message="800"), button(result, "Again"))
+        reply = await drive(services).press(ctx(chat=chat, message="800"), button(result, "Again"))
         assert "job" in reply.alerts[0].text and "Already" not in reply.alerts[0].text
     assert len(await services.jobs.for_user(user.id)) == 4
     assert await _balance_is_the_ledger(services, "1") == 50 + 100 - 4 * 20
@@ -127,10 +129,10 @@ async def _delivered_result(services, sent: Send, who) -> Screen:
     """Walk a template to Confirm, press it, wait for the result; the result's screen."""
     notifier = services.engine.notifiers["telegram"]
     before = len(notifier.delivered)
-    edit = only(await services.studio.press(who, button(sent.screen, "Template")), Edit)
-    edit = only(await services.studio.press(who, button(edit.screen, "AI hug")), Edit)
-    edit = only(await services.studio.press(who, button(edit.screen, "Next")), Edit)
-    await services.studio.press(who, button(edit.screen, "Confirm"))
+    edit = only(await drive(services).press(who, button(sent.screen, "Template")), Edit)
+    edit = only(await drive(services).press(who, button(edit.screen, "AI hug")), Edit)
+    edit = only(await drive(services).press(who, button(edit.screen, "Next")), Edit)
+    await drive(services).press(who, button(edit.screen, "Confirm"))
     for _ in range(500):
         if len(notifier.delivered) > before:
             break
@@ -156,8 +158,8 @@ async def test_again_pressed_twice_on_one_screen_charges_once_and_a_press_on_the
     await _jobs_settle(services, user.id)
     presser = ctx(message="800")
     again = button(result, "Again")
-    first, second = await asyncio.gather(services.studio.press(presser, again),
-                                         services.studio.press(presser, again))
+    first, second = await asyncio.gather(drive(services).press(presser, again),
+                                         drive(services).press(presser, again))
     alerts = [alert.text for alert in first.alerts + second.alerts]
     assert len(alerts) == 2 and sum("started" in text and "Already" not in text for text in alerts) == 1
     assert len(await services.jobs.for_user(user.id)) == 2
@@ -165,12 +167,12 @@ async def test_again_pressed_twice_on_one_screen_charges_once_and_a_press_on_the
     # The first press changed the screen; a deliberate press there is a new job, charged once.
     [changed] = [out for out in first.outs + second.outs if isinstance(out, Edit)]
     assert changed.message_id == "800" and "1 started" in button_labels(changed.screen)
-    third = await services.studio.press(presser, button(changed.screen, "Again"))
+    third = await drive(services).press(presser, button(changed.screen, "Again"))
     assert "started" in third.alerts[0].text
     assert len(await services.jobs.for_user(user.id)) == 3
     assert await _balance_is_the_ledger(services, "1") == 90
     # The old screen's button, pressed late, is still the same double press.
-    late = await services.studio.press(presser, again)
+    late = await drive(services).press(presser, again)
     assert [type(out) for out in late.outs] == [Alert] and "Already" in late.alerts[0].text
     assert len(await services.jobs.for_user(user.id)) == 3
     assert await _balance_is_the_ledger(services, "1") == 90
@@ -199,18 +201,18 @@ async def test_a_charge_key_already_used_by_another_job_starts_nothing(services)
 async def test_crafted_option_data_cannot_buy_what_the_screen_never_offered(services, tmp_path, video):
     sent, session_id = await open_frame(services, tmp_path, video)
     who = ctx(message="500")
-    options = only(await services.studio.press(who, button(sent.screen, "Template")), Edit)
-    options = only(await services.studio.press(who, button(options.screen, "AI hug")), Edit)
+    options = only(await drive(services).press(who, button(sent.screen, "Template")), Edit)
+    options = only(await drive(services).press(who, button(options.screen, "AI hug")), Edit)
     for crafted in (f"lz:st.opt:{session_id}:generate_audio:1", f"lz:st.opt:{session_id}:seed:0",
                     f"lz:st.opt:{session_id}:resolution:7"):
-        refused = await services.studio.press(who, crafted)
+        refused = await drive(services).press(who, crafted)
         assert [type(out) for out in refused.outs] == [Alert], crafted
-    confirm = only(await services.studio.press(who, button(options.screen, "Next")), Edit)
+    confirm = only(await drive(services).press(who, button(options.screen, "Next")), Edit)
     assert "20 credits" in confirm.screen.text
     # The confirm screen offers no options: 1080p cannot slip in after the price was shown.
-    late = await services.studio.press(who, f"lz:st.opt:{session_id}:resolution:1")
+    late = await drive(services).press(who, f"lz:st.opt:{session_id}:resolution:1")
     assert [type(out) for out in late.outs] == [Alert]
-    await services.studio.press(who, button(confirm.screen, "Confirm"))
+    await drive(services).press(who, button(confirm.screen, "Confirm"))
     user = await services.ledger.users.find("telegram", "1")
     [job] = await services.jobs.for_user(user.id)
     assert job.price == 20 and "resolution" not in job.request.options
@@ -221,14 +223,14 @@ async def test_crafted_option_data_cannot_buy_what_the_screen_never_offered(serv
 async def test_1080p_is_offered_with_its_surcharge_and_charged_in_full(services, tmp_path, video):
     sent, _ = await open_frame(services, tmp_path, video)
     who = ctx(message="500")
-    options = only(await services.studio.press(who, button(sent.screen, "Template")), Edit)
-    options = only(await services.studio.press(who, button(options.screen, "AI hug")), Edit)
+    options = only(await drive(services).press(who, button(sent.screen, "Template")), Edit)
+    options = only(await drive(services).press(who, button(options.screen, "AI hug")), Edit)
     assert "1080p +10" in button_labels(options.screen)
-    options = only(await services.studio.press(who, button(options.screen, "1080p")), Edit)
-    confirm = only(await services.studio.press(who, button(options.screen, "Next")), Edit)
+    options = only(await drive(services).press(who, button(options.screen, "1080p")), Edit)
+    confirm = only(await drive(services).press(who, button(options.screen, "Next")), Edit)
     assert "30 credits" in confirm.screen.text and "50 → 20" in confirm.screen.text
     assert "1080p" in confirm.screen.text
-    await services.studio.press(who, button(confirm.screen, "Confirm"))
+    await drive(services).press(who, button(confirm.screen, "Confirm"))
     user = await services.ledger.users.find("telegram", "1")
     [job] = await services.jobs.for_user(user.id)
     assert job.price == 30 and job.request.options["resolution"] == "1080p"
@@ -248,16 +250,16 @@ def test_the_1080p_surcharge_is_an_operator_setting(tmp_path):
 # --- 4. admin amounts and ids are ASCII digits ----------------------------------------
 @pytest.mark.parametrize("amount", ["²", "٥", "５", "1²", "+", "", "99999999999999999999"])
 async def test_admin_amounts_take_ascii_digits_only(services, amount):
-    await services.studio.user(ctx(user="42"))
-    said = only(await services.admin.handle(ctx(user="900", message="90"), "grant", ["42", amount]), Send)
+    await drive(services).user(ctx(user="42"))
+    said = only(await drive(services).admin(ctx(user="900", message="90"), "grant", ["42", amount]), Send)
     assert "whole number" in said.screen.text or "too large" in said.screen.text, said.screen.text
     assert await _balance_is_the_ledger(services, "42") == 50
 
 
 @pytest.mark.parametrize("who", ["٤٢", "telegram:٤٢", "telegram:042", "slack:42", "telegram:²"])
 async def test_admin_ids_take_ascii_digits_only(services, who):
-    await services.studio.user(ctx(user="42"))
-    said = only(await services.admin.handle(ctx(user="900", message="91"), "grant", [who, "5"]), Send)
+    await drive(services).user(ctx(user="42"))
+    said = only(await drive(services).admin(ctx(user="900", message="91"), "grant", [who, "5"]), Send)
     assert "don't know that user" in said.screen.text, said.screen.text
     assert await services.ledger.users.count() == 2  # the admin and 42; nobody new was made
     assert await _balance_is_the_ledger(services, "42") == 50

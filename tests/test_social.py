@@ -4,14 +4,15 @@ inline results and delete."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from core.actions import unpack
 from core.catalogue import JobRequest
 from core.credits import CreditLedger
 from core.jobs import DELIVERED, Job
-from core.screens import decode_action
 from core.social import (
     DELETE,
     FEED_PAGE,
@@ -34,6 +35,14 @@ pytestmark = pytest.mark.both_stores
 DAY = 86400.0
 NOW = 1_800_000_000.0
 GROUP_A, GROUP_B = "-100", "-200"
+
+
+def decode_action(data: str):
+    """A packed button as (wire name, its fields as text): what the platform carries."""
+    action = unpack(data)
+    assert action is not None, data
+    return action.wire, tuple(str(getattr(action, f.name)) for f in dataclasses.fields(action))
+
 
 
 class Clock:

@@ -18,7 +18,7 @@ from core.credits import CreditLedger
 from core.errors import InsufficientCredits
 from core.jobs import QUEUED, Job, JobStore
 from core.platform_files import PlatformFiles
-from core.sessions import SessionStore
+from core.sessions import SessionData, SessionStore, Step
 from core.storage import Database, open_database
 from core.storage.base import migrations
 from core.users import UserDirectory
@@ -170,11 +170,12 @@ async def test_a_session_is_found_by_a_key_of_its_data(db: Database):
     user, _ = await ledger.ensure_user("telegram", "1")
     sessions = SessionStore(db)
     plain = await sessions.create(user_id=user.id, platform="telegram", chat_id="1",
-                                  chat_kind="private", step="menu", data={})
+                                  chat_kind="private", step=Step.SHEET, data=SessionData())
     framed = await sessions.create(user_id=user.id, platform="telegram", chat_id="2",
-                                   chat_kind="private", step="menu", data={"frame": "/f.jpg"})
+                                   chat_kind="private", step=Step.FRAME,
+                                   data=SessionData(frame="/f.jpg"))
     assert (await sessions.latest_with(user.id, "frame")).id == framed.id
-    saved = await sessions.save(plain.evolve(step="edit", frame="/g.jpg"))
+    saved = await sessions.save(plain.evolve(step=Step.FRAME, frame="/g.jpg"))
     assert (await sessions.latest_with(user.id, "frame")).id == plain.id
     assert saved.version == 1
 

@@ -258,8 +258,13 @@ async def test_bad_input_is_answered_with_the_catalogue_text(world: TelegramWorl
         await send  # type: ignore[misc]
         return (await world.reply_to(fay, "sendMessage", after=mark)).message().text
 
-    said = await answer_to(fay.send_document(text_file, file_name="clip.mp4", mime_type="video/mp4"))
-    assert "isn't a video" in said
+    mark = tg.mark()
+    await fay.send_document(text_file, file_name="clip.mp4", mime_type="video/mp4")
+    welcome = (await world.reply_to(fay, "sendMessage", after=mark, welcome=True)).message()
+    answer = (await world.reply_to(fay, "sendMessage", after=mark)).message()
+    # Fay's first message: the welcome comes first (as on Discord), then the answer to it.
+    assert welcome.text.startswith("👋") and welcome.message_id < answer.message_id
+    assert "isn't a video" in answer.text
     said = await answer_to(fay.send_document(text_file, file_name="notes.txt", mime_type="text/plain"))
     assert "isn't a video" in said
     said = await answer_to(fay.send_video(b"", width=0, height=0, duration=0))
@@ -511,4 +516,6 @@ async def test_group_chatter_the_bot_can_see_is_left_alone(world: TelegramWorld)
     balance = await world.say(quinn, "/balance")
     assert "Balance" in balance.text, "not rate-limited by messages that were not for the bot"
     to_lounge = [c for c in tg.calls if c.params.get("chat_id") == lounge.id and c.method != "getFile"]
-    assert [c.method for c in to_lounge] == ["sendMessage"]
+    # Quinn's first word to the bot: the welcome, then the balance asked for; nothing else.
+    assert [c.method for c in to_lounge] == ["sendMessage", "sendMessage"]
+    assert to_lounge[0].params["text"].startswith("👋") and to_lounge[1].params["text"] == balance.text

@@ -9,6 +9,7 @@ import pytest
 from adapters.telegram.app import webhook_secret
 from adapters.telegram.commands import MENU, menu
 from adapters.telegram.keyboards import MAX_CAPTION, clip, keyboard, mentioned, session_of
+from core.actions import Back, Cancel, PickTemplate, Submit
 from core.i18n import LANGUAGES, catalogue
 from core.screens import Button, Screen
 
@@ -35,8 +36,8 @@ def test_the_command_menu_fits_telegrams_rules(lang: str) -> None:
 
 
 def test_select_items_become_buttons_two_a_row_above_the_rows() -> None:
-    picks = tuple(Button(f"T{i}", "st.pick", ("abcdefgh", f"t{i}")) for i in range(5))
-    screen = Screen("pick", ((Button("Back", "st.back", ("abcdefgh",)),),), select=picks)
+    picks = tuple(Button(f"T{i}", PickTemplate("abcdefgh", f"t{i}")) for i in range(5))
+    screen = Screen("pick", ((Button("Back", Back("abcdefgh")),),), select=picks)
     rows = keyboard(screen).inline_keyboard  # type: ignore[union-attr]
     assert [[b.text for b in row] for row in rows] == [["T0", "T1"], ["T2", "T3"], ["T4"], ["Back"]]
     assert all(len(b.callback_data.encode()) <= 64 for row in rows for b in row)  # type: ignore[union-attr]
@@ -45,7 +46,7 @@ def test_select_items_become_buttons_two_a_row_above_the_rows() -> None:
 
 
 def test_button_styles_map_to_telegram_styles() -> None:
-    screen = Screen("x", ((Button("Go", "st.go", ("s",), "success"), Button("No", "st.cancel", ("s",))),))
+    screen = Screen("x", ((Button("Go", Submit("s"), "success"), Button("No", Cancel("s"))),))
     go, no = keyboard(screen).inline_keyboard[0]  # type: ignore[union-attr]
     assert go.style == "success" and no.style is None
 

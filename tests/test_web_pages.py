@@ -8,14 +8,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from adapters.web.conversation import Conversation
 from adapters.web.render import PageRenderer, WebNotifier
 from core.notify import OutputMedia
 from core.screens import Screen
+from core.web_pages import WebPages
 
 
-def pages_on(db) -> Conversation:
-    return Conversation(db, lambda chat, path: f"{chat}-{Path(path).name}")
+def pages_on(db) -> WebPages:
+    return WebPages(db)
+
+
+def media_key(chat: str, path: Path) -> str:
+    return f"{chat}-{path.name}"
 
 
 @pytest.mark.both_stores
@@ -34,7 +38,7 @@ async def test_a_page_gets_what_changed_since_the_revision_it_saw(db):
 async def test_one_browser_cannot_edit_or_see_anothers_page_or_media(db, tmp_path):
     pages = pages_on(db)
     message = await pages.add("111", {"text": "mine"})
-    media_id = await pages.share("111", tmp_path / "clip.mp4")
+    media_id = await pages.share("111", tmp_path / "clip.mp4", media_key("111", tmp_path / "clip.mp4"))
     assert not await pages.change("222", message, text="hijacked")
     assert await pages.get("222", message) is None and await pages.since("222", 0) == []
     assert await pages.media_path("222", media_id) is None
@@ -45,7 +49,7 @@ async def test_one_browser_cannot_edit_or_see_anothers_page_or_media(db, tmp_pat
 async def test_pages_older_than_the_media_ttl_are_forgotten(db, tmp_path):
     pages = pages_on(db)
     await pages.add("111", {"text": "old"})
-    media_id = await pages.share("111", tmp_path / "clip.mp4")
+    media_id = await pages.share("111", tmp_path / "clip.mp4", media_key("111", tmp_path / "clip.mp4"))
     await pages.forget(time.time() + 1)
     assert await pages.since("111", 0) == [] and await pages.media_path("111", media_id) is None
 
@@ -53,7 +57,7 @@ async def test_pages_older_than_the_media_ttl_are_forgotten(db, tmp_path):
 @pytest.mark.both_stores
 async def test_a_result_sent_twice_shows_once(db, tmp_path):
     pages = pages_on(db)
-    notifier = WebNotifier(PageRenderer(pages, port=None))  # type: ignore[arg-type]
+    notifier = WebNotifier(PageRenderer(pages, None, media_key))  # type: ignore[arg-type]
     job = SimpleNamespace(id="j1", chat_id="111", status_message_id=None)
     clip = OutputMedia(path=tmp_path / "clip.mp4", kind="video")
     first = await notifier.deliver(job, clip, Screen("✨ AI hug"))  # type: ignore[arg-type]

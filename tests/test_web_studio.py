@@ -15,12 +15,12 @@ from types import SimpleNamespace
 import aiohttp
 import pytest
 
-from adapters.web.conversation import Conversation
 from adapters.web.identity import Keys
 from adapters.web.render import PageRenderer, WebNotifier
 from core.i18n import t
 from core.screens import Screen
 from core.storage import open_database
+from core.web_pages import WebPages
 from tests.media_factory import make_av_video, make_noisy_video
 from tests.telegram_world import TelegramWorld, make_media
 from tests.web_world import (
@@ -196,8 +196,9 @@ async def test_status_written_by_another_instance_reaches_the_open_page(studio):
         db = await open_database(f"sqlite:///{studio.home / 'lokiz.db'}")
         try:
             secret = (studio.home / "web_secret.key").read_text().strip().encode()
-            pages = Conversation(db, Keys(secret, access_code=None, lifetime=3600).media_id)
-            notifier = WebNotifier(PageRenderer(pages, port=None))  # type: ignore[arg-type]
+            pages = WebPages(db)
+            media_key = Keys(secret, access_code=None, lifetime=3600).media_id
+            notifier = WebNotifier(PageRenderer(pages, None, media_key))  # type: ignore[arg-type]
             job = SimpleNamespace(chat_id=user["platform_user_id"], status_message_id=None)
             first = await notifier.show_status(job, Screen("⏳ Elsewhere: queued"))  # type: ignore[arg-type]
             await page.get_by_text("⏳ Elsewhere: queued").wait_for()

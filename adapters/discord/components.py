@@ -4,23 +4,29 @@ The core's encoded action (`lz:action:args`, ≤ 64 chars) is the button's
 `custom_id`, so any instance of the bot, before or after a restart, knows what a
 press means without remembering the view. A select menu carries each option's
 encoded action as the option value. The bot that receives the press hands it to
-`bot.presses` (see `presses.py`).
+`bot.presses` (see `presses.py`). The 📎 Upload button (Discord only) opens a
+form with a file-upload field for the session that waits for an image or a clip.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Protocol
 
 import discord
 
+from adapters.discord.downloads import FormFile
+from core.actions import SessionAction
+from core.desk import AskText, Awaiting
 from core.screens import Button, Screen
-from core.studio.replies import AskText
 
 BUTTON_TEMPLATE = r"lz:[a-z][a-z_.]{0,23}(?::[A-Za-z0-9_.\-+]{0,24})*"
 SELECT_PREFIX = "lzs:"
 MODAL_PREFIX = "lzm:"
 MODAL_FIELD = "text"
+UPLOAD_FORM_PREFIX = "lzf:"  # its form: lzf:<session>
+UPLOAD_FIELD = "file"
 MAX_ROWS = 5
 MAX_PER_ROW = 5
 _STYLES = {
@@ -33,6 +39,7 @@ _STYLES = {
 
 class PressHandler(Protocol):
     async def press(self, interaction: discord.Interaction, data: str) -> None: ...
+
 
 
 def _presses(interaction: discord.Interaction) -> PressHandler:
@@ -85,6 +92,47 @@ class StudioSelect(
     async def callback(self, interaction: discord.Interaction) -> None:
         values = self.item.values
         await _presses(interaction).press(interaction, values[0] if values else "")
+
+
+@dataclass(frozen=True)
+class Upload(SessionAction):
+    """📎 Upload (Discord only): open the file form for a session that waits for a file."""
+
+    wire: ClassVar[str] = "dc.upload"
+    kind: str  # "image" | "clip"
+
+
+def offer_upload(screen: Screen, awaiting: Awaiting, label: str) -> Screen:
+    """The studio screen with 📎 Upload on top when the studio waits for an image or a clip."""
+    session = next((b.action.session for b in screen.all_buttons() if isinstance(b.action, SessionAction)), None)
+    if not awaiting.upload or session is None:
+        return screen
+    upload = Button(label, Upload(session, awaiting.value), "primary")
+    return replace(screen, buttons=((upload,), *screen.buttons))
+
+
+def upload_modal(session_id: str, title: str, label: str) -> discord.ui.Modal:
+    """The file form; like the prompt form, its submit is handled by custom_id (`lzf:<session>`)."""
+    modal = discord.ui.Modal(title=title[:45] or "LOKIZ", custom_id=UPLOAD_FORM_PREFIX + session_id,
+                             timeout=15 * 60)
+    modal.add_item(discord.ui.Label(
+        text=label[:45] or "…",
+        component=discord.ui.FileUpload(custom_id=UPLOAD_FIELD, min_values=1, max_values=1, required=True),
+    ))
+    return modal
+
+
+def uploaded(interaction: discord.Interaction) -> FormFile | None:
+    """The file a submitted upload form carries: its id is the field's value, the attachment
+    itself is in the interaction's resolved data."""
+    data: Any = interaction.data or {}
+    field = next((c for c in _walk(data.get("components") or []) if c.get("custom_id") == UPLOAD_FIELD), {})
+    values = field.get("values") or []
+    payload = ((data.get("resolved") or {}).get("attachments") or {}).get(str(values[0])) if values else None
+    if payload is None:
+        return None
+    return FormFile(str(payload["url"]), str(payload["filename"]), int(payload.get("size") or 0),
+                    payload.get("content_type"))
 
 
 def build_view(screen: Screen) -> discord.ui.View | None:

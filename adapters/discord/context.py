@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import discord
 
-from core.i18n import normalize_language
-from core.studio.replies import ChatContext
+from core.desk import ChatContext
 
 PLATFORM = "discord"
 
@@ -39,8 +38,3 @@ def message_context(message: discord.Message) -> ChatContext:
         language_code=None,  # messages carry no locale; the user's stored language applies
         message_id=str(message.id),
     )
-
-
-def locale_language(interaction: discord.Interaction, default: str = "en") -> str:
-    """The catalogue language of the interaction's client locale (before any database look-up)."""
-    return normalize_language(str(interaction.locale.value), default)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
-import discord
 
-from core.errors import VideoTooLarge
-from core.media_store import MediaStore
+from core.desk import Desk
+from core.errors import LokizError, VideoTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -20,16 +21,41 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".m4v", ".avi", ".gif")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".heic")
 
 
-class DownloadFailed(Exception):
+class DownloadFailed(LokizError):
     """The CDN did not give us the file (expired URL, network trouble)."""
 
+    key = "discord.download_failed"
 
-def is_video(attachment: discord.Attachment) -> bool:
+
+class Attached(Protocol):
+    """What we read of a file a user attached (a `discord.Attachment`, or one from a form)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def filename(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def content_type(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class FormFile:
+    """A file uploaded through a form, as the interaction's resolved data describes it."""
+
+    url: str
+    filename: str
+    size: int
+    content_type: str | None = None
+
+
+def is_video(attachment: Attached) -> bool:
     kind = (attachment.content_type or "").split(";")[0].strip().lower()
     return kind.startswith("video/") or Path(attachment.filename).suffix.lower() in VIDEO_SUFFIXES
 
 
-def is_image(attachment: discord.Attachment) -> bool:
+def is_image(attachment: Attached) -> bool:
     kind = (attachment.content_type or "").split(";")[0].strip().lower()
     if kind.startswith("image/"):
         return kind != "image/gif"  # a GIF is a clip here
@@ -41,8 +67,8 @@ def _mb(size: int) -> str:
 
 
 class Downloader:
-    def __init__(self, media: MediaStore, limit: int = MAX_DOWNLOAD_BYTES) -> None:
-        self.media = media
+    def __init__(self, desk: Desk, limit: int = MAX_DOWNLOAD_BYTES) -> None:
+        self.desk = desk
         self.limit = limit
         self._session: aiohttp.ClientSession | None = None
 
@@ -56,7 +82,7 @@ class Downloader:
             await self._session.close()
             self._session = None
 
-    async def fetch(self, attachment: discord.Attachment, default_suffix: str = ".mp4") -> Path:
+    async def fetch(self, attachment: Attached, default_suffix: str = ".mp4") -> Path:
         """Download to a fresh temp path; VideoTooLarge before a byte is fetched if it is too big."""
         if attachment.size > self.limit:
             raise VideoTooLarge(f"{attachment.size} bytes", size_mb=_mb(attachment.size),
@@ -64,7 +90,7 @@ class Downloader:
         await self.open()
         assert self._session is not None
         suffix = Path(attachment.filename).suffix.lower()[:8] or default_suffix
-        path = self.media.temp(suffix)
+        path = self.desk.temp_file(suffix)
         try:
             async with self._session.get(attachment.url) as response:
                 if response.status != 200:
@@ -88,3 +114,15 @@ class Downloader:
             raise
         log.info("downloaded attachment %s (%d bytes)", attachment.filename, attachment.size)
         return path
+
+
+@dataclass(frozen=True)
+class DiscordFile:
+    """An attachment as the Desk receives it (`core.desk.Incoming`): fetched when needed."""
+
+    downloader: Downloader
+    attachment: Attached
+    default_suffix: str = ".mp4"
+
+    async def fetch(self) -> Path:
+        return await self.downloader.fetch(self.attachment, self.default_suffix)

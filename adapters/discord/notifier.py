@@ -87,7 +87,7 @@ class DiscordNotifier:
         """A channel message for `job`, replying to its request; a lost channel is RecipientGone."""
         if view is not None:
             kwargs["view"] = view
-        reference = await self._reference(job)
+        reference = self._reference(job)
         if reference is not None:
             kwargs["reference"] = reference
         try:
@@ -99,16 +99,15 @@ class DiscordNotifier:
     async def deliver(self, job: Job, media: OutputMedia, screen: Screen) -> Receipt:
         try:
             await self._ready()
-            owner = await self.bot.services.ledger.users.get(job.user_id)
         except Exception as exc:  # nothing was sent yet
             raise NotDelivered(str(exc)) from exc
         channel = self.bot.get_partial_messageable(int(job.chat_id))
         cached = self.bot.get_channel(int(job.chat_id))
         text = screen.text
         mentions = discord.AllowedMentions.none()
-        if getattr(cached, "guild", None) is not None:
-            text = f"<@{owner.platform_user_id}> {text}"
-            mentions = discord.AllowedMentions(users=[discord.Object(int(owner.platform_user_id))],
+        if getattr(cached, "guild", None) is not None and job.owner_id and job.owner_id.isdigit():
+            text = f"<@{job.owner_id}> {text}"
+            mentions = discord.AllowedMentions(users=[discord.Object(int(job.owner_id))],
                                                everyone=False, roles=False, replied_user=False)
         suffix = media.path.suffix or (".mp4" if media.kind == "video" else ".wav")
         try:
@@ -142,12 +141,10 @@ class DiscordNotifier:
         except TimeoutError:
             raise ConnectionError("not connected to Discord yet") from None
 
-    async def _reference(self, job: Job) -> discord.MessageReference | None:
-        """Reply to the request; a slash command has no message, so reply to its studio message."""
+    @staticmethod
+    def _reference(job: Job) -> discord.MessageReference | None:
+        """Reply to the request (for a slash command, its studio message: settled at submit)."""
         target = job.reply_to_message_id
-        if not (target and re.fullmatch(r"\d{1,20}", target)) and job.session_id:
-            session = await self.bot.services.sessions.get(job.session_id)
-            target = session.message_id if session is not None else None
         if not (target and re.fullmatch(r"\d{1,20}", target)):
             return None
         return discord.MessageReference(message_id=int(target), channel_id=int(job.chat_id),

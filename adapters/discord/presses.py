@@ -1,26 +1,26 @@
-"""Button presses, select choices and form submits: acknowledged at once, decided by the core."""
+"""Button presses, select choices and form submits: acknowledged in time, decided by the Desk."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import discord
 
-from adapters.discord.components import MODAL_PREFIX, modal_answer
-from adapters.discord.render import InteractionReplier, with_note
+from adapters.discord.components import (
+    MODAL_PREFIX,
+    UPLOAD_FORM_PREFIX,
+    Upload,
+    modal_answer,
+    upload_modal,
+    uploaded,
+)
+from adapters.discord.downloads import is_video
+from core.actions import CustomPrompt
+from core.desk import FormAnswered, Pressed
 from core.i18n import t
-from core.screens import decode_action
-from core.studio.replies import ChatContext, Reply
 
 if TYPE_CHECKING:
     from adapters.discord.app import LokizBot
-
-# How long a press that may open a form waits for the core before it must defer instead
-# (a form has to be the first answer, and every answer must come within 3 s).
-FORM_DECISION_SECONDS = 2.0
-# Presses whose next step asks for an upload, which on Discord goes through /glitch.
-_UPLOAD_HINTS = {"st.glitch": "discord.hint.clip", "job.remix": "discord.hint.image"}
 
 
 class Presses:
@@ -28,34 +28,29 @@ class Presses:
         self.bot = bot
 
     async def press(self, interaction: discord.Interaction, data: str) -> None:
-        """A studio button or select: the core checks the owner and decides what changes."""
-        decoded = decode_action(data)
-        action = decoded[0] if decoded else ""
-        studio = self.bot.services.studio
-
-        async def work(ctx: ChatContext, lang: str, replier: InteractionReplier) -> Reply:
-            if action != "st.custom":
-                reply = await studio.press(ctx, data)
-            else:
-                # This press may open a form, which must be the first answer: ask the core
-                # first (a quick write) and defer only if it is slow.
-                decision = asyncio.ensure_future(studio.press(ctx, data))
-                done, _ = await asyncio.wait({decision}, timeout=FORM_DECISION_SECONDS)
-                if not done:
-                    await replier.defer_update()
-                reply = await decision
-            hint = _UPLOAD_HINTS.get(action)
-            return with_note(reply, t(lang, hint)) if hint else reply
-
-        await self.bot.serve(interaction, work, defer="form" if action == "st.custom" else "update")
+        """A studio button or select: the Desk checks the owner and decides what changes."""
+        upload = Upload.unpack(data)
+        if upload is not None:  # Discord's own step: the file form (the Desk gets the file)
+            lang = await self.bot.language(interaction)
+            modal = upload_modal(upload.session, t(lang, f"discord.upload_title.{upload.kind}"),
+                                 t(lang, f"discord.upload_label.{upload.kind}"))
+            await interaction.response.send_modal(modal)
+            return
+        # "Type a prompt" may open a form, which must be the first answer: no defer up front.
+        defer = "form" if CustomPrompt.unpack(data) is not None else "update"
+        await self.bot.serve(interaction, lambda ctx: Pressed(ctx, data), defer=defer)
 
     async def submit(self, interaction: discord.Interaction) -> None:
-        """A LOKIZ form was submitted (a custom prompt): the answer goes to its session."""
+        """A LOKIZ form was submitted: a typed prompt, or an uploaded file, for its session."""
         data: dict[str, Any] = dict(interaction.data or {})
-        session_id = str(data.get("custom_id", ""))[len(MODAL_PREFIX):]
-        text = modal_answer(data)
-
-        async def work(ctx: ChatContext, lang: str, replier: InteractionReplier) -> Reply:
-            return await self.bot.services.studio.typed(ctx, session_id, text)
-
-        await self.bot.serve(interaction, work, defer="thinking")
+        custom_id = str(data.get("custom_id", ""))
+        if custom_id.startswith(UPLOAD_FORM_PREFIX):
+            attachment = uploaded(interaction)
+            session_id = custom_id[len(UPLOAD_FORM_PREFIX):]
+            file = self.bot.file(attachment) if attachment is not None else None
+            video = attachment is not None and is_video(attachment)
+            await self.bot.serve(interaction, lambda ctx: FormAnswered(ctx, session_id, file=file, is_video=video),
+                                 defer="thinking")
+            return
+        session_id, text = custom_id[len(MODAL_PREFIX):], modal_answer(data)
+        await self.bot.serve(interaction, lambda ctx: FormAnswered(ctx, session_id, text), defer="thinking")

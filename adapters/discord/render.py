@@ -3,6 +3,8 @@
 Screens become a message: the text as content, the screen's image as an
 attached file, buttons and the select menu as a persistent view. Studio
 messages are bound to their session so later presses edit them in place.
+Both repliers are the Desk's `Outlet` for one update; where the studio waits
+for input, its screens get Discord's hint and, for a file, the 📎 Upload button.
 """
 
 from __future__ import annotations
@@ -10,24 +12,31 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import discord
 
-from adapters.discord.components import build_view, prompt_modal
+from adapters.discord.components import build_view, offer_upload, prompt_modal
+from core.actions import CustomPrompt
+from core.desk import Alert, AskText, Awaiting, Edit, Out, Reply, Send, SendMedia
+from core.desk.deadline import Deadline
 from core.i18n import t
 from core.media.fit import fit_video
 from core.screens import Button, Screen
-from core.studio.replies import Alert, AskText, Edit, Out, Reply, Send, SendMedia
 
 if TYPE_CHECKING:
     from adapters.discord.app import LokizBot
 
 log = logging.getLogger(__name__)
 
+# How long a press that may open a form waits for the core before it must defer instead
+# (a form has to be the first answer, and every answer must come within 3 s).
+FORM_DECISION_SECONDS = 2.0
+# What the studio waits for, said the Discord way (typed text only reaches the bot with a mention).
+HINTS = {Awaiting.TIME: "discord.hint.time", Awaiting.CLIP: "discord.hint.clip",
+         Awaiting.IMAGE: "discord.hint.image"}
 MAX_CONTENT = 2000
 NO_MENTIONS = discord.AllowedMentions.none()
 
@@ -61,37 +70,50 @@ def edit_kwargs(screen: Screen, new_media: bool, buttons_only: bool = False) -> 
     return kwargs
 
 
-def with_note(reply: Reply, note: str, when: Callable[[Screen], bool] | None = None) -> Reply:
-    """The reply with a Discord-only line added under its studio screens (those `when` picks)."""
-    outs: list[Out] = []
+def for_discord(reply: Reply, group: bool) -> Reply:
+    """The reply's studio screens with the hint for what the studio awaits (a time only
+    in servers, where typing needs a mention) and 📎 Upload when it awaits a file."""
+    key = HINTS.get(reply.awaiting)
+    if key is None or (reply.awaiting == Awaiting.TIME and not group):
+        return reply
+    note, outs = t(reply.lang, key), list[Out]()
     for out in reply.outs:
-        studio = isinstance(out, Edit) or isinstance(out, Send) and out.session_id is not None
-        if isinstance(out, Send | Edit) and studio and (when is None or when(out.screen)):
-            out = replace(out, screen=replace(out.screen, text=f"{out.screen.text}\n{note}"))
+        if isinstance(out, Edit) or isinstance(out, Send) and out.session_id is not None:
+            screen = replace(out.screen, text=f"{out.screen.text}\n{note}")
+            out = replace(out, screen=offer_upload(screen, reply.awaiting, t(reply.lang, "discord.upload")))
         outs.append(out)
-    return Reply(outs)
+    return replace(reply, outs=outs)
 
 
-def offers(action: str) -> Callable[[Screen], bool]:
-    """Whether a screen has a button for `action` (e.g. the contact sheet's `st.at` tiles)."""
-    return lambda screen: any(button.action == action for button in screen.all_buttons())
+def open_form_button(lang: str, session_id: str) -> Button:
+    return Button(t(lang, "discord.open_form"), CustomPrompt(session_id), "primary")
 
 
 class InteractionReplier:
     """Renders replies to one interaction, respecting what was already answered.
 
-    Slash commands and form submits are deferred "thinking" (the first message
-    then replaces the loading one); presses are deferred as message updates, so
-    an `Edit` of the pressed message goes through the interaction.
+    `defer`: "thinking" / "ephemeral" (a command: a loading message, which the first
+    message then replaces), "update" (a press: an `Edit` of the pressed message goes
+    through the interaction), "form" (a press that may open a form, which must be the
+    first answer: deferred only if the core is slow).
     """
 
-    def __init__(self, bot: LokizBot, interaction: discord.Interaction, lang: str) -> None:
+    def __init__(self, bot: LokizBot, interaction: discord.Interaction, defer: str) -> None:
         self.bot = bot
         self.interaction = interaction
-        self.lang = lang
+        self.defer = defer
+        self.lang = bot.default_language
         self.thinking = False  # a "thinking…" message is waiting for its first follow-up
         self.thinking_ephemeral = False
-        self.opened_form = False
+        self.deadline = Deadline(FORM_DECISION_SECONDS, self.defer_update)
+
+    async def acknowledge(self) -> None:
+        if self.defer in ("thinking", "ephemeral"):
+            await self.defer_thinking(ephemeral=self.defer == "ephemeral")
+        elif self.defer == "update":
+            await self.defer_update()
+        elif self.defer == "form":
+            self.deadline.start()
 
     @property
     def responded(self) -> bool:
@@ -112,7 +134,9 @@ class InteractionReplier:
             await self.interaction.response.defer()
 
     async def render(self, reply: Reply) -> None:
-        for out in reply.outs:
+        await self.deadline.settle()
+        self.lang = reply.lang or self.lang
+        for out in for_discord(reply, self.interaction.guild_id is not None).outs:
             if isinstance(out, Send):
                 await self.send(out.screen, out.session_id)
             elif isinstance(out, Edit):
@@ -139,7 +163,7 @@ class InteractionReplier:
         )
         self.thinking = False
         if session_id is not None:
-            await self.bot.services.studio.bind_message(session_id, str(message.id))
+            await self.bot.desk.bind_message(session_id, str(message.id))
         return message
 
     async def edit(self, screen: Screen, message_id: str, new_media: bool,
@@ -178,10 +202,9 @@ class InteractionReplier:
         kinds = (discord.InteractionType.component, discord.InteractionType.application_command)
         if not self.responded and self.interaction.type in kinds:
             await self.interaction.response.send_modal(prompt_modal(ask))
-            self.opened_form = True
             return
         # A form must be the first answer; too late for it now: offer a button that opens it.
-        button = Button(t(self.lang, "discord.open_form"), "st.custom", (ask.session_id,), "primary")
+        button = open_form_button(self.lang, ask.session_id)
         text = f"{ask.screen.text}\n{t(self.lang, 'discord.form_hint')}"
         await self.send(Screen(text, ((button,),), ephemeral=True))
 
@@ -208,13 +231,15 @@ class InteractionReplier:
 class MessageReplier:
     """Renders replies to a plain message (a DM, or a mention): channel messages, as replies."""
 
-    def __init__(self, bot: LokizBot, message: discord.Message, lang: str) -> None:
+    def __init__(self, bot: LokizBot, message: discord.Message) -> None:
         self.bot = bot
         self.message = message
-        self.lang = lang
+
+    async def acknowledge(self) -> None:
+        """Nothing to acknowledge: a message has no answer deadline."""
 
     async def render(self, reply: Reply) -> None:
-        for out in reply.outs:
+        for out in for_discord(reply, self.message.guild is not None).outs:
             if isinstance(out, Send):
                 await self.send(out.screen, out.session_id)
             elif isinstance(out, Edit):
@@ -226,7 +251,7 @@ class MessageReplier:
             elif isinstance(out, Alert):
                 await self.send(Screen(out.text), None)
             elif isinstance(out, AskText):
-                button = Button(t(self.lang, "discord.open_form"), "st.custom", (out.session_id,), "primary")
+                button = open_form_button(reply.lang, out.session_id)
                 await self.send(Screen(out.screen.text, ((button,),)), None)
             elif isinstance(out, SendMedia):
                 kwargs = send_kwargs(out.screen)
@@ -236,7 +261,7 @@ class MessageReplier:
     async def send(self, screen: Screen, session_id: str | None) -> discord.Message:
         sent = await self.message.channel.send(**send_kwargs(screen), reference=self._reference())
         if session_id is not None:
-            await self.bot.services.studio.bind_message(session_id, str(sent.id))
+            await self.bot.desk.bind_message(session_id, str(sent.id))
         return sent
 
     def _reference(self) -> discord.MessageReference:

@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from typing import TYPE_CHECKING
 
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
 
 from adapters.telegram.commands import publish_commands
 from adapters.telegram.dispatcher import build_dispatcher
@@ -23,10 +23,9 @@ from adapters.telegram.media import Downloads
 from adapters.telegram.notifier import TelegramNotifier
 from adapters.telegram.outbox import MediaSender
 from adapters.telegram.render import Renderer
+from core.desk import Desk
 from core.notify import Notifier
-
-if TYPE_CHECKING:
-    from bot.app import Services
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +38,20 @@ def webhook_secret(token: str, configured: str | None) -> str:
 
 
 class TelegramAdapter:
-    def __init__(self, services: Services) -> None:
-        settings = services.settings
+    """Given its settings and the Desk; `notifier` is the engine's voice in Telegram chats."""
+
+    def __init__(self, settings: Settings, desk: Desk) -> None:
         assert settings.telegram_bot_token is not None
         token = settings.telegram_bot_token.get_secret_value()
-        self.services = services
         self.local_server = settings.telegram_api_local
         api = TelegramAPIServer.from_base(settings.telegram_api_base, is_local=self.local_server)
         self.bot = Bot(token, session=AiohttpSession(api=api))
-        sender = MediaSender(self.bot, services.platform_files)
-        self.renderer = Renderer(self.bot, services.studio, services.sessions, sender)
-        self.downloads = Downloads(self.bot, services.media, local_server=self.local_server,
+        sender = MediaSender(self.bot, desk.files)
+        self.renderer = Renderer(self.bot, desk, sender)
+        self.downloads = Downloads(self.bot, desk, local_server=self.local_server,
                                    max_download_mb=settings.max_download_mb)
-        self.notifier: Notifier = TelegramNotifier(
-            self.bot, sender, services.ledger.users, local_server=self.local_server
-        )
-        self.dp = build_dispatcher(services, self.renderer, self.downloads)
+        self.notifier: Notifier = TelegramNotifier(self.bot, sender, local_server=self.local_server)
+        self.dp = build_dispatcher(desk, self.renderer, self.downloads)
         self.webhook_url: str | None = None
         self.secret: str | None = None
         if settings.telegram_webhook:
@@ -62,10 +59,13 @@ class TelegramAdapter:
             configured = settings.telegram_webhook_secret
             self.secret = webhook_secret(token, configured.get_secret_value() if configured else None)
             self.webhook_url = settings.public_url.rstrip("/") + WEBHOOK_PATH
-            # Routes must exist before the HTTP server starts, which is before run().
+
+    def mount(self, app: web.Application) -> None:
+        """The webhook route (routes must exist before the HTTP server starts, before run())."""
+        if self.webhook_url is not None:
             SimpleRequestHandler(
                 self.dp, self.bot, handle_in_background=True, secret_token=self.secret
-            ).register(services.http.app, path=WEBHOOK_PATH)
+            ).register(app, path=WEBHOOK_PATH)
 
     async def run(self) -> None:
         await publish_commands(self.bot)

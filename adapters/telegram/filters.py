@@ -1,34 +1,10 @@
-"""Filters: typed core button data, and "is this message meant for the bot"."""
+"""Filters: "is this message meant for the bot"."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from aiogram import Bot
 from aiogram.filters import Filter
-from aiogram.types import CallbackQuery, Message
-
-from core.screens import decode_action
-
-
-@dataclass(frozen=True)
-class CorePress:
-    """A press on a button the core made: `lz:<action>:<args…>` (≤ 64 bytes, see core.screens)."""
-
-    action: str
-    args: tuple[str, ...]
-    data: str
-
-
-class CoreButton(Filter):
-    """Matches callback data encoded by `core.screens.encode_action`; injects `press`."""
-
-    async def __call__(self, query: CallbackQuery) -> bool | dict[str, Any]:
-        decoded = decode_action(query.data)
-        if decoded is None or query.data is None:
-            return False
-        return {"press": CorePress(decoded[0], decoded[1], query.data)}
+from aiogram.types import Message
 
 
 async def meant_for_bot(message: Message, bot: Bot, *, commands: bool) -> bool:

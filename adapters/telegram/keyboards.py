@@ -7,6 +7,7 @@ from typing import Any
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, User
 from aiogram.utils.formatting import Text, TextMention
 
+from core.actions import SessionAction
 from core.screens import Button, Screen
 
 MAX_TEXT = 4096
@@ -54,8 +55,8 @@ def fits_caption(text: str) -> bool:
 def session_of(screen: Screen) -> str | None:
     """The studio session a screen's buttons act on (their first argument)."""
     for button in screen.all_buttons():
-        if button.action.startswith("st.") and button.args:
-            return button.args[0]
+        if isinstance(button.action, SessionAction):
+            return button.action.session
     return None
 
 

@@ -1,4 +1,7 @@
-"""User media in: which attachment a message carries, its size check, the download."""
+"""User media in: which attachment a message carries, its size check, the download.
+
+An attachment reaches the Desk as a `TelegramFile` (an `Incoming`): the Desk
+downloads it when it needs it, and a file over the limit is a typed error it answers."""
 
 from __future__ import annotations
 
@@ -7,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 
-from core.media_store import MediaStore
+from core.desk import Desk
+from core.errors import LokizError, VideoTooLarge
 
 MB = 1024 * 1024
 DOWNLOAD_LIMIT = 20 * MB  # getFile on the public Bot API server
@@ -70,19 +75,23 @@ def attachment(message: Message) -> Attachment | None:
     return None
 
 
-class DownloadTooLarge(Exception):
-    """The file turned out bigger than the download limit (its size was not announced)."""
+class VideoTooBigToFetch(LokizError):
+    """Over the Bot API's download limit; params: size_mb, limit_mb."""
+
+    key = "telegram.video_too_large"
+
+
+class ImageTooBigToFetch(VideoTooBigToFetch):
+    key = "telegram.image_too_large"
 
 
 class Downloads:
-    """Fetches user files into the media store's temp area, within the server's limit
+    """Fetches user files into the Desk's temp area, within the server's limit
     (20 MB on the public Bot API server; MAX_DOWNLOAD_MB with a local one)."""
 
-    def __init__(
-        self, bot: Bot, media: MediaStore, *, local_server: bool, max_download_mb: int = 200
-    ) -> None:
+    def __init__(self, bot: Bot, desk: Desk, *, local_server: bool, max_download_mb: int = 200) -> None:
         self.bot = bot
-        self.media = media
+        self.desk = desk
         self.local_server = local_server
         cap = max_download_mb * MB
         self.limit = cap if local_server else min(cap, DOWNLOAD_LIMIT)
@@ -96,17 +105,46 @@ class Downloads:
         return item.size is not None and item.size > self.limit
 
     async def fetch(self, item: Attachment) -> Path:
-        """The file in the temp area; DownloadTooLarge if it passed the limit after all."""
-        path = self.media.temp(item.suffix)
+        """The file on disk; a typed "too large" error (answered by the Desk) over the limit."""
+        if self.too_large(item):
+            raise self._too_big(item)
+        path = self.desk.temp_file(item.suffix)
         try:
             if item.size is None:  # ask first: getFile tells the size
                 known = await self.bot.get_file(item.file_id)
                 if known.file_size is not None and known.file_size > self.limit:
-                    raise DownloadTooLarge(f"{known.file_size} bytes")
+                    raise self._too_big(item)
             await self.bot.download(item.file_id, destination=path, timeout=DOWNLOAD_TIMEOUT)
             if path.stat().st_size > self.limit:
-                raise DownloadTooLarge(f"{path.stat().st_size} bytes")
+                raise self._too_big(item)
+        except TelegramBadRequest as exc:
+            path.unlink(missing_ok=True)
+            if "file is too big" not in str(exc).lower():
+                raise
+            raise self._too_big(item) from exc
         except BaseException:
             path.unlink(missing_ok=True)
             raise
         return path
+
+    def _too_big(self, item: Attachment) -> LokizError:
+        size_mb = item.size_mb if item.size else f">{self.limit_mb}"
+        if item.kind == "photo":
+            kind: type[LokizError] = ImageTooBigToFetch
+        else:  # the hint explains the public Bot API's 20 MB; a local server has no such cap
+            kind = VideoTooLarge if self.local_server else VideoTooBigToFetch
+        return kind(f"{item.size} bytes", size_mb=size_mb, limit_mb=self.limit_mb)
+
+    def incoming(self, item: Attachment) -> TelegramFile:
+        return TelegramFile(self, item)
+
+
+@dataclass(frozen=True)
+class TelegramFile:
+    """A user's file as the Desk receives it (`core.desk.Incoming`)."""
+
+    downloads: Downloads
+    item: Attachment
+
+    async def fetch(self) -> Path:
+        return await self.downloads.fetch(self.item)

@@ -22,7 +22,6 @@ from adapters.telegram.outbox import MediaSender, file_id_of, reply_parameters
 from core.jobs import Job
 from core.notify import MaybeDelivered, NotDelivered, OutputMedia, Receipt, RecipientGone
 from core.screens import Screen
-from core.users import UserDirectory
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +44,9 @@ def send_failure(exc: Exception) -> NotDelivered | MaybeDelivered:
 class TelegramNotifier:
     platform = "telegram"
 
-    def __init__(self, bot: Bot, sender: MediaSender, users: UserDirectory, *, local_server: bool) -> None:
+    def __init__(self, bot: Bot, sender: MediaSender, *, local_server: bool) -> None:
         self.bot = bot
         self.sender = sender
-        self.users = users
         self.local_server = local_server
 
     def upload_limit(self, job: Job) -> int:
@@ -91,7 +89,7 @@ class TelegramNotifier:
             with contextlib.suppress(TelegramAPIError):
                 await self.bot.send_chat_action(chat_id=chat_id, action=action)
             message = await self.sender.send(
-                chat_id, media, text=await self._caption(job, screen), markup=keyboard(screen),
+                chat_id, media, text=self._caption(job, screen), markup=keyboard(screen),
                 reply_to=job.reply_to_message_id,
             )
         except (TelegramAPIError, ClientDecodeError) as exc:
@@ -100,15 +98,10 @@ class TelegramNotifier:
             raise send_failure(exc) from exc
         return Receipt(str(message.message_id), file_id_of(message))
 
-    async def _caption(self, job: Job, screen: Screen) -> dict[str, Any]:
+    def _caption(self, job: Job, screen: Screen) -> dict[str, Any]:
         """The result caption; in a group it starts by mentioning who asked for it."""
         text = clip(screen.text, MAX_CAPTION - 80)
-        if int(job.chat_id) > 0:  # a private chat's id is the user's id
+        # A private chat's id is the user's id; a job from before owners travelled names no one.
+        if int(job.chat_id) > 0 or not (job.owner_id and job.owner_id.isdigit()):
             return {"caption": text}
-        try:
-            user = await self.users.get(job.user_id)
-        except Exception:
-            log.warning("job %s: cannot look up its user for the mention", job.id, exc_info=True)
-            return {"caption": text}
-        name = user.display_name or (f"@{user.username}" if user.username else user.platform_user_id)
-        return mentioned(text, int(user.platform_user_id), name)
+        return mentioned(text, int(job.owner_id), job.owner_name or job.owner_id)

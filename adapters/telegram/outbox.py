@@ -10,8 +10,8 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import FSInputFile, InlineKeyboardMarkup, Message, ReplyParameters
 
 from adapters.telegram.calls import bad_file_id, with_retry
+from core.desk import FileIds
 from core.notify import OutputMedia
-from core.platform_files import PlatformFiles
 
 log = logging.getLogger(__name__)
 PLATFORM = "telegram"
@@ -32,7 +32,7 @@ def file_id_of(message: Message) -> str | None:
 
 
 class MediaSender:
-    def __init__(self, bot: Bot, files: PlatformFiles) -> None:
+    def __init__(self, bot: Bot, files: FileIds) -> None:
         self.bot = bot
         self.files = files
 

@@ -1,17 +1,20 @@
-"""Rendering a core `Reply` as Bot API calls: messages, photos, in-place edits, media."""
+"""Rendering a core `Reply` as Bot API calls: messages, photos, in-place edits, media,
+and press answers (within Telegram's few seconds, alerts included)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections import OrderedDict
 from pathlib import Path
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaPhoto, Message
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.types import CallbackQuery, FSInputFile, InlineKeyboardMarkup, InputMediaPhoto, Message
 
 from adapters.telegram.calls import bad_file_id, message_gone, not_modified, with_retry, wrong_kind
 from adapters.telegram.keyboards import (
+    MAX_ALERT,
     MAX_CAPTION,
     MAX_TEXT,
     clip,
@@ -21,21 +24,23 @@ from adapters.telegram.keyboards import (
     session_of,
 )
 from adapters.telegram.outbox import MediaSender, reply_parameters
+from core.desk import Alert, AskText, Awaiting, ChatContext, Desk, Edit, Reply, Send, SendMedia
+from core.desk.deadline import Deadline
 from core.i18n import t
 from core.screens import Screen
-from core.sessions import SessionStore
-from core.studio.replies import Alert, AskText, ChatContext, Edit, Reply, Send, SendMedia
-from core.studio.studio import Studio
 
 # In a group (privacy mode) the bot only sees replies to its messages: say so where input is awaited.
 _GROUP_HINTS = {
-    "image": "telegram.reply_with_photo",
-    "clip": "telegram.reply_with_clip",
-    "prompt": "telegram.reply_with_text",
-    "music_prompt": "telegram.reply_with_text",
-    "time": "telegram.reply_with_time",
+    Awaiting.IMAGE: "telegram.reply_with_photo",
+    Awaiting.CLIP: "telegram.reply_with_clip",
+    Awaiting.PROMPT: "telegram.reply_with_text",
+    Awaiting.MUSIC_PROMPT: "telegram.reply_with_text",
+    Awaiting.TIME: "telegram.reply_with_time",
 }
 _REMEMBERED = 2048
+# Telegram shows a spinner until a press is answered; past this the answer goes out
+# empty and anything the core wanted to alert is said in the chat instead.
+ANSWER_WITHIN = 3.0
 
 
 class _Lru(OrderedDict[tuple[int, int] | str, str]):
@@ -49,22 +54,26 @@ class _Lru(OrderedDict[tuple[int, int] | str, str]):
 class Renderer:
     """Turns the core's answer to one update into messages in that update's chat."""
 
-    def __init__(self, bot: Bot, studio: Studio, sessions: SessionStore, sender: MediaSender) -> None:
+    def __init__(self, bot: Bot, desk: Desk, sender: MediaSender) -> None:
         self.bot = bot
-        self.studio = studio
-        self.sessions = sessions
+        self.desk = desk
         self.sender = sender
         self._photo_ids = _Lru()  # image path → Telegram file id (scrubbing back re-sends nothing)
         self._kinds = _Lru()  # (chat, message) → "caption" | "text": how to edit its words
 
+    def outlet(self, ctx: ChatContext, query: CallbackQuery | None = None) -> Outlet:
+        """How the Desk answers one update here (a press is also answered as a press)."""
+        return Outlet(self, ctx, query)
+
     async def render(self, reply: Reply, ctx: ChatContext, *, skip_alerts: bool = False) -> None:
         for out in reply.outs:
             if isinstance(out, Send):
-                await self.send(ctx, out.screen, reply_to=out.reply_to, session_id=out.session_id)
+                await self.send(ctx, out.screen, reply_to=out.reply_to, session_id=out.session_id,
+                                hint=self._hint(ctx, reply, out.session_id))
             elif isinstance(out, Edit):
                 await self.edit(ctx, out)
             elif isinstance(out, AskText):
-                await self.ask(ctx, out)
+                await self.ask(ctx, out, reply.lang)
             elif isinstance(out, SendMedia):
                 await self.send_media(ctx, out)
             elif isinstance(out, Alert) and not skip_alerts:
@@ -72,10 +81,11 @@ class Renderer:
 
     # --- new messages ------------------------------------------------------------
     async def send(
-        self, ctx: ChatContext, screen: Screen, *, reply_to: str | None, session_id: str | None = None
+        self, ctx: ChatContext, screen: Screen, *, reply_to: str | None, session_id: str | None = None,
+        hint: str = "",
     ) -> Message:
         chat_id = int(ctx.chat_id)
-        text = await self._with_group_hint(ctx, screen.text, session_id)
+        text = f"{screen.text}\n\n{hint}" if hint else screen.text
         markup = keyboard(screen)
         reply = reply_parameters(reply_to)
         if screen.image is not None and fits_caption(text):
@@ -93,7 +103,7 @@ class Renderer:
             )
             self._kinds.remember((chat_id, message.message_id), "text")
         if session_id is not None:
-            await self.studio.bind_message(session_id, str(message.message_id))
+            await self.desk.bind_message(session_id, str(message.message_id))
         return message
 
     async def _send_photo(
@@ -211,11 +221,11 @@ class Renderer:
             return
 
     # --- asking and media -------------------------------------------------------------
-    async def ask(self, ctx: ChatContext, out: AskText) -> None:
-        """Telegram has no forms: show the question; the next text goes to `Studio.text`."""
+    async def ask(self, ctx: ChatContext, out: AskText, lang: str) -> None:
+        """Telegram has no forms: show the question; the next text answers it."""
         screen = out.screen
         if ctx.chat_kind == "group":
-            hint = t(await self._lang(ctx), "telegram.reply_with_text")
+            hint = t(lang, "telegram.reply_with_text")
             screen = dataclasses.replace(screen, text=f"{screen.text}\n\n{hint}")
         if out.message_id is not None:
             await self.edit(ctx, Edit(screen, out.message_id))
@@ -234,18 +244,45 @@ class Renderer:
         )
 
     # --- helpers ------------------------------------------------------------------------
-    async def _with_group_hint(self, ctx: ChatContext, text: str, session_id: str | None) -> str:
-        if ctx.chat_kind != "group" or session_id is None:
-            return text
-        session = await self.sessions.get(session_id)
-        key = _GROUP_HINTS.get(session.awaiting or "") if session is not None else None
-        if key is None:
-            return text
-        return f"{text}\n\n{t(await self._lang(ctx), key)}"
+    @staticmethod
+    def _hint(ctx: ChatContext, reply: Reply, session_id: str | None) -> str:
+        key = _GROUP_HINTS.get(reply.awaiting)
+        if ctx.chat_kind != "group" or session_id is None or key is None:
+            return ""
+        return t(reply.lang, key)
 
-    async def _lang(self, ctx: ChatContext) -> str:
-        _, lang, _ = await self.studio.user(ctx)
-        return lang
+
+class Outlet:
+    """One update's answer: rendered in its chat; a press is also answered within its deadline,
+    with the core's alerts if they came in time (else empty, and the alerts go to the chat)."""
+
+    def __init__(self, renderer: Renderer, ctx: ChatContext, query: CallbackQuery | None) -> None:
+        self.renderer = renderer
+        self.ctx = ctx
+        self.query = query
+        self.deadline = Deadline(ANSWER_WITHIN, self._answer_empty)
+
+    async def acknowledge(self) -> None:
+        if self.query is not None:
+            self.deadline.start()
+
+    async def _answer_empty(self) -> None:
+        await answer(self.query)
+
+    async def render(self, reply: Reply) -> None:
+        late = await self.deadline.settle()
+        if self.query is not None and not late:
+            alerts = [alert.text for alert in reply.alerts]
+            await answer(self.query, "\n".join(alerts) or None, alert=bool(alerts))
+        await self.renderer.render(reply, self.ctx, skip_alerts=self.query is not None and not late)
+
+
+async def answer(query: CallbackQuery | None, text: str | None = None, *, alert: bool = False) -> None:
+    """Answer a press (once); a press too old to answer (pressed while we restarted) is let go."""
+    if query is None:
+        return
+    with contextlib.suppress(TelegramAPIError):
+        await query.answer(clip(text, MAX_ALERT) if text else None, show_alert=alert)
 
 
 def _photo_source(file_id: str | None, image: Path | None) -> str | FSInputFile:

@@ -3,23 +3,25 @@ and the engine's notifier): text, a picture or clip by opaque id, buttons, a for
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from adapters.web.conversation import Conversation
 from adapters.web.port import PLATFORM, StudioPort
 from core.jobs import Job
 from core.notify import OutputMedia, Receipt
 from core.screens import Screen
 from core.studio.replies import Alert, AskText, Edit, Reply, Send, SendMedia
+from core.web_pages import WebPages
 
 NO_LIMIT = 1 << 40  # a page plays the file as it is: nothing to fit
 
 
 class PageRenderer:
-    def __init__(self, pages: Conversation, port: StudioPort) -> None:
+    def __init__(self, pages: WebPages, port: StudioPort, media_key: Callable[[str, Path], str]) -> None:
         self.pages = pages
         self.port = port
+        self.media_key = media_key  # (page, file) -> the opaque id the page fetches it by
 
     async def render(self, chat: str, reply: Reply) -> list[str]:
         """Write the reply onto the page; return the alerts (shown once, not kept)."""
@@ -57,7 +59,8 @@ class PageRenderer:
         if shown is None and screen.image is not None:
             shown = (screen.image, "image")
         if shown is not None:
-            body["media"] = {"id": await self.pages.share(chat, shown[0]), "kind": shown[1]}
+            media_id = await self.pages.share(chat, shown[0], self.media_key(chat, shown[0]))
+            body["media"] = {"id": media_id, "kind": shown[1]}
         return body
 
 

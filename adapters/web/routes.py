@@ -16,15 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.web.conversation import Conversation
 from adapters.web.identity import Keys, new_user_id, same_origin
 from adapters.web.port import StudioPort
 from adapters.web.render import PageRenderer
-from core.http import HttpServer
 from core.i18n import t
 from core.ratelimit import UpdateRateLimiter
 from core.settings import Settings
 from core.studio.replies import ChatContext
+from core.web_pages import WebPages
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ async def _receive(request: web.Request, path: Path, limit: int) -> int | None:
 
 
 class WebRoutes:
-    def __init__(self, settings: Settings, port: StudioPort, pages: Conversation,
+    def __init__(self, settings: Settings, port: StudioPort, pages: WebPages,
                  renderer: PageRenderer, keys: Keys) -> None:
         self.settings = settings
         self.access_attempts = UpdateRateLimiter(burst=5, per_second=0.1)  # against guessing
@@ -85,9 +84,8 @@ class WebRoutes:
         self.keys = keys
         self.closing = asyncio.Event()
 
-    def register(self, http: HttpServer) -> None:
-        app = http.app
-        http.stream_body("/upload")  # read here, chunk by chunk, to disk
+    def register(self, app: web.Application) -> None:
+        # /upload reads its own body, chunk by chunk, to disk (bot/app.py exempts it).
         app.router.add_get("/", self.page)
         app.router.add_post("/access", self.access)
         app.router.add_get("/static/{name}", self.static)
@@ -103,7 +101,7 @@ class WebRoutes:
         return self.port.context(visitor, language.strip() or None)
 
     def visitor(self, handler: Handler, *, post: bool = False) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        """Cookie, origin, rate limit and a translated answer to anything unexpected."""
+        """Cookie, origin and a translated answer to anything unexpected (the Desk rate-limits)."""
 
         async def handle(request: web.Request) -> web.StreamResponse:
             visitor = self.keys.visitor(request)
@@ -112,8 +110,6 @@ class WebRoutes:
                 return answer([t(await self.port.language(ctx), "web.cross_origin")], 403)
             if visitor is None:
                 return answer([t(await self.port.language(ctx), "web.signed_out")], 401)
-            if post and not self.port.allow(ctx):
-                return answer([t(await self.port.language(ctx), "error.slow_down")], 429)
             try:
                 return await handler(request, Visit(ctx, await self.port.language(ctx)))
             except web.HTTPException:

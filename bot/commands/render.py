@@ -22,6 +22,7 @@ from core.catalogue import (
     MUSIC,
     TEMPLATE,
     JobRequest,
+    ModelSpec,
     TemplateCatalogue,
     build_models,
 )
@@ -39,7 +40,13 @@ from core.notify import OutputMedia, Receipt
 from core.screens import Screen
 from core.settings import Settings
 from core.storage import open_database
-from core.studio.studio import clean_prompt
+from core.studio.requests import (
+    clean_prompt,
+    glitch_request,
+    music_request,
+    preset_options,
+    template_request,
+)
 from core.users import UserDirectory
 
 ACTIONS = {"template": TEMPLATE, "glitch-animate": GLITCH_ANIMATE,
@@ -101,7 +108,7 @@ async def handle(args: argparse.Namespace, settings: Settings) -> int:
     templates = TemplateCatalogue.load(settings.templates_file)
     with tempfile.TemporaryDirectory(prefix="lokiz-render-") as scratch:
         work = Path(scratch)
-        request = await _request(args, action, templates, settings, work)
+        request = await _request(args, action, templates, settings, work, models)
         output = args.output or Path(f"{args.name or args.action}{spec.output_suffix}")
         if spec.output_kind == "video" and output.suffix.lower() != ".mp4":
             output = output.with_suffix(".mp4")
@@ -139,36 +146,32 @@ async def handle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _request(args: argparse.Namespace, action: str, templates: TemplateCatalogue,
-                   settings: Settings, work: Path) -> JobRequest:
+                   settings: Settings, work: Path, models: dict[str, ModelSpec]) -> JobRequest:
+    """The job as the studio would build it (core.studio.requests), from the command line."""
+    seed = int(time.time()) % 100000
     if action == TEMPLATE:
         if not args.video or args.at is None:
             raise RenderFailed("render template needs --video and --at")
         info = await probe(args.video, max_seconds=settings.max_video_seconds)
         at = check_in_range(parse_timestamp(args.at), info.duration)
         frame = await capture_frame(args.video, at, work / "frame.jpg")
-        options: dict[str, Any] = {}
-        prompt, look, template_id = args.prompt, None, None
-        if args.name:
-            template = templates.get(args.name)
-            template_id, look = template.id, template.look
-            prompt = prompt or template.prompt["en"]
-            options.update({k: v for k, v in template.options.items() if k in ("duration", "aspect_ratio")})
-        if not prompt:
+        template = templates.get(args.name) if args.name else None
+        if template is None and not args.prompt:
             raise RenderFailed("render template needs a template NAME or --prompt")
+        options: dict[str, Any] = preset_options(template, models[TEMPLATE]) if template is not None else {}
         if args.duration is not None:
             options["duration"] = args.duration
         if args.aspect_ratio:
             options["aspect_ratio"] = args.aspect_ratio
-        return JobRequest(TEMPLATE, prompt=clean_prompt(prompt), image=str(frame), template=template_id,
-                          look=look, options=options, seed=int(time.time()) % 100000)
+        prompt = clean_prompt(args.prompt or (template.prompt["en"] if template else ""))
+        return template_request(str(frame), template=template, prompt=prompt, options=options, seed=seed)
     if action in (GLITCH_ANIMATE, GLITCH_REPLACE):
         if not args.clip or not args.image:
             raise RenderFailed(f"render {args.action} needs --clip and --image")
         await probe(args.clip, max_seconds=settings.max_video_seconds)
         await probe_image(args.image)
         clip = await trim_clip(args.clip, 0.0, settings.glitch_max_seconds, work / "clip.mp4")
-        return JobRequest(action, image=str(args.image), clip=str(clip), seed=int(time.time()) % 100000)
+        return glitch_request(action, str(args.image), str(clip), seed=seed)
     if not args.prompt:
         raise RenderFailed("render music needs --prompt")
-    return JobRequest(MUSIC, prompt=clean_prompt(args.prompt), seed=int(time.time()) % 100000)
-
+    return music_request(clean_prompt(args.prompt), seed=seed)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.actions import DeletePost, LikePost, RemixPost, TurnFeedPage
 from core.i18n import t
 from core.screens import Button, Screen
 from core.social.posts import FEED_PAGE_SIZE, Creator, FeedPage, Post
 
-LIKE, REMIX, DELETE, FEED_PAGE = "post.like", "post.remix", "post.delete", "feed.page"
+# The wire names of the social buttons (their typed actions are in core.actions).
+LIKE, REMIX, DELETE, FEED_PAGE = LikePost.wire, RemixPost.wire, DeletePost.wire, TurnFeedPage.wire
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,9 @@ def post_screen(
         oldest = chain[-1]
         if oldest.source_post_id is not None:  # cut at CHAIN_LIMIT, or a source that is gone
             lines.append(t(lang, "social.post.chain_more"))
-    row = [_like_button(lang, post), Button(t(lang, "social.button.remix"), REMIX, (str(post.id),))]
+    row = [_like_button(lang, post), Button(t(lang, "social.button.remix"), RemixPost(post.id))]
     if post.owner_id == user_id or (is_chat_admin and post.in_chat(platform, chat_id)):
-        row.append(Button(t(lang, "social.button.delete"), DELETE, (str(post.id),), "danger"))
+        row.append(Button(t(lang, "social.button.delete"), DeletePost(post.id), "danger"))
     return Screen("\n".join(lines), (tuple(row),))
 
 
@@ -117,12 +119,12 @@ def _chain_item(lang: str, link: Link) -> str:
 
 
 def _like_button(lang: str, post: Post) -> Button:
-    return Button(t(lang, "social.button.like", likes=post.likes), LIKE, (str(post.id),))
+    return Button(t(lang, "social.button.like", likes=post.likes), LikePost(post.id))
 
 
 def like_button(lang: str, post_id: int, likes: int) -> Button:
     """👍 with the count, for the result message and the feed (edit it after a toggle)."""
-    return Button(t(lang, "social.button.like", likes=likes), LIKE, (str(post_id),))
+    return Button(t(lang, "social.button.like", likes=likes), LikePost(post_id))
 
 
 def feed_screen(lang: str, feed: FeedPage, *, platform: str, chat_id: str) -> Screen:
@@ -139,13 +141,13 @@ def feed_screen(lang: str, feed: FeedPage, *, platform: str, chat_id: str) -> Sc
         ))
         rows.append((
             like_button(lang, post.id, post.likes),
-            Button(t(lang, "social.button.remix"), REMIX, (str(post.id),)),
+            Button(t(lang, "social.button.remix"), RemixPost(post.id)),
         ))
     paging = []
     if feed.has_previous:
-        paging.append(Button(t(lang, "social.button.previous"), FEED_PAGE, (str(feed.page - 1),)))
+        paging.append(Button(t(lang, "social.button.previous"), TurnFeedPage(feed.page - 1)))
     if feed.has_next:
-        paging.append(Button(t(lang, "social.button.next"), FEED_PAGE, (str(feed.page + 1),)))
+        paging.append(Button(t(lang, "social.button.next"), TurnFeedPage(feed.page + 1)))
     if paging:
         rows.append(tuple(paging))
     return Screen("\n".join(lines), tuple(rows))

@@ -16,8 +16,8 @@ from core.i18n import t
 from core.jobs import JobStore
 from core.screens import Screen
 from core.storage import Database
+from core.studio.people import Caller
 from core.studio.replies import ChatContext, Reply, Send
-from core.studio.studio import Studio
 from core.users import User, is_platform_id, is_whole_number, parse_user_ref
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,8 @@ class Target:
 
 
 class AdminDesk:
-    def __init__(self, studio: Studio, ledger: CreditLedger, jobs: JobStore, db: Database,
+    def __init__(self, ledger: CreditLedger, jobs: JobStore, db: Database,
                  admins: frozenset[tuple[str, str]]) -> None:
-        self.studio = studio
         self.ledger = ledger
         self.jobs = jobs
         self.db = db
@@ -44,10 +43,10 @@ class AdminDesk:
     def is_admin(self, ctx: ChatContext) -> bool:
         return (ctx.platform, str(ctx.user_id)) in self.admins
 
-    async def handle(self, ctx: ChatContext, command: str, args: list[str],
+    async def handle(self, ctx: ChatContext, who: Caller, command: str, args: list[str],
                      replied: Target | None = None) -> Reply:
         """Run `command` (grant | revoke | credits | stats) with its words."""
-        user, lang, _ = await self.studio.user(ctx)
+        lang = who.lang
         allowed = self.is_admin(ctx)
         await self._log(ctx, command, args, allowed)
         if not allowed:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from core.notify import OutputMedia
 from core.screens import Screen
+from core.sessions import Awaiting
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class ChatContext:
 @dataclass(frozen=True)
 class Send:
     """Send a new message. If `session_id` is set, the adapter reports the new
-    message id with `Studio.bind_message` so later presses edit it in place."""
+    message id with `Desk.bind_message` so later presses edit it in place."""
 
     screen: Screen
     reply_to: str | None = None
@@ -56,7 +57,7 @@ class Alert:
 @dataclass(frozen=True)
 class AskText:
     """Ask the user to type something for a session. Platforms with forms (Discord)
-    open a modal and pass the answer to `Studio.typed`; others show `screen` as an
+    open a modal and answer with `FormAnswered`; others show `screen` as an
     edit of `message_id` (or a new message) and route the next text message."""
 
     session_id: str
@@ -82,7 +83,12 @@ Out = Send | Edit | Alert | AskText | SendMedia
 
 @dataclass
 class Reply:
+    """The core's answer to one event: what to show, in which language, and what the
+    studio now waits for (each adapter has its own hint text for each `Awaiting`)."""
+
     outs: list[Out] = field(default_factory=list)
+    lang: str = ""  # the Desk sets it: the caller's language
+    awaiting: Awaiting = Awaiting.NOTHING
 
     def add(self, out: Out) -> Reply:
         self.outs.append(out)
@@ -91,11 +97,3 @@ class Reply:
     @property
     def alerts(self) -> list[Alert]:
         return [out for out in self.outs if isinstance(out, Alert)]
-
-
-def say(screen: Screen, reply_to: str | None = None) -> Reply:
-    return Reply([Send(screen, reply_to)])
-
-
-def alert(text: str) -> Reply:
-    return Reply([Alert(text)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core import actions as act
 from core.catalogue import GLITCH_ANIMATE, MUSIC, TEMPLATE, ModelSpec, Template, TemplateCatalogue
 from core.i18n import t
 from core.media.timestamps import format_timestamp
@@ -15,11 +16,11 @@ MOODS = ("lofi", "epic", "happy", "dark")
 
 
 def _cancel(lang: str, session: Session) -> Button:
-    return Button(t(lang, "button.cancel"), "st.cancel", (session.id,), "danger")
+    return Button(t(lang, "button.cancel"), act.Cancel(session.id), "danger")
 
 
 def _back(lang: str, session: Session) -> Button:
-    return Button(t(lang, "button.back"), "st.back", (session.id,))
+    return Button(t(lang, "button.back"), act.Back(session.id))
 
 
 def welcome(lang: str, balance: int, starter: int) -> Screen:
@@ -29,7 +30,7 @@ def welcome(lang: str, balance: int, starter: int) -> Screen:
 
 def contact_sheet(lang: str, session: Session, image: Path, times: list[float]) -> Screen:
     tiles = [
-        Button(format_timestamp(time), "st.at", (session.id, str(round(time * 10))))
+        Button(format_timestamp(time), act.SeekFrame(session.id, round(time * 10)))
         for time in times
     ]
     rows = [tuple(tiles[i:i + 3]) for i in range(0, len(tiles), 3)]
@@ -38,18 +39,18 @@ def contact_sheet(lang: str, session: Session, image: Path, times: list[float]) 
 
 
 def frame(lang: str, session: Session, *, note: str = "") -> Screen:
-    at = session.get("at", 0.0)
-    duration = session.get("duration", 0.0)
+    at = session.data.at or 0.0
+    duration = session.data.duration or 0.0
     text = t(lang, "studio.frame", at=format_timestamp(at), duration=format_timestamp(duration))
     if note:
         text = f"{note}\n{text}"
-    scrub = tuple(Button(label, "st.scrub", (session.id, delta)) for delta, label in SCRUB_STEPS)
+    scrub = tuple(Button(label, act.Scrub(session.id, int(delta))) for delta, label in SCRUB_STEPS)
     actions = (
-        Button(t(lang, "button.template"), "st.tpl", (session.id,), "primary"),
-        Button(t(lang, "button.glitch"), "st.glitch", (session.id,), "primary"),
-        Button(t(lang, "button.music"), "st.music", (session.id,), "primary"),
+        Button(t(lang, "button.template"), act.OpenTemplates(session.id), "primary"),
+        Button(t(lang, "button.glitch"), act.OpenGlitch(session.id), "primary"),
+        Button(t(lang, "button.music"), act.OpenMusic(session.id), "primary"),
     )
-    return Screen(text, (scrub, actions, (_cancel(lang, session),)), image=Path(session.get("frame")))
+    return Screen(text, (scrub, actions, (_cancel(lang, session),)), image=_image(session))
 
 
 def templates(lang: str, session: Session, catalogue: TemplateCatalogue, price: int) -> Screen:
@@ -57,12 +58,12 @@ def templates(lang: str, session: Session, catalogue: TemplateCatalogue, price: 
     for template in catalogue:
         lines.append(f"• {template.text('name', lang)} — {template.text('description', lang)}")
     choices = tuple(
-        Button(template.text("name", lang), "st.pick", (session.id, template.id))
+        Button(template.text("name", lang), act.PickTemplate(session.id, template.id))
         for template in catalogue
     )
     return Screen(
         "\n".join(lines),
-        ((Button(t(lang, "button.custom_prompt"), "st.custom", (session.id,)), _back(lang, session)),),
+        ((Button(t(lang, "button.custom_prompt"), act.CustomPrompt(session.id)), _back(lang, session)),),
         image=_image(session),
         select=choices,
         select_placeholder=t(lang, "studio.templates_placeholder"),
@@ -70,7 +71,7 @@ def templates(lang: str, session: Session, catalogue: TemplateCatalogue, price: 
 
 
 def template_options(lang: str, session: Session, spec: ModelSpec, title: str) -> Screen:
-    chosen = session.get("options", {})
+    chosen = session.data.options
     rows: list[tuple[Button, ...]] = []
     for option in spec.offered:
         name = option.name
@@ -79,13 +80,13 @@ def template_options(lang: str, session: Session, spec: ModelSpec, title: str) -
             Button(  # the choice travels as its index: values like "16:9" hold the separator
                 ("✅ " if value == current else "") + _option_label(lang, name, value)
                 + (f" +{option.surcharge(value)}" if option.surcharge(value) else ""),
-                "st.opt", (session.id, name, str(index)),
+                act.SetOption(session.id, name, index),
                 "primary" if value == current else "secondary",
             )
             for index, value in enumerate(option.choices)
         ))
     rows.append((
-        Button(t(lang, "button.next"), "st.next", (session.id,), "success"),
+        Button(t(lang, "button.next"), act.Next(session.id), "success"),
         _back(lang, session),
     ))
     return Screen(t(lang, "studio.options", what=title), tuple(rows), image=_image(session))
@@ -105,7 +106,7 @@ def confirm(lang: str, session: Session, *, what: str, details: str, price: int,
     return Screen(
         text,
         (
-            (Button(t(lang, "button.confirm", price=price), "st.go", (session.id,), "success"),),
+            (Button(t(lang, "button.confirm", price=price), act.Submit(session.id), "success"),),
             (_back(lang, session), _cancel(lang, session)),
         ),
         image=_image(session),
@@ -123,7 +124,7 @@ def ask_clip(lang: str, session: Session, max_seconds: float) -> Screen:
 def ask_image(lang: str, session: Session, *, has_last_frame: bool) -> Screen:
     rows: list[tuple[Button, ...]] = []
     if has_last_frame:
-        rows.append((Button(t(lang, "button.last_frame"), "st.lastframe", (session.id,), "primary"),))
+        rows.append((Button(t(lang, "button.last_frame"), act.UseLastFrame(session.id), "primary"),))
     rows.append((_cancel(lang, session),))
     return Screen(t(lang, "studio.ask_image"), tuple(rows))
 
@@ -133,8 +134,8 @@ def glitch_modes(lang: str, session: Session, prices: dict[str, int]) -> Screen:
         t(lang, "studio.glitch_modes", animate=prices[GLITCH_ANIMATE], replace=prices["glitch_replace"]),
         (
             (
-                Button(t(lang, "button.animate"), "st.mode", (session.id, "animate"), "primary"),
-                Button(t(lang, "button.replace"), "st.mode", (session.id, "replace"), "primary"),
+                Button(t(lang, "button.animate"), act.PickMode(session.id, "animate"), "primary"),
+                Button(t(lang, "button.replace"), act.PickMode(session.id, "replace"), "primary"),
             ),
             (_cancel(lang, session),),
         ),
@@ -144,18 +145,18 @@ def glitch_modes(lang: str, session: Session, prices: dict[str, int]) -> Screen:
 
 def music(lang: str, session: Session, spec: ModelSpec, *, bark: bool) -> Screen:
     rows: list[tuple[Button, ...]] = [
-        tuple(Button(t(lang, f"music.mood.{mood}"), "st.mood", (session.id, mood)) for mood in MOODS[:2]),
-        tuple(Button(t(lang, f"music.mood.{mood}"), "st.mood", (session.id, mood)) for mood in MOODS[2:]),
+        tuple(Button(t(lang, f"music.mood.{mood}"), act.PickMood(session.id, mood)) for mood in MOODS[:2]),
+        tuple(Button(t(lang, f"music.mood.{mood}"), act.PickMood(session.id, mood)) for mood in MOODS[2:]),
     ]
     if bark:
-        style = session.get("options", {}).get("style", spec.option("style").default)
+        style = session.data.options.get("style", spec.option("style").default)
         rows.append(tuple(
             Button(("✅ " if value == style else "") + t(lang, f"music.style.{value}"),
-                   "st.style", (session.id, value))
+                   act.PickStyle(session.id, value))
             for value in spec.option("style").choices
         ))
-    rows.append((Button(t(lang, "button.type_prompt"), "st.custom", (session.id,)),
-                 _back(lang, session) if session.get("frame") else _cancel(lang, session)))
+    rows.append((Button(t(lang, "button.type_prompt"), act.CustomPrompt(session.id)),
+                 _back(lang, session) if session.data.frame else _cancel(lang, session)))
     about = t(lang, "music.about_bark" if bark else "music.about_musicgen")
     return Screen(t(lang, "studio.music", price=spec.price, about=about), tuple(rows), image=_image(session))
 
@@ -168,7 +169,7 @@ def ask_prompt(lang: str, session: Session, *, for_music: bool) -> Screen:
 def started(lang: str, session: Session, job_id: str) -> Screen:
     """The studio message after a job starts: the frame again, ready for another effect."""
     note = t(lang, "studio.started", id=job_id)
-    if session.get("frame") and session.get("video"):
+    if session.data.frame and session.data.video:
         return frame(lang, session, note=note)
     return Screen(note, image=_image(session))
 
@@ -178,7 +179,7 @@ def closed(lang: str, session: Session) -> Screen:
 
 
 def template_title(lang: str, session: Session, catalogue: TemplateCatalogue) -> str:
-    template_id = session.get("template")
+    template_id = session.data.template
     if template_id:
         template: Template = catalogue.get(template_id)
         return template.text("name", lang)
@@ -194,5 +195,5 @@ def describe_choice(lang: str, action: str, session: Session, catalogue: Templat
 
 
 def _image(session: Session) -> Path | None:
-    image = session.get("frame") or session.get("image")
+    image = session.data.frame or session.data.image
     return Path(image) if image else None

@@ -111,6 +111,8 @@ OPTION_NUMBER = 10
 OPTION_ATTACHMENT = 11
 
 _SELECT_TYPES = {3, 5, 6, 7, 8}
+COMPONENT_LABEL = 18
+COMPONENT_FILE_UPLOAD = 19
 
 # VIEW_CHANNEL, SEND_MESSAGES, EMBED_LINKS, ATTACH_FILES, READ_MESSAGE_HISTORY,
 # ADD_REACTIONS, USE_EXTERNAL_EMOJIS, USE_APPLICATION_COMMANDS, SEND_MESSAGES_IN_THREADS
@@ -349,6 +351,12 @@ def _walk_with_path(
             yield from _walk_with_path([component["component"]], [*here, "component"])
         if isinstance(component.get("accessory"), dict):
             yield from _walk_with_path([component["accessory"]], [*here, "accessory"])
+
+
+def _upload_bounds(component: JSON) -> tuple[int, int]:
+    """A file upload's (min_values, max_values); absent or null means Discord's default, 1."""
+    low, high = component.get("min_values"), component.get("max_values")
+    return (1 if low is None else int(low)), (1 if high is None else int(high))
 
 
 def _validate_components(components: Sequence[JSON], *, v2: bool, root: str = "components") -> None:
@@ -1097,7 +1105,11 @@ class FakeDiscord:
         interaction: FakeInteraction | None = None,
         locale: str | None = None,
     ) -> FakeInteraction:
-        """A user fills the open modal ``custom_id`` with ``{field custom_id: value}`` and submits it."""
+        """A user fills the open modal ``custom_id`` with ``{field custom_id: value}`` and submits it.
+
+        A file upload field takes attachment payloads from ``add_attachment`` (one or a list):
+        its value becomes their ids, and the attachments go in ``data.resolved.attachments``.
+        """
         user_id = _id_of(user)
         opener = interaction
         if opener is None:
@@ -1116,13 +1128,16 @@ class FakeDiscord:
         if modal.get("custom_id") != custom_id:
             raise LookupError(f"interaction {opener.id} did not open modal {custom_id!r}")
         remaining = dict(values)
+        uploads: dict[str, JSON] = {}
         components = [
-            self._fill_modal_component(c, remaining) for c in modal.get("components") or []
+            self._fill_modal_component(c, remaining, uploads) for c in modal.get("components") or []
         ]
         if remaining:
             raise ValueError(f"modal {custom_id!r} has no fields {sorted(remaining)}")
         opener.modal_submitted = True
-        data = {"custom_id": custom_id, "components": components}
+        data: JSON = {"custom_id": custom_id, "components": components}
+        if uploads:
+            data["resolved"] = {"attachments": uploads}
         source = self.messages.get(opener.source_message_id or 0)
         return await self._inject(
             INTERACTION_MODAL_SUBMIT,
@@ -1949,6 +1964,17 @@ class FakeDiscord:
                 ["data", "components"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length."
             )
         _validate_components(components, v2=True, root="components")
+        for path, component in _walk_with_path(components, ["components"]):
+            if component.get("type") == COMPONENT_LABEL:
+                inner = component.get("component") or {}
+                if inner.get("type") == COMPONENT_FILE_UPLOAD:
+                    low, high = _upload_bounds(inner)
+                    if not (0 <= low <= 10 and 1 <= high <= 10 and low <= high):
+                        raise _invalid_form([*path, "component", "max_values"], "BASE_TYPE_BAD_VALUE",
+                                            "File uploads take 0..10 files (min ≤ max).")
+            elif component.get("type") == COMPONENT_FILE_UPLOAD and path[-2:-1] != ["component"]:
+                raise _invalid_form([*path, "type"], "UNION_TYPE_CHOICES",
+                                    "A file upload must be inside a label.")
 
     def _webhook_interaction(self, app_id: str, token: str) -> FakeInteraction:
         record = self._by_token.get(token)
@@ -2443,13 +2469,15 @@ class FakeDiscord:
             if str(value) in roles:
                 resolved.setdefault("roles", {})[str(value)] = copy.deepcopy(roles[str(value)])
 
-    def _fill_modal_component(self, component: JSON, remaining: dict[str, Any]) -> JSON:
+    def _fill_modal_component(
+        self, component: JSON, remaining: dict[str, Any], uploads: dict[str, JSON]
+    ) -> JSON:
         kind = component.get("type")
         if kind == 1:
             return {
                 "type": 1,
                 "components": [
-                    self._fill_modal_component(c, remaining)
+                    self._fill_modal_component(c, remaining, uploads)
                     for c in component.get("components") or []
                 ],
             }
@@ -2457,7 +2485,7 @@ class FakeDiscord:
             return {
                 "type": 18,
                 "id": component.get("id"),
-                "component": self._fill_modal_component(component["component"], remaining),
+                "component": self._fill_modal_component(component["component"], remaining, uploads),
             }
         custom_id = component.get("custom_id")
         filled: JSON = {"type": kind, "custom_id": custom_id}
@@ -2478,6 +2506,18 @@ class FakeDiscord:
         elif kind in _SELECT_TYPES:
             raw = remaining.pop(custom_id, [])
             filled["values"] = [str(v) for v in ([raw] if isinstance(raw, str | int) else raw)]
+        elif kind == COMPONENT_FILE_UPLOAD:
+            # Values are attachment ids; the attachments themselves travel in data.resolved.
+            raw = remaining.pop(custom_id, [])
+            files = [raw] if isinstance(raw, Mapping) else list(raw)
+            low, high = _upload_bounds(component)
+            if component.get("required", True) and not files:
+                raise ValueError(f"modal file upload {custom_id!r} is required")
+            if files and not low <= len(files) <= high:
+                raise ValueError(f"modal file upload {custom_id!r} takes {low}..{high} files")
+            filled["values"] = [str(_id_of(f)) for f in files]
+            for attachment in files:
+                uploads[str(_id_of(attachment))] = copy.deepcopy(dict(attachment))
         return filled
 
     async def _inject(

@@ -12,9 +12,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from adapters.discord.render import InteractionReplier
 from adapters.discord.translator import text
-from core.studio.replies import ChatContext, Reply
+from core.desk import AdminCommand
 
 if TYPE_CHECKING:
     from adapters.discord.app import LokizBot
@@ -28,10 +27,7 @@ class AdminCog(commands.Cog, name="admin"):
         self.bot = bot
 
     async def _run(self, interaction: discord.Interaction, command: str, args: list[str]) -> None:
-        async def work(ctx: ChatContext, lang: str, replier: InteractionReplier) -> Reply:
-            return await self.bot.services.admin.handle(ctx, command, args)
-
-        await self.bot.serve(interaction, work, defer="ephemeral")
+        await self.bot.serve(interaction, lambda ctx: AdminCommand(ctx, command, tuple(args)), defer="ephemeral")
 
     @app_commands.command(name="grant", description=text("discord.cmd.grant"))
     @app_commands.default_permissions(administrator=True)

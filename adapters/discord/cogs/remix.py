@@ -9,9 +9,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from adapters.discord.downloads import is_video
-from adapters.discord.render import InteractionReplier, with_note
+from core.desk import ChatContext, ClipShared, Event, Unusable
 from core.i18n import t
-from core.studio.replies import ChatContext, Reply
 
 if TYPE_CHECKING:
     from adapters.discord.app import LokizBot
@@ -32,14 +31,10 @@ class RemixCog(commands.Cog, name="remix"):
 
     async def remix(self, interaction: discord.Interaction, message: discord.Message) -> None:
         clip = next((a for a in message.attachments if is_video(a)), None)
-        if clip is None:
-            lang = await self.bot.language(interaction)
-            await interaction.response.send_message(t(lang, "discord.no_video_in_message"), ephemeral=True)
-            return
 
-        async def work(ctx: ChatContext, lang: str, replier: InteractionReplier) -> Reply:
-            path = await self.bot.fetch(clip)
-            reply = await self.bot.services.studio.glitch_with_clip(ctx, path, reply_to=str(message.id))
-            return with_note(reply, t(lang, "discord.hint.image"))
+        def event(ctx: ChatContext) -> Event:
+            if clip is None:
+                return Unusable(ctx, "discord.no_video_in_message")
+            return ClipShared(ctx, self.bot.file(clip), reply_to=str(message.id))
 
-        await self.bot.serve(interaction, work, defer="thinking")
+        await self.bot.serve(interaction, event, defer="ephemeral" if clip is None else "thinking")

@@ -1,4 +1,8 @@
-"""One Router per area; `routers()` builds fresh ones (a Router joins one Dispatcher only)."""
+"""One Router per area; `routers()` builds fresh ones (a Router joins one Dispatcher only).
+
+Every handler does the same three things: read the update, build a Desk event,
+`desk.serve(event, renderer.outlet(ctx))`.
+"""
 
 from __future__ import annotations
 

@@ -7,8 +7,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from adapters.telegram.render import Renderer
-from core.studio.admin import AdminDesk, Target
-from core.studio.replies import ChatContext
+from core.desk import AdminCommand, ChatContext, Desk, Target
 
 COMMANDS = ("grant", "revoke", "credits", "stats")
 
@@ -26,13 +25,10 @@ def router() -> Router:
     area = Router(name="admin")
 
     @area.message(Command(*COMMANDS))
-    async def admin_command(
-        message: Message, command: CommandObject, bot: Bot, ctx: ChatContext, admin: AdminDesk,
-        renderer: Renderer,
-    ) -> None:
-        words = (command.args or "").split()
-        reply = await admin.handle(ctx, command.command.lower(), words,
-                                   replied=replied_target(message, bot))
-        await renderer.render(reply, ctx)
+    async def admin_command(message: Message, command: CommandObject, bot: Bot, ctx: ChatContext,
+                            desk: Desk, renderer: Renderer) -> None:
+        event = AdminCommand(ctx, command.command.lower(), tuple((command.args or "").split()),
+                             replied_target(message, bot))
+        await desk.serve(event, renderer.outlet(ctx))
 
     return area

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message
 
 from adapters.telegram.filters import ForTheBot, without_mention
-from adapters.telegram.handlers.common import fetch_or_explain, lang_of
 from adapters.telegram.media import Downloads, attachment
 from adapters.telegram.render import Renderer
-from core.i18n import t
-from core.screens import Screen
-from core.studio.replies import ChatContext
-from core.studio.studio import Studio
-
-if TYPE_CHECKING:
-    from bot.app import Services
+from core.desk import ChatContext, Desk, Event, PhotoSent, TextTyped, Unusable, VideoSent
 
 MEDIA = F.video | F.video_note | F.animation | F.photo | F.document | F.audio | F.voice
 _background: set[asyncio.Task[None]] = set()
@@ -43,40 +35,26 @@ def router() -> Router:
     area.message.filter(ForTheBot())
 
     @area.message(MEDIA)
-    async def media_in(
-        message: Message, bot: Bot, ctx: ChatContext, studio: Studio, renderer: Renderer,
-        downloads: Downloads, services: Services,
-    ) -> None:
+    async def media_in(message: Message, bot: Bot, ctx: ChatContext, desk: Desk, renderer: Renderer,
+                       downloads: Downloads) -> None:
         item = attachment(message)
-        if item is None or item.kind == "other":
-            lang = await lang_of(services, ctx)
-            await renderer.send(ctx, Screen(t(lang, "error.not_a_video")), reply_to=ctx.message_id)
-            return
-        path = await fetch_or_explain(item, ctx, services, downloads, renderer)
-        if path is None:
-            return
-        show_working(bot, message.chat.id)
-        if item.kind == "photo":
-            reply = await studio.photo(ctx, path)
-        else:
-            me = await bot.me()
-            caption = without_mention(message.caption or "", me.username)
-            reply = await studio.video(ctx, path, caption or None)
-        await renderer.render(reply, ctx)
+        event: Event = Unusable(ctx, "error.not_a_video")
+        if item is not None and item.kind == "photo":
+            event = PhotoSent(ctx, downloads.incoming(item))
+        elif item is not None and item.kind != "other":
+            caption = without_mention(message.caption or "", (await bot.me()).username)
+            event = VideoSent(ctx, downloads.incoming(item), caption or None)
+        if not isinstance(event, Unusable):
+            show_working(bot, message.chat.id)
+        await desk.serve(event, renderer.outlet(ctx))
 
     @area.message(F.text, ~F.text.startswith("/"))
-    async def text_in(
-        message: Message, bot: Bot, ctx: ChatContext, studio: Studio, renderer: Renderer
-    ) -> None:
-        me = await bot.me()
-        text = without_mention(message.text or "", me.username)
-        await renderer.render(await studio.text(ctx, text), ctx)
+    async def text_in(message: Message, bot: Bot, ctx: ChatContext, desk: Desk, renderer: Renderer) -> None:
+        text = without_mention(message.text or "", (await bot.me()).username)
+        await desk.serve(TextTyped(ctx, text), renderer.outlet(ctx))
 
     @area.message(F.chat.type == "private")
-    async def anything_else(
-        message: Message, ctx: ChatContext, renderer: Renderer, services: Services
-    ) -> None:
-        lang = await lang_of(services, ctx)
-        await renderer.send(ctx, Screen(t(lang, "studio.hint")), reply_to=ctx.message_id)
+    async def anything_else(message: Message, ctx: ChatContext, desk: Desk, renderer: Renderer) -> None:
+        await desk.serve(Unusable(ctx, "studio.hint"), renderer.outlet(ctx))
 
     return area

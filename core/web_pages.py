@@ -1,4 +1,4 @@
-"""A browser's page, stored: its messages (with a revision each page asks "since")
+"""The web studio's pages, stored (SPEC §11). A browser's page: its messages (with a revision each page asks "since")
 and the media it may show, by opaque id, to its owner only.
 
 Every write lands in the database first, so a reload, a closed tab or another
@@ -18,10 +18,9 @@ from core.storage import Database
 RECENT = 60  # messages a fresh page shows
 
 
-class Conversation:
-    def __init__(self, db: Database, media_key: Any) -> None:
+class WebPages:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        self.media_key = media_key  # (chat, path) -> opaque id
         self._changed: dict[str, asyncio.Event] = {}
 
     # --- messages ------------------------------------------------------------------
@@ -77,9 +76,8 @@ class Conversation:
             pass
 
     # --- media -----------------------------------------------------------------------
-    async def share(self, chat: str, path: Path) -> str:
-        """The opaque id under which `path` is shown on this page (the same id each time)."""
-        media_id = str(self.media_key(chat, path))
+    async def share(self, chat: str, path: Path, media_id: str) -> str:
+        """Show `path` on this page under the opaque `media_id`."""
         async with self.db.transaction() as uow:
             await uow.web_pages.share(media_id, chat, str(path), time.time())
         return media_id
