@@ -413,7 +413,7 @@ async def run_phase(mode: str, config: BenchConfig, workdir: Path) -> PhaseResul
     ledger = CreditLedger(db, UserDirectory(db), starter_credits=config.jobs_per_user * spec.price)
     jobs = JobStore(db, ledger)
     backend = ReplicateBackend(
-        fake.token, fake.base_url,
+        fake.token, fake.base_url, webhook_secret=fake.secret,
         max_creates_per_minute=config.creates_per_minute,
         max_requests_per_second=config.requests_per_second,
     )
@@ -428,11 +428,8 @@ async def run_phase(mode: str, config: BenchConfig, workdir: Path) -> PhaseResul
     watch = LoopWatch(engine)
     try:
         if mode == "webhook":
-            async def fake_secret() -> str:
-                return fake.secret
-
             http = HttpServer(db=db, engine=engine, jobs=jobs, host="127.0.0.1", port=0,
-                              webhook_secret=fake_secret)
+                              webhooks=backend)
             await http.start()
             engine.webhook_url = f"http://127.0.0.1:{http.bound_port}{REPLICATE_WEBHOOK_PATH}"
         await engine.start()

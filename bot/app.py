@@ -87,8 +87,10 @@ def make_backend(settings: Settings, media: MediaStore) -> Backend:
         from core.backends.replicate import ReplicateBackend
 
         assert settings.replicate_api_token is not None
+        configured = settings.replicate_webhook_secret
         return ReplicateBackend(
-            settings.replicate_api_token.get_secret_value(), settings.replicate_base_url
+            settings.replicate_api_token.get_secret_value(), settings.replicate_base_url,
+            webhook_secret=configured.get_secret_value() if configured else None,
         )
     from core.backends.local import LocalBackend
 
@@ -133,17 +135,8 @@ async def build_services(settings: Settings) -> Services:
         limits=StudioLimits(settings.max_video_seconds, settings.glitch_max_seconds),
         default_language=settings.default_language, music_is_bark=models[MUSIC].model_id == settings.model_music_bark,
     )
-    secret_source = None
-    if webhook_url:
-        configured = settings.replicate_webhook_secret
-
-        async def secret_source() -> str:
-            if configured is not None:
-                return configured.get_secret_value()
-            return await backend.webhook_secret()  # type: ignore[attr-defined,no-any-return]
-
     http = HttpServer(db=db, engine=engine, jobs=jobs, host=settings.http_host,
-                      port=settings.http_port, webhook_secret=secret_source,
+                      port=settings.http_port, webhooks=backend if webhook_url else None,
                       metrics_token=settings.metrics_token.get_secret_value()
                       if settings.metrics_token else None)
     account = Account(studio, jobs, engine)

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from core.backends.base import OutputMissing
+from core.backends.base import GenerationRequest, extract_output_url, job_marker
 from core.errors import ConfigError, LokizError
 from core.settings import Settings
 
@@ -82,6 +82,10 @@ class JobRequest:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
+# A model's inputs by its schema, and hints for the local renderer.
+Built = tuple[dict[str, Any], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     action: str
@@ -89,7 +93,7 @@ class ModelSpec:
     price: int
     output_kind: str  # "video" | "audio"
     options: tuple[Option, ...]
-    build_inputs: Callable[[JobRequest, dict[str, Any]], dict[str, Any]]
+    build_inputs: Callable[[JobRequest, dict[str, Any], str], Built]
     read_output: Callable[[Any], str]
     typical_seconds: float
     output_suffix: str = ".mp4"
@@ -123,24 +127,19 @@ class ModelSpec:
             values[name] = value
         return values
 
-    def inputs_for(self, request: JobRequest) -> dict[str, Any]:
-        """The model's inputs; local file values are `Path`s for the backend to send."""
-        return self.build_inputs(request, self.resolve_options(request.options))
+    def request_for(self, job_id: str, request: JobRequest) -> GenerationRequest:
+        """What the backend generates for a job: model inputs (local files as `Path`s) and hints."""
+        inputs, hints = self.build_inputs(request, self.resolve_options(request.options), job_id)
+        return GenerationRequest(self.action, self.model_id, inputs, hints)
 
 
-# --- output readers ---------------------------------------------------------------
+# --- output readers (the port's one extractor) --------------------------------------
 def _url(value: Any) -> str:
-    if isinstance(value, list) and value:
-        value = value[0]
-    if isinstance(value, str) and value.startswith(("http://", "https://", "file://", "data:")):
-        return value
-    raise OutputMissing(f"unexpected output {str(value)[:80]!r}")
+    return extract_output_url(value)
 
 
 def _audio_out(value: Any) -> str:
-    if isinstance(value, Mapping) and "audio_out" in value:
-        return _url(value["audio_out"])
-    raise OutputMissing(f"unexpected output {str(value)[:80]!r}")
+    return extract_output_url(value, "audio_out")
 
 
 # --- input builders ---------------------------------------------------------------
@@ -150,7 +149,7 @@ def _need(path: str | None, what: str) -> Path:
     return Path(path)
 
 
-def _veo_inputs(request: JobRequest, options: dict[str, Any]) -> dict[str, Any]:
+def _veo_inputs(request: JobRequest, options: dict[str, Any], job_id: str) -> Built:
     return {
         "image": _need(request.image, "image"),
         "prompt": request.prompt,
@@ -160,11 +159,10 @@ def _veo_inputs(request: JobRequest, options: dict[str, Any]) -> dict[str, Any]:
         "generate_audio": options["generate_audio"],
         "seed": request.seed,
         "negative_prompt": "blurry, distorted faces, extra limbs, text, watermark",
-        "_look": request.look,
-    }
+    }, {"look": request.look}
 
 
-def _wan_inputs(request: JobRequest, options: dict[str, Any]) -> dict[str, Any]:
+def _wan_inputs(request: JobRequest, options: dict[str, Any], job_id: str) -> Built:
     return {
         "video": _need(request.clip, "clip"),
         "character_image": _need(request.image, "image"),
@@ -172,7 +170,7 @@ def _wan_inputs(request: JobRequest, options: dict[str, Any]) -> dict[str, Any]:
         "frames_per_second": options["frames_per_second"],
         "go_fast": options["go_fast"],
         "seed": request.seed,
-    }
+    }, {}
 
 
 def bark_prompt(text: str, *, sing: bool) -> str:
@@ -181,24 +179,25 @@ def bark_prompt(text: str, *, sing: bool) -> str:
     return f"♪ {text.strip('♪ ')} ♪" if sing else text
 
 
-def _bark_inputs(request: JobRequest, options: dict[str, Any]) -> dict[str, Any]:
+def _bark_inputs(request: JobRequest, options: dict[str, Any], job_id: str) -> Built:
     return {
         "prompt": bark_prompt(request.prompt, sing=options["style"] == "sing"),
         "history_prompt": options["voice"],
-        "text_temp": 0.7,
+        # Bark has no seed: the job's marker rides in the last digits of a temperature
+        # (0.7 to 0.701, inaudible), so `start` can tell this job's prediction apart.
+        "text_temp": 0.7 + (job_marker(job_id) % 1_000_000) / 1e9,
         "waveform_temp": 0.7,
-        "_duration": 14,
-    }
+    }, {"duration": 14}
 
 
-def _musicgen_inputs(request: JobRequest, options: dict[str, Any]) -> dict[str, Any]:
+def _musicgen_inputs(request: JobRequest, options: dict[str, Any], job_id: str) -> Built:
     return {
         "prompt": request.prompt,
         "duration": options["duration"],
         "model_version": "stereo-melody-large",
         "output_format": "mp3",
-        "seed": request.seed,
-    }
+        "seed": job_marker(job_id),  # random per job anyway; derived, it marks the job
+    }, {}
 
 
 def build_models(settings: Settings) -> dict[str, ModelSpec]:

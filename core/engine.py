@@ -34,6 +34,7 @@ from core.backends.base import (
     SUCCEEDED,
     Backend,
     BackendError,
+    JobGone,
     OutputMissing,
     Prediction,
     PredictionLost,
@@ -401,7 +402,8 @@ class JobEngine:
         # and the job's task then finds the job canceled and cancels that prediction.
         if task is not None and task is not asyncio.current_task() and job.id not in self._creating:
             task.cancel()
-        # Read again: the prediction id may have been stored after the first read.
+        # Read again: an id stored since the first read is this job's too (a later one
+        # cannot be stored any more: the backend port cancels it itself).
         ended = await self.jobs.get(job.id)
         prediction_id = ended.prediction_id if ended is not None else job.prediction_id
         if prediction_id:
@@ -427,7 +429,7 @@ class JobEngine:
                 self._webhook_results.pop(next(iter(self._webhook_results)))
             self.stats.webhooks_ignored += 1
             return False
-        if job.status != RUNNING:
+        if job.status not in (QUEUED, RUNNING):  # queued: its id is stored, `_wait` not yet begun
             self._webhook_results.pop(prediction.id, None)
             self.stats.webhooks_ignored += 1
             return False
@@ -508,8 +510,7 @@ class JobEngine:
                 raise _JobEnded
             job = current
             reattach = job.prediction_id is not None
-            if job.prediction_id is None:
-                job = await self._create_prediction(job, spec)
+            job = await self._start_prediction(job, spec)
             try:
                 return await self._wait(job, spec, reattach=reattach)
             except PredictionLost:
@@ -520,50 +521,41 @@ class JobEngine:
                 log.info("job %s: local prediction lost in a restart, starting it again", job.id)
                 await self.jobs.forget_prediction(job.id)
 
-    async def _create_prediction(self, job: Job, spec: ModelSpec) -> Job:
-        inputs = job.prepared_inputs
-        first_try = inputs is None
-        if inputs is None:
+    async def _start_prediction(self, job: Job, spec: ModelSpec) -> Job:
+        """The job's one prediction (the port adopts or creates it), stored with a deadline."""
+        webhook = f"{self.webhook_url}?job={job.id}" if self.webhook_url else None
+        # Until its id is stored, a cancel does not interrupt this task: the prediction may
+        # exist already, and this task learns its id and cancels it (so does the port).
+        self._creating.add(job.id)
+        try:
             try:
-                inputs = await self.backend.prepare(job.id, spec.inputs_for(job.request))
+                prediction_id = await self.backend.start(
+                    job.id, spec.request_for(job.id, job.request), starts=self.jobs,
+                    webhook_url=webhook,
+                )
+            except JobGone:
+                raise _JobEnded from None
             except LokizError as exc:
                 await self._end(job, JOB_FAILED, REJECTED, str(exc))
                 raise _JobEnded from None
-            await self.jobs.set_prepared(job.id, inputs)
-        prediction_id = None
-        # From here until its id is stored, a cancel must not interrupt this task: the
-        # prediction may exist already, and only this task can learn its id and cancel it.
-        self._creating.add(job.id)
-        try:
-            if not first_try:
-                # A create may have gone through before a crash: never make a second one.
-                try:
-                    prediction_id = await self.backend.find_existing(spec.model_id, inputs)
-                except BackendError as exc:
-                    # Unknown whether it exists: end the job (refunded) rather than risk two.
-                    log.warning("job %s: cannot look for an earlier prediction: %s", job.id, exc)
-                    raise
-            if prediction_id is None:
-                webhook = f"{self.webhook_url}?job={job.id}" if self.webhook_url else None
-                try:
-                    prediction_id = await self.backend.create(
-                        job.id, spec.model_id, inputs, webhook_url=webhook
-                    )
-                except BackendError as exc:
-                    reason = REJECTED if exc.status == 422 else MODEL_ERROR
-                    await self._end(job, JOB_FAILED, reason, str(exc))
-                    raise _JobEnded from None
+            except BackendError as exc:
+                reason = REJECTED if exc.status == 422 else MODEL_ERROR
+                await self._end(job, JOB_FAILED, reason, str(exc))
+                raise _JobEnded from None
+            if job.prediction_id is None:
                 self.stats.backend_requests += 1
             deadline = time.time() + self.timeout
             if not await self.jobs.set_running(job.id, prediction_id, deadline):
                 # Canceled while the create was in flight: stop the prediction we would pay for.
-                log.info("job %s ended during its create; canceling prediction %s", job.id, prediction_id)
+                log.info("job %s ended during its create; canceling prediction %s",
+                         job.id, prediction_id)
                 with contextlib.suppress(Exception):
                     await self.backend.cancel(prediction_id)
                 raise _JobEnded
         finally:
             self._creating.discard(job.id)
-        log.info("job %s running as prediction %s", job.id, prediction_id)
+        if job.prediction_id is None:
+            log.info("job %s running as prediction %s", job.id, prediction_id)
         fresh = await self.jobs.get(job.id)
         assert fresh is not None
         return fresh

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from core.backends.base import StartRecord
 from core.catalogue import JobRequest
 from core.credits import CreditLedger
 from core.ids import short_id
@@ -153,8 +154,28 @@ class JobStore:
     async def set_status_message(self, job_id: str, message_id: str) -> None:
         await self._update(job_id, None, status_message_id=message_id)
 
-    async def set_prepared(self, job_id: str, inputs: dict[str, Any]) -> bool:
-        return await self._update(job_id, (QUEUED, RUNNING), prepared_inputs=json.dumps(inputs))
+    # --- the backend port's start log (see core.backends.base.StartLog) ------------
+    async def start_record(self, job_id: str) -> StartRecord | None:
+        """What the backend port knows of the job's prediction; None once the job ended."""
+        async with self.db.read() as tx:
+            row = await tx.jobs.get(job_id)
+        if row is None or row["status"] not in ACTIVE:
+            return None
+        inputs = json.loads(row["prepared_inputs"]) if row["prepared_inputs"] else None
+        creating_since = row["creating_since"]
+        if inputs is not None and creating_since is None:
+            creating_since = row["created_at"]  # stored by an older version: it may have created
+        return StartRecord(inputs, creating_since, row["prediction_id"])
+
+    async def record_creating(self, job_id: str, inputs: dict[str, Any]) -> bool:
+        """Before the create request: the prepared inputs, and from now on it may exist."""
+        return await self._update(
+            job_id, ACTIVE, prepared_inputs=json.dumps(inputs), creating_since=time.time()
+        )
+
+    async def record_created(self, job_id: str, prediction_id: str) -> bool:
+        """The prediction id, stored as soon as it is known (status changes come later)."""
+        return await self._update(job_id, ACTIVE, prediction_id=prediction_id)
 
     async def set_running(self, job_id: str, prediction_id: str, deadline_at: float) -> bool:
         """Store the prediction id before any waiting (a restart re-attaches by it)."""

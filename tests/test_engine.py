@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
 from pathlib import Path
@@ -279,8 +280,8 @@ async def test_restart_after_upload_but_before_the_id_was_stored_adopts_the_pred
     engine = world.make_engine()
     job = await submit(engine, world.user)
     spec = world.models[TEMPLATE]
-    inputs = await world.backend.prepare(job.id, spec.inputs_for(job.request))
-    await store.set_prepared(job.id, inputs)
+    inputs = await world.backend.prepare(job.id, dict(spec.request_for(job.id, job.request).inputs))
+    await store.record_creating(job.id, inputs)
     await world.backend.create(job.id, spec.model_id, inputs)  # created, then the crash
     await engine.stop()
     second = world.make_engine()
@@ -536,3 +537,80 @@ async def test_a_webhook_that_beats_the_create_answer_is_not_lost(world):
     await submit(engine, world.user)
     await asyncio.wait_for(world.notifier.done.wait(), 5)  # not after the 30 s fallback
     assert world.backend.gets == 0
+
+
+async def test_a_webhook_after_the_id_is_stored_but_before_the_job_runs_is_not_lost(world):
+    world.backend.supports_webhooks = True
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=0)
+    engine = world.make_engine(webhook_url="http://127.0.0.1/webhooks/replicate", webhook_fallback=30)
+    set_running = engine.jobs.set_running
+
+    async def webhook_then_set_running(job_id, prediction_id, deadline_at):
+        await engine.on_webhook(world.backend.status_of(prediction_id))  # the id is stored by now
+        return await set_running(job_id, prediction_id, deadline_at)
+
+    engine.jobs.set_running = webhook_then_set_running
+    await engine.start()
+    await submit(engine, world.user)
+    await asyncio.wait_for(world.notifier.done.wait(), 5)  # not after the 30 s fallback
+    assert world.backend.gets == 0
+
+
+async def test_a_job_an_older_version_left_mid_create_is_looked_up_not_created_again(world):
+    engine = world.make_engine()
+    job = await submit(engine, world.user)
+    spec = world.models[TEMPLATE]
+    inputs = await world.backend.prepare(job.id, dict(spec.request_for(job.id, job.request).inputs))
+    async with world.db.transaction() as tx:  # what it stored before its create (no creating mark)
+        await tx.execute("UPDATE jobs SET prepared_inputs = ? WHERE id = ?", (json.dumps(inputs), job.id))
+    await world.backend.create(job.id, spec.model_id, inputs)  # created, then the crash
+    await engine.stop()
+    second = world.make_engine()
+    await second.start()
+    await asyncio.wait_for(world.notifier.done.wait(), 5)
+    assert len(world.backend.runs) == 1
+
+
+async def test_a_cancel_racing_the_create_still_stops_the_prediction(world):
+    world.backend.scripts[world.models[TEMPLATE].model_id] = Script(seconds=30)
+    engine = world.make_engine()
+    finish = engine.jobs.finish_unsuccessfully
+
+    async def slow_finish(*args, **kwargs):
+        await until(lambda: world.backend.creates != [])  # the create lands meanwhile
+        await asyncio.sleep(0.05)
+        return await finish(*args, **kwargs)
+
+    engine.jobs.finish_unsuccessfully = slow_finish
+    await engine.start()
+    job = await submit(engine, world.user)
+    assert await engine.cancel(job.id, user_id=world.user.id) == 20
+    assert world.backend.cancels == ["p1"]
+    assert await job_status(world, job.id) == "canceled"
+
+
+async def test_a_restart_in_one_process_waits_for_the_create_still_in_flight(world):
+    gate = asyncio.Event()
+    create = world.backend.create
+
+    async def slow_create(job_id, model, inputs, *, webhook_url=None):
+        await gate.wait()  # the create request is on the way
+        return await create(job_id, model, inputs, webhook_url=webhook_url)
+
+    world.backend.create = slow_create
+    first = world.make_engine()
+    await first.start()
+    job = await submit(first, world.user)
+    store = JobStore(world.db, world.ledger)
+    for _ in range(200):
+        record = await store.start_record(job.id)
+        if record and record.creating_since:
+            break
+        await asyncio.sleep(0.01)
+    await first.stop()  # the job's task is stopped mid-create
+    second = world.make_engine()
+    await second.start()
+    await asyncio.sleep(0.1)
+    gate.set()
+    await asyncio.wait_for(world.notifier.done.wait(), 5)
+    assert world.backend.creates == [job.id]

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from bot.app import build_services
+from core.backends.replicate import ReplicateBackend
 from core.catalogue import MUSIC, JobRequest
 from core.http import REPLICATE_WEBHOOK_PATH, HttpServer
 from core.metrics import Histogram
@@ -64,10 +65,6 @@ async def test_healthz_and_metrics(tmp_path, av_video, database_url):
         await services.close()
 
 
-async def _const(value: str) -> str:
-    return value
-
-
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
 
@@ -77,13 +74,15 @@ async def _server(tmp_path: Path, **limits: float) -> AsyncIterator[HttpServer]:
     settings = load_settings(None, database_url=f"sqlite:///{tmp_path / 'h.db'}",
                              media_dir=tmp_path / "m", http_port=0)
     services = await build_services(settings)
+    webhooks = ReplicateBackend("r8_unused", "http://127.0.0.1:9", webhook_secret=SECRET)
     server = HttpServer(db=services.db, engine=services.engine, jobs=services.jobs,
-                        host="127.0.0.1", port=0, webhook_secret=lambda: _const(SECRET), **limits)
+                        host="127.0.0.1", port=0, webhooks=webhooks, **limits)
     await server.start()
     try:
         yield server
     finally:
         await server.stop()
+        await webhooks.close()
         await services.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,15 @@ from core.backends.base import (
     STARTING,
     SUCCEEDED,
     BackendError,
+    GenerationRequest,
+    MemoryStartLog,
     OutputMissing,
     Prediction,
     PredictionLost,
 )
 from core.backends.local import LocalBackend
+from core.backends.local.render import LOOKS
 from core.media import probe
-from core.media.render import LOOKS
 from tests.media_factory import audio_seconds, first_frame, mean_rgb
 
 VEO = "google/veo-3-fast"
@@ -36,8 +39,19 @@ def backend(tmp_path: Path) -> LocalBackend:
     return LocalBackend(tmp_path / "work", short_side=144, fps=12)
 
 
-async def _finish(backend: LocalBackend, model: str, inputs: dict[str, Any]) -> Prediction:
-    prediction_id = await backend.create("job-1", model, await backend.prepare("job-1", inputs))
+_job_ids = itertools.count(1)
+
+
+async def _start(backend: LocalBackend, model: str, inputs: dict[str, Any], **hints: Any) -> str:
+    """Start a new job's prediction through the port (a fresh job id each time)."""
+    request = GenerationRequest("any", model, inputs, hints)
+    return await backend.start(f"job-{next(_job_ids)}", request, starts=MemoryStartLog())
+
+
+async def _finish(
+    backend: LocalBackend, model: str, inputs: dict[str, Any], **hints: Any
+) -> Prediction:
+    prediction_id = await _start(backend, model, inputs, **hints)
     assert prediction_id.startswith("local-")
     for _ in range(600):
         prediction = await backend.get(prediction_id)
@@ -74,15 +88,15 @@ async def test_a_template_is_a_clip_of_the_asked_length_and_shape(
 
 @pytest.mark.parametrize("look", LOOKS)
 async def test_every_look_renders(backend: LocalBackend, photo: Path, look: str) -> None:
-    prediction = await _finish(backend, VEO, _template_inputs(photo, _look=look))
+    prediction = await _finish(backend, VEO, _template_inputs(photo), look=look)
     assert prediction.status == SUCCEEDED, prediction.error
     info = await probe(_path(prediction.output))
     assert info.duration == pytest.approx(4.0, abs=0.1) and info.width > info.height
 
 
 async def test_the_same_seed_makes_the_same_clip(backend: LocalBackend, photo: Path) -> None:
-    first = await _finish(backend, VEO, _template_inputs(photo, _look="shake"))
-    second = await _finish(backend, VEO, _template_inputs(photo, _look="shake"))
+    first = await _finish(backend, VEO, _template_inputs(photo), look="shake")
+    second = await _finish(backend, VEO, _template_inputs(photo), look="shake")
     assert _path(first.output).read_bytes() == _path(second.output).read_bytes()
 
 
@@ -130,7 +144,7 @@ async def test_a_bad_input_fails_the_prediction_with_a_reason(
 
 async def test_cancel_stops_a_running_prediction(tmp_path: Path, photo: Path) -> None:
     slow = LocalBackend(tmp_path / "work", delay=30, short_side=144)
-    prediction_id = await slow.create("job-1", VEO, _template_inputs(photo))
+    prediction_id = await _start(slow, VEO, _template_inputs(photo))
     assert (await slow.get(prediction_id)).status == STARTING
     await slow.cancel(prediction_id)
     assert (await slow.get(prediction_id)).status == CANCELED
@@ -141,7 +155,21 @@ async def test_cancel_stops_a_running_prediction(tmp_path: Path, photo: Path) ->
 async def test_an_unknown_prediction_is_reported_lost(backend: LocalBackend) -> None:
     with pytest.raises(PredictionLost):
         await backend.get("local-from-before-the-restart")
-    assert await backend.find_existing(VEO, {}) is None
+
+
+async def test_a_job_creating_before_a_restart_is_rendered_again_once(
+    tmp_path: Path, photo: Path
+) -> None:
+    starts = MemoryStartLog()
+    request = GenerationRequest("template", VEO, _template_inputs(photo))
+    await starts.record_creating("job-1", {"image": str(photo)})  # work died with the process
+    restarted = LocalBackend(tmp_path / "work", delay=30, short_side=144)
+    first, second = await asyncio.gather(
+        restarted.start("job-1", request, starts=starts),
+        restarted.start("job-1", request, starts=starts),
+    )
+    assert first == second and len(restarted._runs) == 1
+    await restarted.close()
 
 
 async def test_download_copies_the_output_within_the_limit(
@@ -157,15 +185,20 @@ async def test_download_copies_the_output_within_the_limit(
         await backend.download("file:///nonexistent/out.mp4", tmp_path / "x.mp4", max_bytes=100)
 
 
-async def test_prepare_makes_inputs_storable(backend: LocalBackend, photo: Path) -> None:
-    prepared = await backend.prepare("job-1", {"image": photo, "duration": 4})
-    assert prepared == {"image": str(photo.resolve()), "duration": 4}
+async def test_start_stores_storable_inputs(tmp_path: Path, photo: Path) -> None:
+    slow = LocalBackend(tmp_path / "work", delay=30, short_side=144)
+    starts = MemoryStartLog()
+    request = GenerationRequest("template", VEO, {"image": photo, "duration": 4}, {"look": "shake"})
+    await slow.start("job-1", request, starts=starts)
+    record = await starts.start_record("job-1")
+    assert record is not None and record.inputs == {"image": str(photo.resolve()), "duration": 4}
+    await slow.close()
 
 
 async def test_cancel_while_rendering_leaves_no_file_behind(tmp_path: Path, photo: Path) -> None:
     work = tmp_path / "work"
     backend = LocalBackend(work, short_side=720)
-    prediction_id = await backend.create("job-1", VEO, _template_inputs(photo, duration=8))
+    prediction_id = await _start(backend, VEO, _template_inputs(photo, duration=8))
     for _ in range(500):
         if (await backend.get(prediction_id)).status == "processing":
             break

@@ -235,7 +235,7 @@ async def test_1080p_is_offered_with_its_surcharge_and_charged_in_full(services,
     [job] = await services.jobs.for_user(user.id)
     assert job.price == 30 and job.request.options["resolution"] == "1080p"
     assert await _balance_is_the_ledger(services, "1") == 20
-    assert services.engine.models[TEMPLATE].inputs_for(job.request)["resolution"] == "1080p"
+    assert services.engine.models[TEMPLATE].request_for(job.id, job.request).inputs["resolution"] == "1080p"
 
 
 def test_the_1080p_surcharge_is_an_operator_setting(tmp_path):

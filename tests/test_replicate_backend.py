@@ -20,17 +20,22 @@ from core.backends.base import (
     FAILED,
     SUCCEEDED,
     BackendError,
+    GenerationRequest,
+    JobGone,
+    MemoryStartLog,
     OutputMissing,
     Prediction,
     PredictionLost,
+    extract_output_url,
 )
 from core.backends.replicate import (
     OutputTooLarge,
     ReplicateBackend,
     TokenBucket,
-    extract_output_url,
     parse_prediction_payload,
 )
+from core.catalogue import MUSIC, JobRequest, build_models
+from core.settings import load_settings
 from core.webhooks import verify_webhook
 from tests.fakes.replicate import (
     BARK_VERSION,
@@ -102,7 +107,6 @@ def job_inputs(model: str, files: dict[str, Path]) -> dict[str, Any]:
             "generate_audio": False,
             "seed": 1234,
             "negative_prompt": "blurry",
-            "_template": "neon",  # a local-backend hint: never sent
         }
     if model in (WAN_ANIMATE, WAN_REPLACE):
         return {
@@ -112,7 +116,6 @@ def job_inputs(model: str, files: dict[str, Path]) -> dict[str, Any]:
             "frames_per_second": 24,
             "go_fast": True,
             "seed": 7,
-            "_trim_start": 0.0,
         }
     if model == BARK:
         return {
@@ -156,11 +159,13 @@ async def test_each_model_runs_end_to_end(
     fake.set_media(model, result_media)
     job_id = f"job-{model.split('/')[1][:12]}"
     raw = job_inputs(model, files)
+    starts = MemoryStartLog()
+    request = GenerationRequest("any", model, raw, hints={"look": "neon"})
 
-    inputs = await backend.prepare(job_id, raw)
-    json.dumps(inputs)  # storable as is
-    assert not any(key.startswith("_") for key in inputs)
-    prediction_id = await backend.create(job_id, model, inputs)
+    prediction_id = await backend.start(job_id, request, starts=starts)
+    record = await starts.start_record(job_id)
+    assert record is not None and record.prediction_id == prediction_id
+    json.dumps(record.inputs)  # storable as is
     done = await run_to_end(backend, prediction_id)
 
     assert done.status == SUCCEEDED
@@ -171,8 +176,9 @@ async def test_each_model_runs_end_to_end(
 
     (sent,) = fake.predictions_of(model)
     assert sent.id == prediction_id
-    expected = {k: v for k, v in raw.items() if not k.startswith("_") and not isinstance(v, Path)}
+    expected = {k: v for k, v in raw.items() if not isinstance(v, Path)}
     assert {k: v for k, v in sent.input.items() if k in expected} == expected
+    assert set(sent.input) == set(raw)  # the hints were never sent
     for key, value in raw.items():
         if isinstance(value, Path):  # uploaded, then sent as the file's URL
             uploaded = fake.file_of_url(sent.input[key])
@@ -591,3 +597,116 @@ async def test_without_a_budget_the_fake_throttles_and_the_backend_recovers() ->
         assert fake.throttled > 0
         assert len(set(ids)) == 15 and len(fake.predictions) == 15
         await backend.close()
+
+
+# --- the port: one prediction per job, whatever happens ------------------------------------
+
+
+def music_request(job_id: str, engine: str, prompt: str = "happy birthday") -> GenerationRequest:
+    """A music job's request as the catalogue builds it (with the job's marker)."""
+    settings = load_settings(None, music_model=engine)
+    return build_models(settings)[MUSIC].request_for(job_id, JobRequest(MUSIC, prompt=prompt))
+
+
+class EndsDuringCreate(MemoryStartLog):
+    """A job canceled while its create request is on the way."""
+
+    async def record_creating(self, job_id: str, inputs: dict[str, Any]) -> bool:
+        recorded = await super().record_creating(job_id, inputs)
+        self.ended.add(job_id)
+        return recorded
+
+
+async def test_start_called_twice_for_one_job_creates_one_prediction(
+    fake: FakeReplicate, backend: ReplicateBackend, tmp_path: Path
+) -> None:
+    starts = MemoryStartLog()
+    request = GenerationRequest(
+        "template", VEO, {"prompt": "x", "image": media_files(tmp_path)["frame"]}
+    )
+    first, second = await asyncio.gather(
+        backend.start("job-1", request, starts=starts),
+        backend.start("job-1", request, starts=starts),
+    )
+    again = await backend.start("job-1", request, starts=starts)
+    assert first == second == again
+    assert len(fake.creates()) == 1 and len(fake.files) == 1
+
+
+async def test_a_job_recorded_creating_adopts_the_prediction_made_before_a_crash(
+    fake: FakeReplicate, backend: ReplicateBackend, tmp_path: Path
+) -> None:
+    starts = MemoryStartLog()
+    request = GenerationRequest(
+        "template", VEO, {"prompt": "x", "image": media_files(tmp_path)["frame"]}
+    )
+    inputs = await backend.prepare("job-1", dict(request.inputs))
+    await starts.record_creating("job-1", inputs)
+    made = await backend.create("job-1", VEO, inputs)  # the create went through, then the crash
+    await backend.create("job-2", VEO, {"prompt": "x"})  # someone else's, made later
+
+    restarted = make_backend(fake)
+    assert await restarted.start("job-1", request, starts=starts) == made
+    assert len(fake.creates()) == 2 and len(fake.files) == 1  # nothing created or uploaded again
+    await restarted.close()
+
+
+@pytest.mark.parametrize("engine, model", [("bark", BARK), ("musicgen", MUSICGEN)])
+async def test_a_music_job_recorded_creating_is_told_apart_by_its_marker(
+    fake: FakeReplicate, backend: ReplicateBackend, engine: str, model: str
+) -> None:
+    starts = MemoryStartLog()
+    mine, theirs = music_request("job-1", engine), music_request("job-2", engine)
+    assert mine.model == model and mine.inputs["prompt"] == theirs.inputs["prompt"]
+    await starts.record_creating("job-1", dict(mine.inputs))
+    made = await backend.create("job-1", model, dict(mine.inputs))  # then the crash
+    later = await backend.start("job-2", theirs, starts=starts)  # same prompt, newer
+
+    restarted = make_backend(fake)
+    assert await restarted.start("job-1", mine, starts=starts) == made != later
+    assert len(fake.creates()) == 2
+    await restarted.close()
+
+
+async def test_a_job_recorded_creating_whose_create_never_happened_creates_exactly_one(
+    fake: FakeReplicate, backend: ReplicateBackend
+) -> None:
+    starts = MemoryStartLog()
+    request = music_request("job-1", "bark")
+    await backend.create("job-0", BARK, {"prompt": "happy birthday"})  # an older, other job
+    # recorded, then the crash before the request left
+    await starts.record_creating("job-1", dict(request.inputs))
+
+    restarted = make_backend(fake)
+    prediction_id = await restarted.start("job-1", request, starts=starts)
+    assert await restarted.start("job-1", request, starts=starts) == prediction_id
+    assert len(fake.creates()) == 2
+    assert fake.predictions[prediction_id].input == request.inputs
+    await restarted.close()
+
+
+async def test_a_job_canceled_while_its_create_is_on_the_way_leaves_nothing_running(
+    fake: FakeReplicate, backend: ReplicateBackend
+) -> None:
+    fake.script(BARK, delay=None)
+    with pytest.raises(JobGone):
+        await backend.start("job-1", music_request("job-1", "bark"), starts=EndsDuringCreate())
+    (prediction,) = fake.predictions_of(BARK)
+    assert prediction.status == CANCELED
+
+
+async def test_the_engines_task_stopped_mid_create_still_cancels_a_canceled_jobs_prediction(
+    fake: FakeReplicate, backend: ReplicateBackend
+) -> None:
+    fake.script(BARK, delay=None)
+    fake.ambiguous_creates(1, drop="hang", hang=0.3)  # created, but the answer is slow
+    starts = MemoryStartLog()
+    started = asyncio.create_task(
+        backend.start("job-1", music_request("job-1", "bark"), starts=starts)
+    )
+    await fake.wait_for(lambda: len(fake.creates()) == 1)
+    starts.ended.add("job-1")  # the user cancels; the engine stops the job's task
+    started.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await started
+    await fake.wait_for(lambda: any(p.status == CANCELED for p in fake.predictions.values()))

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from replicate.webhook import Webhooks, WebhookSigningSecret
 
+from core.backends.base import WebhookInvalid, WebhooksUnsupported
+from core.backends.local import LocalBackend
+from core.backends.replicate import ReplicateBackend
 from core.webhooks import (
     BAD_SIGNATURE,
     BAD_TIMESTAMP,
@@ -25,6 +33,7 @@ from core.webhooks import (
 )
 from tests.fakes.replicate import FakeReplicate
 
+ROOT = Path(__file__).resolve().parents[1]
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 NOW = 1_700_000_000
 BODY = json.dumps({"id": "p1", "status": "succeeded", "output": "https://x/y.mp4"}).encode()
@@ -168,3 +177,56 @@ def test_any_single_byte_change_fails(body: bytes, data: st.DataObject) -> None:
     with pytest.raises(WebhookRejected) as rejected:
         verify_webhook(headers, changed, SECRET, now=NOW)
     assert rejected.value.reason == BAD_SIGNATURE
+
+
+# --- webhooks through the generation port -----------------------------------------------
+
+
+async def test_the_replicate_port_verifies_and_reads_a_delivery() -> None:
+    backend = ReplicateBackend("r8_test", "http://127.0.0.1:9", webhook_secret=SECRET)
+    try:
+        now = int(time.time())
+        prediction = await backend.parse_webhook(delivery(timestamp=now), BODY)
+        assert (prediction.id, prediction.status, prediction.output) == (
+            "p1", "succeeded", "https://x/y.mp4"
+        )
+        forged = delivery(timestamp=now, secret="whsec_" + base64.b64encode(b"k" * 32).decode())
+        with pytest.raises(WebhookRejected):
+            await backend.parse_webhook(forged, BODY)
+        garbage = b'{"status": "succeeded"}'
+        with pytest.raises(WebhookInvalid):
+            await backend.parse_webhook(delivery(garbage, timestamp=now), garbage)
+    finally:
+        await backend.close()
+
+
+async def test_the_local_port_receives_no_webhooks(tmp_path: Path) -> None:
+    with pytest.raises(WebhooksUnsupported):
+        await LocalBackend(tmp_path).parse_webhook(delivery(), BODY)
+
+
+def test_the_http_layer_does_not_load_replicate_on_the_local_backend(tmp_path: Path) -> None:
+    script = f"""
+import asyncio, sys
+from bot.app import build_services
+from core.settings import load_settings
+
+async def main():
+    settings = load_settings(None, database_url="sqlite:///{tmp_path / 'l.db'}",
+                             media_dir=r"{tmp_path / 'm'}", generator="local", http_port=0)
+    services = await build_services(settings)
+    await services.http.start()
+    await services.close()
+
+asyncio.run(main())
+assert "core.http" in sys.modules and "core.backends.local" in sys.modules
+loaded = sorted(name for name in sys.modules
+                if name == "replicate" or name.startswith(("replicate.", "core.backends.replicate")))
+print("loaded:", loaded)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "loaded: []"

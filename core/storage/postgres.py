@@ -126,8 +126,10 @@ class PostgresDatabase(Database):
             # Instances that start together queue here; each reads the version after the lock.
             await uow.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
             done: set[int] = set()
-            if await self._version(uow):  # applied files, not the highest: a lower number may come later
-                done = {int(r["version"]) for r in await uow.fetchall("SELECT version FROM schema_migrations")}
+            if await uow.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+                done = {int(row["version"]) for row in await uow.fetchall(
+                    "SELECT version FROM schema_migrations")}
+            # Every file not yet applied (a lower number may be merged after a higher one).
             pending = [m for m in migrations("postgresql") if m[0] not in done]
             if pending:
                 await uow.execute(

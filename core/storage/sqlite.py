@@ -163,18 +163,21 @@ class SqliteDatabase(Database):
 
     @staticmethod
     async def _applied(uow: UnitOfWork) -> set[int]:
-        if not await SqliteDatabase._version(uow):
+        if await uow.fetchone(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_migrations'"
+        ) is None:
             return set()
-        return {int(r["version"]) for r in await uow.fetchall("SELECT version FROM schema_migrations")}
+        return {int(row["version"]) for row in await uow.fetchall(
+            "SELECT version FROM schema_migrations")}
 
     async def migrate(self) -> list[int]:
         applied: list[int] = []
         for version, name, sql in migrations("sqlite"):
-            # One transaction per file, the versions read inside it: a second process
+            # One transaction per file, the version read inside it: a second process
             # starting at the same moment waits on the write lock, then skips the file.
-            # A file is skipped only if it was applied (one merged under a lower number
-            # after a higher one still runs).
             async with self.transaction() as uow:
+                # Every file not yet applied, not only those above the newest: work merged
+                # from parallel branches may bring a lower number after a higher one.
                 if version in await self._applied(uow):
                     continue
                 await uow.execute(

@@ -19,7 +19,7 @@ JOB_COLUMNS = (
     "prediction_id", "price", "status", "error_class", "error_detail", "output_path",
     "delivered_message_id", "delivered_file_id", "delivery_attempts", "likes", "created_at",
     "started_at", "deadline_at", "finished_at", "updated_at", "delivery_sends",
-    "delivery_unconfirmed", "owner_id", "owner_name",
+    "delivery_unconfirmed", "owner_id", "owner_name", "creating_since",
 )
 _JOB_INSERTED = (
     "id", "user_id", "platform", "chat_id", "language", "session_id", "reply_to_message_id",

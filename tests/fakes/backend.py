@@ -1,7 +1,8 @@
 """An in-memory generation backend for engine unit tests (a fake of the Backend port).
 
 Each model id can be scripted: how long a prediction takes and how it ends.
-Outputs are real files written by the test (or a tiny placeholder).
+Outputs are real files written by the test (or a tiny placeholder). `start`
+is the port's own (StartOnce); this fake supplies prepare / find_existing / create.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import itertools
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,12 @@ from core.backends.base import (
     PROCESSING,
     SUCCEEDED,
     BackendError,
+    GenerationRequest,
     OutputMissing,
     Prediction,
     PredictionLost,
+    StartOnce,
+    WebhooksUnsupported,
 )
 
 
@@ -45,7 +50,7 @@ class _Run:
 
 
 @dataclass
-class ScriptedBackend:
+class ScriptedBackend(StartOnce):
     output_file: Path
     name: str = "scripted"
     supports_webhooks: bool = False
@@ -58,6 +63,23 @@ class ScriptedBackend:
     create_delay: float = 0.0  # the prediction exists at once; its id is answered this late
     forget_all: bool = False
     _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        StartOnce.__init__(self)
+
+    async def _prepare(self, job_id: str, request: GenerationRequest) -> dict[str, Any]:
+        return await self.prepare(job_id, dict(request.inputs))
+
+    async def _find_created(self, job_id: str, request: GenerationRequest, inputs: dict[str, Any],
+                            since: float) -> str | None:
+        return await self.find_existing(request.model, inputs)
+
+    async def _create(self, job_id: str, request: GenerationRequest, inputs: dict[str, Any],
+                      webhook_url: str | None) -> str:
+        return await self.create(job_id, request.model, inputs, webhook_url=webhook_url)
+
+    async def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Prediction:
+        raise WebhooksUnsupported("the scripted backend receives no webhooks")
 
     async def prepare(self, job_id: str, inputs: dict[str, Any]) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in inputs.items()}

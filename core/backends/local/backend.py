@@ -3,6 +3,7 @@
 It speaks the same protocol as Replicate (statuses, ids, outputs), so the job
 engine cannot tell the difference, except that predictions live in memory:
 after a restart `get` raises `PredictionLost` and the engine creates anew.
+Request hints (`look`, `duration`) steer the renderer; models never see them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import random
 import shutil
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,15 +31,18 @@ from core.backends.base import (
     SUCCEEDED,
     TERMINAL,
     BackendError,
+    GenerationRequest,
     OutputMissing,
     Prediction,
     PredictionLost,
+    StartOnce,
+    WebhooksUnsupported,
 )
+from core.backends.local.render import pick_look, render_glitch, render_music, render_template
 from core.errors import LokizError
 from core.media.ffmpeg import cpu_slot
 from core.media.pool import in_worker
 from core.media.probe import PROBE_TIMEOUT, probe_image_sync, probe_sync
-from core.media.render import pick_look, render_glitch, render_music, render_template
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +112,7 @@ def _short_side(resolution: Any, default: int, cap: int) -> int:
 class _Run:
     id: str
     action: str
+    hints: Mapping[str, Any] = field(default_factory=dict)
     status: str = STARTING
     output: Any = None
     error: str | None = None
@@ -116,7 +122,7 @@ class _Run:
     task: asyncio.Task[None] | None = None
 
 
-class LocalBackend:
+class LocalBackend(StartOnce):
     """Renders predictions with ffmpeg into `work_dir`.
 
     `delay` (seconds) slows every prediction down, for tests and demos;
@@ -135,6 +141,7 @@ class LocalBackend:
         fps: int = 24,
         timeout: float = 600.0,
     ) -> None:
+        super().__init__()
         self.work_dir = Path(work_dir)
         self.delay = delay
         self.short_side = short_side
@@ -142,21 +149,30 @@ class LocalBackend:
         self.timeout = timeout
         self._runs: dict[str, _Run] = {}
 
-    async def prepare(self, job_id: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    async def _prepare(self, job_id: str, request: GenerationRequest) -> dict[str, Any]:
         """Nothing to upload: local paths become strings (JSON-safe, storable)."""
-        return {key: _json_safe(value) for key, value in inputs.items()}
+        return {key: _json_safe(value) for key, value in request.inputs.items()}
 
-    async def create(
-        self, job_id: str, model: str, inputs: dict[str, Any], *, webhook_url: str | None = None
+    async def _find_created(
+        self, job_id: str, request: GenerationRequest, inputs: dict[str, Any], since: float
+    ) -> str | None:
+        return None  # local work does not outlive the process that ran it
+
+    async def _create(
+        self,
+        job_id: str,
+        request: GenerationRequest,
+        inputs: dict[str, Any],
+        webhook_url: str | None,
     ) -> str:
-        action = action_for(model)
-        run = _Run(id=f"local-{uuid.uuid4().hex}", action=action)
+        run = _Run(id=f"local-{uuid.uuid4().hex}", action=action_for(request.model),
+                   hints=dict(request.hints))
         self._runs[run.id] = run
         run.task = asyncio.create_task(self._run(run, dict(inputs)), name=run.id)
         return run.id
 
-    async def find_existing(self, model: str, inputs: dict[str, Any]) -> str | None:
-        return None
+    async def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Prediction:
+        raise WebhooksUnsupported("the local backend receives no webhooks")
 
     async def get(self, prediction_id: str) -> Prediction:
         run = self._runs.get(prediction_id)
@@ -201,6 +217,7 @@ class LocalBackend:
         return dest
 
     async def close(self) -> None:
+        await self._close_starts()
         for run in list(self._runs.values()):
             await self.cancel(run.id)
 
@@ -251,7 +268,7 @@ class LocalBackend:
         if not 1 <= seconds <= 10:
             raise _InputError("duration: must be 4, 6 or 8 seconds")
         aspect = str(inputs.get("aspect_ratio") or "16:9")
-        look = pick_look(inputs.get("_look"), seed)
+        look = pick_look(run.hints.get("look"), seed)
         short = _short_side(inputs.get("resolution"), 720, self.short_side)
         out = self.work_dir / f"{run.id}.mp4"
         run.logs += f"local preview: template look={look} {seconds:g}s {aspect} seed={seed}\n"
@@ -293,7 +310,7 @@ class LocalBackend:
         if not prompt:
             raise _InputError("prompt: empty")
         if run.action == MUSIC_BARK:
-            seconds = BARK_SECONDS
+            seconds = float(run.hints.get("duration") or BARK_SECONDS)
             seed_text = f"{prompt}|{inputs.get('history_prompt')}|{inputs.get('seed')}"
         else:
             try:
