@@ -102,7 +102,8 @@ async def build_services(settings: Settings) -> Services:
     ffmpeg.configure(ffmpeg_binary=settings.ffmpeg_binary, max_pixels=settings.max_pixels)
     db = await open_database(settings.database_url)
     users = UserDirectory(db)
-    ledger = CreditLedger(db, users, starter_credits=settings.starter_credits)
+    ledger = CreditLedger(db, users, starter_credits=settings.starter_credits,
+                          platform_starter={"web": settings.web_starter})
     jobs = JobStore(db, ledger)
     # A session cannot outlive the media it works on.
     sessions = SessionStore(db, ttl=min(SESSION_TTL, settings.media_ttl_hours * 3600))
@@ -155,7 +156,7 @@ async def build_services(settings: Settings) -> Services:
 
 
 def require_platform(settings: Settings) -> None:
-    if settings.telegram_bot_token is None and settings.discord_bot_token is None:
+    if not settings.has_platform_token and not settings.web_enabled:
         raise ConfigError(
             "no platform token: set TELEGRAM_BOT_TOKEN and/or DISCORD_BOT_TOKEN "
             "(in .env or the environment), then run python -m bot again"
@@ -174,6 +175,12 @@ def make_adapters(services: Services) -> list[Adapter]:
         from adapters.discord.app import DiscordAdapter
 
         adapters.append(DiscordAdapter(settings, services.desk))
+    if settings.web_enabled:
+        from adapters.web.app import WebAdapter
+        from core.web_pages import WebPages
+
+        services.http.stream_body("/upload")  # the page's uploads stream to disk, under WEB_MAX_UPLOAD_MB
+        adapters.append(WebAdapter(settings, services.desk, WebPages(services.db)))
     for adapter in adapters:
         adapter.mount(services.http.app)
         services.engine.with_notifier(adapter.notifier)
@@ -216,6 +223,9 @@ async def run_bot(settings: Settings) -> None:
             ", ".join(type(a).__name__.removesuffix("Adapter").lower() for a in adapters),
             services.backend.name,
         )
+        if settings.web_enabled:
+            host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "") else settings.http_host
+            print(f"LOKIZ web studio: http://{host}:{services.http.bound_port}/", flush=True)
         tasks = [asyncio.create_task(adapter.run()) for adapter in adapters]
         tasks.append(asyncio.create_task(_clean_media_periodically(services)))
         stopper = asyncio.create_task(stop.wait())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +41,18 @@ class LedgerEntry:
 class CreditLedger:
     """Grant, revoke, charge, refund, balance and history — each idempotent by key."""
 
-    def __init__(self, db: Database, users: UserDirectory, *, starter_credits: int) -> None:
+    def __init__(
+        self, db: Database, users: UserDirectory, *, starter_credits: int,
+        platform_starter: Mapping[str, int] | None = None,
+    ) -> None:
         self.db = db
         self.users = users
         self.starter_credits = starter_credits
+        self.platform_starter = dict(platform_starter or {})
+
+    def starter_for(self, platform: str) -> int:
+        """Starter credits a new user of `platform` gets (web users may get fewer: cookies are free)."""
+        return self.platform_starter.get(platform, self.starter_credits)
 
     # --- users --------------------------------------------------------------
     async def ensure_user(
@@ -81,14 +90,18 @@ class CreditLedger:
                 return user, False
             if not await tx.users.mark_contacted(user.id):
                 return user, False
-            await self._settle_starter(tx, user.id)
+            await self._settle_starter(tx, user.id, platform)
             return await self._reload(tx, user.id), True
 
-    async def _settle_starter(self, tx: Transaction, user_id: int) -> None:
+    async def _settle_starter(self, tx: Transaction, user_id: int, platform: str | None = None) -> None:
         # Once per user, whoever comes first: their first message or an admin's grant.
-        if self.starter_credits > 0:
+        if platform is None and self.platform_starter:
+            row = await tx.users.by_id(user_id)
+            platform = row["platform"] if row is not None else ""
+        starter = self.starter_for(platform or "")
+        if starter > 0:
             await self._append(
-                tx, user_id, self.starter_credits, "starter", actor="system",
+                tx, user_id, starter, "starter", actor="system",
                 reason="welcome", key=f"starter:{user_id}", strict=False,
             )
 

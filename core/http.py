@@ -65,6 +65,7 @@ class HttpServer:
         self._metrics_token = metrics_token
         self._seen = SeenWebhooks()
         self.body_limits = dict(body_limits)
+        self.streamed: set[str] = set()
         self.body_timeout = body_timeout
         self.keepalive_timeout = keepalive_timeout
         self.app = web.Application(
@@ -96,6 +97,11 @@ class HttpServer:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    def stream_body(self, path: str) -> None:
+        """Let the POST route `path` read its own body as a stream, under its own size and
+        time rules (an upload written to disk, far larger than a webhook)."""
+        self.streamed.add(path)
+
     def body_limit(self, request: web.BaseRequest) -> int:
         """The largest body this route takes, in bytes (0: none)."""
         if request.method in ("GET", "HEAD", "OPTIONS"):
@@ -106,7 +112,7 @@ class HttpServer:
     async def _bounded_body(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Read the whole body, within the route's size limit and BODY_TIMEOUT, before the
         handler runs: a client that stops half-way is answered 408 and disconnected."""
-        if not request.body_exists:
+        if not request.body_exists or request.path in self.streamed:
             return await handler(request)
         limit = self.body_limit(request)
         if limit == 0 or (request.content_length or 0) > limit:

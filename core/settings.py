@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     max_active_jobs_per_user: int = Field(default=2, ge=1)
     job_timeout_seconds: float = Field(default=900.0, gt=0)
 
+    # the web studio (SPEC §11)
+    web_studio: bool | None = None  # None: on when no platform token is set
+    web_secret: SecretStr | None = None
+    web_access_code: SecretStr | None = None
+    web_max_upload_mb: int = Field(default=100, ge=1)
+    web_starter_credits: int = Field(default=0, ge=0)
+
     default_language: Literal["en", "ko"] = "en"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
@@ -124,6 +131,11 @@ class Settings(BaseSettings):
             name = getattr(info, "field_name", "")
             return value.upper() if name == "log_level" else value.lower()
         return value
+
+    @field_validator("web_studio", "web_secret", "web_access_code", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("admin_ids")
     @classmethod
@@ -152,7 +164,7 @@ class Settings(BaseSettings):
 
     @field_validator("media_url", "s3_endpoint_url", "s3_access_key_id", mode="before")
     @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
+    def _empty_s3_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
         return value.strip() if isinstance(value, str) else value
@@ -230,6 +242,21 @@ class Settings(BaseSettings):
         return "replicate" if self.replicate_api_token else "local"
 
     @property
+    def has_platform_token(self) -> bool:
+        return self.telegram_bot_token is not None or self.discord_bot_token is not None
+
+    @property
+    def web_starter(self) -> int:
+        """A new web user's starter credits: clearing cookies makes a new user, so where
+        credits cost real money (Replicate) they get WEB_STARTER_CREDITS."""
+        return self.web_starter_credits if self.backend == "replicate" else self.starter_credits
+
+    @property
+    def web_enabled(self) -> bool:
+        """The web studio serves: when asked to, or by default when no platform token is set."""
+        return self.web_studio if self.web_studio is not None else not self.has_platform_token
+
+    @property
     def sqlite_path(self) -> Path | None:
         if self.database_url.startswith("sqlite:///"):
             return Path(self.database_url.removeprefix("sqlite:///"))
@@ -245,6 +272,8 @@ class Settings(BaseSettings):
             self.metrics_token,
             self.telegram_webhook_secret,
             self.s3_secret_access_key,
+            self.web_secret,
+            self.web_access_code,
         ]
         found = [v.get_secret_value() for v in values if v and v.get_secret_value()]
         database_password = url_password(self.database_url)
@@ -266,7 +295,7 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
                 given, str
             ):
                 given = redact_url(given)
-            secret = variable.endswith(("TOKEN", "SECRET")) or "SECRET" in variable
+            secret = variable.endswith(("TOKEN", "SECRET", "CODE")) or "SECRET" in variable
             shown = "" if secret else f" (got {given!r})"
             raise ConfigError(f"{variable}: {message}{shown}") from None
         raise ConfigError(message) from None

@@ -70,7 +70,7 @@ def is_platform_id(text: str) -> bool:
 def parse_user_ref(text: str) -> tuple[str, str]:
     """`telegram:42` → ("telegram", "42"); raises UnknownUser for other shapes."""
     platform, sep, user_id = text.strip().partition(":")
-    if not sep or platform.lower() not in ("telegram", "discord") or not is_platform_id(user_id):
+    if not sep or platform.lower() not in ("telegram", "discord", "web") or not is_platform_id(user_id):
         raise UnknownUser(f"{text!r} is not PLATFORM:ID (e.g. telegram:42)", target=text)
     return platform.lower(), user_id
 

@@ -58,6 +58,16 @@ def make_media(folder: Path) -> Media:
     )
 
 
+def read_database(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    """Rows from the bot's SQLite file, opened read-only (as an operator would look)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
 class BotProcess:
     """`python -m bot` with an environment and nothing else (its cwd has no .env)."""
 
@@ -177,12 +187,7 @@ class TelegramWorld:
 
     # --- the database as the bot left it (read-only, like an operator would look) ------------
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        conn = sqlite3.connect(f"file:{self.home / 'lokiz.db'}?mode=ro", uri=True, timeout=10)
-        conn.row_factory = sqlite3.Row
-        try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
+        return read_database(self.home / "lokiz.db", sql, params)
 
     def balance(self, user: ChatUser) -> int:
         rows = self.query("SELECT balance FROM users WHERE platform = 'telegram' AND platform_user_id = ?",

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -95,10 +96,42 @@ def test_settings_from_dotenv_file(tmp_path):
 
 
 def test_run_without_any_token_says_what_to_set(tmp_path):
-    result = run_bot("run", env={"DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}"}, cwd=tmp_path)
+    result = run_bot("run", env={"DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}", "WEB_STUDIO": "false"},
+                     cwd=tmp_path)
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1
     assert "TELEGRAM_BOT_TOKEN" in result.stderr and "DISCORD_BOT_TOKEN" in result.stderr
+
+
+def test_run_without_any_token_serves_the_web_studio_at_the_printed_url(tmp_path):
+    bot = subprocess.Popen(
+        [sys.executable, "-m", "bot"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "HTTP_PORT": "0"},
+    )
+    try:
+        assert bot.stdout is not None
+        seen = []
+        for line in bot.stdout:  # the bot prints its URL once the page is served
+            seen.append(line)
+            found = re.search(r"LOKIZ web studio: (http://127\.0\.0\.1:\d+/)", line)
+            if found:
+                break
+        assert found, "".join(seen)
+        with urllib.request.urlopen(found.group(1), timeout=10) as page:
+            html, cookie = page.read().decode(), page.headers["Set-Cookie"]
+        assert "<main id=\"feed\"" in html and "LOKIZ" in html
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert (tmp_path / "data" / "lokiz.db").exists()  # SQLite in the default place
+    finally:
+        bot.terminate()
+        bot.wait(timeout=30)
+
+
+def test_admin_grants_credits_to_a_web_user_without_paid_starter_credits(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}", "REPLICATE_API_TOKEN": "r8_test"}
+    result = run_bot("credits", "grant", "web:1234567890123456", "40", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "granted 40 to web:1234567890123456; balance 40" in result.stdout
 
 
 def test_secrets_are_not_shown_in_setting_errors(tmp_path):

@@ -34,7 +34,8 @@ async def handle(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidAmount(f"credits {args.action} needs an AMOUNT")
     db = await open_database(settings.database_url)
     try:
-        ledger = CreditLedger(db, UserDirectory(db), starter_credits=settings.starter_credits)
+        ledger = CreditLedger(db, UserDirectory(db), starter_credits=settings.starter_credits,
+                              platform_starter={"web": settings.web_starter})
         user = await ledger.users.find(platform, platform_user_id)
         if user is None:
             if args.action == "show":

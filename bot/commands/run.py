@@ -10,7 +10,7 @@ from core.settings import Settings
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "run", help="start every adapter that has a token, the job engine and the HTTP server"
+        "run", help="start every adapter that has a token (the web studio when there is none), the job engine and the HTTP server"
     )
     parser.set_defaults(handler=handle)
 

@@ -139,7 +139,7 @@ class Desk:
         if who is not None:
             reply.lang = reply.lang or who.lang
             if who.first and not isinstance(event, Started):  # once, whatever they asked first
-                welcome = views.welcome(who.lang, who.user.balance, self.starter_credits)
+                welcome = views.welcome(who.lang, who.user.balance, self._starter(ctx.platform))
                 reply.outs.insert(0, Send(replace(welcome, ephemeral=True), ctx.message_id))
         return reply
 
@@ -162,9 +162,14 @@ class Desk:
         names = ((item.id, item.text("name", lang)) for item in self.studio.templates)
         return [(tid, name) for tid, name in names if wanted in name.lower() or wanted in tid]
 
+    def _starter(self, platform: str) -> int:
+        """What a first contact on `platform` was given (web users may get fewer)."""
+        return self.studio.people.ledger.starter_for(platform)
+
     # --- handlers -------------------------------------------------------------------------
     async def _started(self, event: Started, who: Caller) -> Reply:
-        screen = views.welcome(who.lang, who.user.balance, self.starter_credits if who.first else 0)
+        screen = views.welcome(who.lang, who.user.balance,
+                               self._starter(event.ctx.platform) if who.first else 0)
         return Reply([Send(screen, event.ctx.message_id)])
 
     @staticmethod

@@ -30,6 +30,7 @@ from core.storage.stores import (
     PostRows,
     SessionRows,
     UserRows,
+    WebPageRows,
 )
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,10 @@ class UnitOfWork(Executor):
     @functools.cached_property
     def bulk(self) -> BulkRows:
         return BulkRows(self, self.after_commit)
+
+    @functools.cached_property
+    def web_pages(self) -> WebPageRows:
+        return WebPageRows(self, self.after_commit)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once this transaction has committed (never if it rolls back)."""

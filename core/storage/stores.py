@@ -862,3 +862,66 @@ async def _insert_many(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * len(chunk))}",
             tuple(value for row in chunk for value in row),
         )
+
+
+class WebPageRows(_Store):
+    """The web studio's stored pages (`web_messages`, one revision counter per browser)
+    and the media each page may show (`web_media`, by opaque id)."""
+
+    async def _serialise(self, chat: str) -> None:
+        # SQLite already serialises writers; PostgreSQL takes a per-page lock so two
+        # writes never share a revision (a live page would miss one).
+        if self.postgres:
+            await self.tx.fetchall("SELECT pg_advisory_xact_lock(hashtext(?))", (f"web:{chat}",))
+
+    async def add(self, chat: str, body: str, *, mine: bool, delivery: str | None, now: float) -> int:
+        """A new message; a repeated `delivery` key returns the first message's id."""
+        await self._serialise(chat)
+        if delivery is not None:
+            found = await self.tx.fetchval(
+                "SELECT id FROM web_messages WHERE delivery = ?", (delivery,))
+            if found is not None:
+                return int(found)
+        rows = await self.tx.fetchall(
+            "INSERT INTO web_messages (chat_id, rev, mine, body, delivery, created_at) VALUES"
+            " (?, (SELECT COALESCE(MAX(rev), 0) + 1 FROM web_messages WHERE chat_id = ?),"
+            " ?, ?, ?, ?) RETURNING id",
+            (chat, chat, int(mine), body, delivery, now),
+        )
+        return int(rows[0]["id"])
+
+    async def body(self, chat: str, message_id: int) -> str | None:
+        value = await self.tx.fetchval(
+            "SELECT body FROM web_messages WHERE id = ? AND chat_id = ?", (message_id, chat))
+        return None if value is None else str(value)
+
+    async def rewrite(self, chat: str, message_id: int, body: str) -> bool:
+        """Replace one of the page's messages (an edit in place) under a new revision."""
+        await self._serialise(chat)
+        return await self.tx.execute(
+            "UPDATE web_messages SET body = ?, rev = (SELECT MAX(rev) + 1 FROM web_messages"
+            " WHERE chat_id = ?) WHERE id = ? AND chat_id = ?",
+            (body, chat, message_id, chat),
+        ) > 0
+
+    async def since(self, chat: str, rev: int, limit: int) -> list[Row]:
+        """The page's latest `limit` messages written after revision `rev`, newest first."""
+        return await self.tx.fetchall(
+            "SELECT id, rev, mine, body FROM web_messages WHERE chat_id = ? AND rev > ?"
+            " ORDER BY rev DESC LIMIT ?", (chat, rev, limit),
+        )
+
+    async def share(self, media_id: str, chat: str, path: str, now: float) -> None:
+        await self.tx.execute(
+            "INSERT INTO web_media (id, chat_id, path, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (id) DO NOTHING", (media_id, chat, path, now),
+        )
+
+    async def media_path(self, chat: str, media_id: str) -> str | None:
+        value = await self.tx.fetchval(
+            "SELECT path FROM web_media WHERE id = ? AND chat_id = ?", (media_id, chat))
+        return None if value is None else str(value)
+
+    async def forget_before(self, cutoff: float) -> None:
+        await self.tx.execute("DELETE FROM web_messages WHERE created_at < ?", (cutoff,))
+        await self.tx.execute("DELETE FROM web_media WHERE created_at < ?", (cutoff,))
