@@ -93,6 +93,10 @@ class SharedMedia(Protocol):
 
     async def presigned_url(self, key: str, expires: int) -> str: ...
 
+    async def ping(self) -> bool:
+        """Whether the place answers now (for /readyz)."""
+        ...
+
 
 class LocalFolder:
     """The embedded default: MEDIA_DIR is the truth, so there is nothing to copy anywhere."""
@@ -121,6 +125,9 @@ class LocalFolder:
     async def presigned_url(self, key: str, expires: int) -> str:
         raise MediaNotShared(f"{key}: media is in a local folder (MEDIA_URL is not set)")
 
+    async def ping(self) -> bool:
+        return True  # MediaStore.ping checks the folder itself
+
 
 class MediaStore:
     def __init__(
@@ -137,10 +144,18 @@ class MediaStore:
 
     async def start(self) -> None:
         """Check the shared store at start-up (ConfigError naming the bad variable)."""
+        self.root.mkdir(parents=True, exist_ok=True)
         await self.shared.start()
 
     async def close(self) -> None:
         await self.shared.close()
+
+    async def ping(self) -> bool:
+        """For /readyz: MEDIA_DIR is a writable folder and the shared store (MEDIA_URL)
+        answers."""
+        if not (self.root.is_dir() and os.access(self.root, os.W_OK | os.X_OK)):
+            return False
+        return await self.shared.ping()
 
     # -- keys ------------------------------------------------------------------------------
     def key_of(self, path: Path | str) -> str:

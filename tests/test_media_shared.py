@@ -251,3 +251,25 @@ async def test_a_public_bucket_gives_replicate_presigned_urls_and_no_uploads(
         finally:
             await public.close()
             await private.close()
+
+
+async def test_ready_means_the_cache_folder_and_the_bucket_answer(
+    s3_server: S3Server, bucket: str, tmp_path: Path,  # noqa: F811
+) -> None:
+    local = MediaStore(tmp_path / "local")
+    await local.start()
+    assert await local.ping()
+    shared = S3Bucket(bucket, PREFIX, access_key_id=s3_server.access_key,
+                      secret_access_key=SecretStr(s3_server.secret_key),
+                      endpoint_url=s3_server.endpoint)
+    media = MediaStore(tmp_path / "cache", shared=shared)
+    (tmp_path / "cache").mkdir()
+    assert not await media.ping()  # not started: no client yet
+    await media.start()
+    try:
+        assert await media.ping()
+        async with s3_server.client() as client:  # the bucket goes away
+            await client.delete_bucket(Bucket=bucket)
+        assert not await media.ping()
+    finally:
+        await media.close()
