@@ -273,3 +273,29 @@ async def test_ready_means_the_cache_folder_and_the_bucket_answer(
         assert not await media.ping()
     finally:
         await media.close()
+
+
+async def test_without_media_url_sessions_and_jobs_keep_local_paths_as_before(
+    tmp_path: Path, av_video: Path,
+) -> None:
+    settings = load_settings(None, database_url=f"sqlite:///{tmp_path / 'local.db'}",
+                             media_dir=tmp_path / "media", starter_credits=50)
+    services = await build_services(settings)
+    try:
+        assert not services.media.shared.shared
+        job_id, sent = await start_a_job_on(services, av_video, tmp_path)
+        async with services.db.read() as tx:
+            row = await tx.sessions.get(sent.session_id)
+        assert row is not None
+        frame = tmp_path / "media" / "sessions" / sent.session_id / "frame-25.jpg"
+        assert str(frame) in row["data"] and frame.is_file()
+        job = await services.jobs.get(job_id)
+        assert job is not None and job.request.image == str(frame)
+        services.engine.backend = LocalBackend(services.media.root / "local", short_side=144, fps=8)
+        services.engine.notifiers["telegram"] = notifier = RecordingNotifier()
+        await services.engine.start()
+        done = await wait_status(services, job_id, JobStatus.DELIVERED)
+        assert done.output_path == str(tmp_path / "media" / "outputs" / f"{job_id}.mp4")
+        assert [sent_job for sent_job, _, _ in notifier.delivered] == [job_id]
+    finally:
+        await services.close()
