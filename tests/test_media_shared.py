@@ -189,11 +189,19 @@ async def test_clean_up_removes_old_objects_and_keeps_live_posts_clips(
 ) -> None:
     async with instance("a") as a:
         job_id, sent = await start_a_job_on(a, av_video, tmp_path)
-        a.engine.notifiers["telegram"] = RecordingNotifier()
+        a.engine.notifiers["telegram"] = notifier = RecordingNotifier()
         await a.engine.start()
         job = await wait_status(a, job_id, JobStatus.DELIVERED)
         await a.engine.stop()
+        [(_, _, result)] = notifier.delivered
     async with instance("b") as b:
+        # "Remix" pressed under the result, handled by b: the output comes from the bucket
+        # and becomes the template clip of a new session.
+        assert not b.media.local_path(f"outputs/{job_id}.mp4").exists()
+        remix = only(await press(b, button(result, "Remix"), message="800"), Send)
+        assert remix.session_id and b.media.local_path(f"outputs/{job_id}.mp4").is_file()
+        new = await b.sessions.get(remix.session_id)
+        assert new is not None and new.data.clip is not None and Path(new.data.clip).is_file()
         post = await Posts(b.db, media=b.media).record_delivered(job)
         assert post.clip_path == f"posts/{job_id}.mp4"  # a key: any instance finds the clip
         assert b.media.local_path(post.clip_path).is_file()
