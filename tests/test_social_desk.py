@@ -4,6 +4,7 @@ with the source post, and a forged press on another chat's post does nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from bot.app import build_services, clean_up
 from core import actions as act
+from core.catalogue import JobRequest
 from core.desk import (
     Alert,
     ChatContext,
@@ -22,9 +24,11 @@ from core.desk import (
     Send,
     SendFeed,
 )
+from core.engine.outcomes import Delivered
 from core.settings import load_settings
 from core.studio.requests import session_request
 from tests.fakes.backend import ScriptedBackend
+from tests.fakes.notifier import RecordingNotifier
 from tests.test_social import delivered
 
 ROOM, OTHER = "-500", "-600"
@@ -161,3 +165,41 @@ async def test_the_hourly_cleanup_lets_go_of_clips_older_than_post_ttl_days(serv
     assert (await services.posts.get(old.id)).clip_path is None, "past POST_TTL_DAYS (30)"
     assert (await services.posts.get(fresh.id)).clip_path == fresh.clip_path
     assert not (await services.posts.get(old.id)).deleted, "the post stays, without its clip"
+
+
+async def test_the_engine_makes_each_delivered_clip_a_post_once_and_captions_a_remix(services, av_video):
+    notifier = RecordingNotifier()
+    services.engine.notifiers["telegram"] = notifier
+    services.engine._pacer._interval = 0.01
+    await services.engine.start()
+    alice, _ = await services.ledger.ensure_user("telegram", "1", username="alice")
+    bob, _ = await services.ledger.ensure_user("telegram", "2", username="bob")
+
+    async def run(user, request: JobRequest, chat: str = ROOM):
+        job = await services.engine.submit(user_id=user.id, platform="telegram", chat_id=chat,
+                                           language="en", request=request)
+        for _ in range(500):
+            done = await services.jobs.get(job.id)
+            if done.status == "delivered":
+                return done
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"job {job.id} not delivered: {done.status}")
+
+    first = await run(alice, JobRequest("template", prompt="a cat", image=str(av_video)))
+    post = await services.posts.of_job(first.id)
+    assert (post.message_id, post.file_id) == (first.delivered_message_id, f"file-{first.id}")
+    assert post.generation == 1 and Path(post.clip_path).is_file()
+    assert any(f"Post {post.id}" in text for text in notifier.texts(first.id)), "the status says its number"
+    remix = await run(bob, JobRequest("template", prompt="a dog", image=str(av_video), source_post=post.id))
+    caption = [screen.text for job_id, _, screen in notifier.delivered if job_id == remix.id]
+    assert caption and "remix of @alice's clip · generation 2" in caption[0]
+    assert (await services.posts.of_job(remix.id)).source_post_id == post.id
+    elsewhere = await run(bob, JobRequest("template", prompt="a fox", image=str(av_video),
+                                          source_post=post.id), OTHER)
+    caption = [screen.text for job_id, _, screen in notifier.delivered if job_id == elsewhere.id]
+    assert "remix of a clip from another chat · generation 2" in caption[0] and "@alice" not in caption[0]
+
+    # A second finish of a delivered job (another instance, a retry) makes no second post.
+    await services.engine.finish(first, Delivered("again", "again"))
+    assert (await services.posts.of_job(first.id)).id == post.id
+    assert len([p for p in [await services.posts.get(post.id + n) for n in range(5)] if p]) == 3
