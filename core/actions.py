@@ -104,6 +104,13 @@ class Scrub(SessionAction):
 
 
 @dataclass(frozen=True)
+class SharpestNearby(SessionAction):
+    """✨ Move to the least blurred frame within ±0.5 s."""
+
+    wire: ClassVar[str] = "st.sharp"
+
+
+@dataclass(frozen=True)
 class OpenTemplates(SessionAction):
     wire: ClassVar[str] = "st.tpl"
 
@@ -221,6 +228,13 @@ class AddMusic(JobAction):
 @dataclass(frozen=True)
 class AddToClip(JobAction):
     wire: ClassVar[str] = "job.mux"
+
+
+@dataclass(frozen=True)
+class DeleteClip(JobAction):
+    """🗑 under a result: take its post down (the owner, or an admin of the chat)."""
+
+    wire: ClassVar[str] = "job.delete"
 
 
 # --- account ---------------------------------------------------------------------------

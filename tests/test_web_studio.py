@@ -100,6 +100,12 @@ async def test_a_newcomer_makes_a_template_clip_in_the_browser(studio, clip, tmp
         for label in ("Remix", "Again", "Add music", "👍"):
             assert await result.get_by_role("button", name=re.compile(re.escape(label))).count() == 1
         assert await page.evaluate("window.sameTab") is True  # no reload on the way
+        await page.click("[data-account=feed]")  # the browser's own chat: its feed is this clip
+        await page.get_by_text(re.compile(r"Top clips of the last 7 days · page 1/1")).wait_for()
+        posted = page.locator("article", has_text=re.compile(r"1\. .* · post \d+"))
+        await posted.wait_for()
+        assert await posted.locator("video").count() == 1
+        assert await posted.get_by_role("button", name="🌀 Remix").count() == 1
         price = studio.query("SELECT price FROM jobs ORDER BY created_at DESC LIMIT 1")[0]["price"]
         assert price == 20
         await page.wait_for_function(

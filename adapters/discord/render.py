@@ -115,6 +115,10 @@ class InteractionReplier:
         elif self.defer == "form":
             self.deadline.start()
 
+    async def is_chat_admin(self) -> bool:
+        """A member who may manage messages in this channel (a DM has no admins)."""
+        return self.interaction.guild is not None and self.interaction.permissions.manage_messages
+
     @property
     def responded(self) -> bool:
         return self.interaction.response.is_done()
@@ -237,6 +241,13 @@ class MessageReplier:
 
     async def acknowledge(self) -> None:
         """Nothing to acknowledge: a message has no answer deadline."""
+
+    async def is_chat_admin(self) -> bool:
+        """A member who may manage messages in this channel (a DM has no admins)."""
+        author, channel = self.message.author, self.message.channel
+        if self.message.guild is None or not isinstance(author, discord.Member):
+            return False
+        return bool(channel.permissions_for(author).manage_messages)
 
     async def render(self, reply: Reply) -> None:
         for out in for_discord(reply, self.message.guild is not None).outs:

@@ -11,6 +11,7 @@ from core.desk import (
     ChatContext,
     Desk,
     Event,
+    FeedAsked,
     FormAnswered,
     LanguageChosen,
     PhotoSent,
@@ -72,6 +73,8 @@ class StudioPort:
     async def account_answer(self, ctx: ChatContext, what: str, code: str) -> Reply:
         if what == "lang":
             return await self.answer(LanguageChosen(ctx, code))
+        if what == "feed":  # a browser is a chat of its own: its feed is its own clips
+            return await self.answer(FeedAsked(ctx))
         return await self.answer(AccountAsked(ctx, what if what in ("jobs", "help") else "balance"))
 
     async def bind(self, session_id: str, message_id: str) -> None:

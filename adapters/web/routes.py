@@ -154,7 +154,7 @@ class WebRoutes:
         """`name` (the studio or the access form) inside the page frame, in the visitor's language."""
         texts = {key.removeprefix("web.").replace(".", "_"): html.escape(t(lang, key))
                  for key in ("web.title", "web.send", "web.placeholder", "web.jobs", "web.balance",
-                             "web.balance_button", "web.help", "web.attach", "web.access_prompt",
+                             "web.balance_button", "web.help", "web.feed", "web.attach", "web.access_prompt",
                              "web.access_button")}
         texts.update({k: html.escape(str(v)) for k, v in values.items()})
         content = string.Template((STATIC / name).read_text(encoding="utf-8")).substitute(texts)

@@ -73,6 +73,9 @@ class ClipShared(Event):
     clip: Incoming
     reply_to: str | None = None
     start: str | None = None
+    # The message that holds the clip, if not `reply_to` (Telegram: the replied message):
+    # when it is one of the bot's posts, the remix names it as its source.
+    shared_message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,34 @@ class AdminCommand(Event):
     command: str
     args: tuple[str, ...] = ()
     replied: Target | None = None
+
+
+@dataclass(frozen=True)
+class FeedAsked(Event):
+    """`/feed`: a page (from 0) of the chat's top posts of the last 7 days."""
+
+    page: int = 0
+
+
+@dataclass(frozen=True)
+class TopAsked(Event):
+    """`/top`: the chat's most-liked creators of the last 30 days."""
+
+
+@dataclass(frozen=True)
+class PostAsked(Event):
+    """`/post ID`: the post and its chain. `post_id` is the raw text typed (the Desk
+    parses it and answers a translated error for anything that is not a post number)."""
+
+    post_id: str
+
+
+@dataclass(frozen=True)
+class PostDeleteAsked(Event):
+    """`/delete ID`: take a post out of the feed, the rankings and inline results
+    (its owner, or an admin of its chat in that chat). `post_id` is the raw text."""
+
+    post_id: str
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ class Deliverer:
         fit_output: Fitter | None = None,
         delivery_timeout: float = DELIVERY_TIMEOUT,
         media: MediaStore | None = None,
+        lineage: Callable[[Job], Awaitable[str]] | None = None,
     ) -> None:
         self.jobs = jobs
         self.notifiers = notifiers
@@ -62,6 +63,7 @@ class Deliverer:
         self.fit_output = fit_output
         self.delivery_timeout = delivery_timeout
         self.media = media
+        self.lineage = lineage  # a remix's caption line: where its clip comes from
 
     async def deliver(self, job: Job) -> Outcome:
         """Send the result of `job` (as stored: status succeeded, its sends counted)."""
@@ -81,6 +83,7 @@ class Deliverer:
             output = await self.media.here(job.output_path)  # made on another instance?
         if not output.is_file():
             return self._give_up(job, sends, "output file is gone")
+        lineage = await self._lineage(job)
         for attempt in range(job.delivery_attempts, DELIVERY_ATTEMPTS):
             if sends >= MAX_UNSURE_SENDS:
                 break
@@ -95,7 +98,8 @@ class Deliverer:
                 log.warning("job %s: preparing the result failed: %s", job.id, exc)
                 continue
             screen = job_screens.result_screen(
-                job, what, local_preview=job.backend == "local", likes=job.likes, resent=resent
+                job, what, local_preview=job.backend == "local", likes=job.likes, resent=resent,
+                lineage=lineage,
             )
             if not await self.jobs.mark_sending(job.id):
                 return Stopped("ended meanwhile")
@@ -130,6 +134,15 @@ class Deliverer:
             crash_point("after_send")
             return Delivered(receipt.message_id, receipt.file_id)
         return self._give_up(job, sends, "delivery kept failing")
+
+    async def _lineage(self, job: Job) -> str:
+        if self.lineage is None or job.request.source_post is None:
+            return ""
+        try:
+            return await self.lineage(job)
+        except Exception:  # a caption line never stops a delivery
+            log.warning("job %s: could not say where its clip comes from", job.id, exc_info=True)
+            return ""
 
     def _give_up(self, job: Job, sends: int, detail: str) -> Outcome:
         """No confirmed delivery: refunded only when no send of it can have arrived."""
