@@ -223,6 +223,13 @@ class AddToClip(JobAction):
     wire: ClassVar[str] = "job.mux"
 
 
+@dataclass(frozen=True)
+class DeleteClip(JobAction):
+    """🗑 under a result: take its post down (the owner, or an admin of the chat)."""
+
+    wire: ClassVar[str] = "job.delete"
+
+
 # --- account ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ChooseLanguage(Action):

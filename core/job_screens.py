@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.actions import AddMusic, AddToClip, Again, CancelJob, Like, Remix
+from core.actions import AddMusic, AddToClip, Again, CancelJob, DeleteClip, Like, Remix
 from core.catalogue import (
     GLITCH_ANIMATE,
     GLITCH_REPLACE,
@@ -78,13 +78,17 @@ def failed_screen(job: Job, what: str, reason: str, refunded: int) -> Screen:
 
 def result_screen(
     job: Job, what: str, *, local_preview: bool, likes: int = 0, again: int = 0,
-    resent: bool = False,
+    resent: bool = False, lineage: str = "",
 ) -> Screen:
     """A result's caption and buttons. `again` counts the Again presses it has taken (its
     version: a press of an older version is a double press); `resent` says it may be a
-    second copy (after a restart)."""
+    second copy (after a restart); `lineage` is where a remix comes from ("remix of
+    @alice's clip · generation 2"). 👍 and 🌀 are everyone's; Again, Add music and 🗑
+    are the owner's (🗑 also a chat admin's)."""
     lang = job.language
     caption = t(lang, "job.result", what=what, price=job.price, id=job.id)
+    if lineage:
+        caption += "\n" + lineage
     if local_preview:
         caption += "\n" + t(lang, "job.local_preview")
     if resent:
@@ -92,7 +96,8 @@ def result_screen(
     like = Button(f"👍 {likes}" if likes else "👍", Like(job.id))
     again_label = t(lang, "button.again_more", n=again) if again else t(lang, "button.again")
     again_button = Button(again_label, Again(job.id, again))
-    if job.action == MUSIC:
+    delete = Button(t(lang, "social.button.delete"), DeleteClip(job.id), "danger")
+    if job.action == MUSIC:  # a song is not a clip: no post, so no 🗑
         rows: tuple[tuple[Button, ...], ...] = (
             (Button(t(lang, "button.add_to_clip"), AddToClip(job.id), "primary"), again_button, like),
         )
@@ -100,6 +105,6 @@ def result_screen(
         rows = (
             (Button(t(lang, "button.remix"), Remix(job.id), "primary"),
              Button(t(lang, "button.add_music"), AddMusic(job.id))),
-            (again_button, like),
+            (again_button, like, delete),
         )
     return Screen(caption, rows)

@@ -76,6 +76,7 @@ class SessionData:
     image: str | None = None  # the user's image for a glitch
     mux_target: str | None = None  # music made for this clip
     last_job: str | None = None
+    source_post: int | None = None  # the post whose clip is being remixed (lineage, SPEC §12)
 
     def to_json(self) -> str:
         values = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

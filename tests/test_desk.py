@@ -228,6 +228,9 @@ async def test_when_rendering_fails_the_user_is_told_once_in_their_language(serv
         async def acknowledge(self) -> None:
             self.acknowledged += 1
 
+        async def is_chat_admin(self) -> bool:
+            return False
+
         async def render(self, reply: Reply) -> None:
             self.rendered.append(reply)
             if len(self.rendered) == 1:

@@ -269,6 +269,18 @@ class Outlet:
     async def _answer_empty(self) -> None:
         await answer(self.query)
 
+    async def is_chat_admin(self) -> bool:
+        """A group's administrator or creator (asked only when a non-owner deletes a post)."""
+        if self.ctx.chat_kind != "group":
+            return False
+        try:
+            member = await self.renderer.bot.get_chat_member(
+                chat_id=int(self.ctx.chat_id), user_id=int(self.ctx.user_id)
+            )
+        except TelegramAPIError:
+            return False
+        return member.status in ("administrator", "creator")
+
     async def render(self, reply: Reply) -> None:
         late = await self.deadline.settle()
         if self.query is not None and not late:

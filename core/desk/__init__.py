@@ -6,26 +6,42 @@ from core.desk.events import (
     AdminCommand,
     ClipShared,
     Event,
+    FeedAsked,
     FormAnswered,
     GlitchShortcut,
     Incoming,
     LanguageChosen,
     MusicAsked,
     PhotoSent,
+    PostAsked,
+    PostDeleteAsked,
     Pressed,
     Started,
     TemplateShortcut,
     TextTyped,
+    TopAsked,
     Unusable,
     VideoSent,
 )
 from core.sessions import Awaiting
 from core.studio.admin import Target
-from core.studio.replies import Alert, AskText, ChatContext, Edit, Out, Reply, Send, SendMedia
+from core.studio.replies import (
+    Alert,
+    AskText,
+    ChatContext,
+    Edit,
+    FeedClip,
+    Out,
+    Reply,
+    Send,
+    SendFeed,
+    SendMedia,
+)
 
 __all__ = [
     "AccountAsked", "AdminCommand", "Alert", "AskText", "Awaiting", "ChatContext", "ClipShared",
-    "Desk", "Edit", "Event", "FileIds", "FormAnswered", "GlitchShortcut", "Incoming", "LanguageChosen",
-    "MusicAsked", "Out", "Outlet", "PhotoSent", "Pressed", "Reply", "Send", "SendMedia", "Started",
-    "Target", "TemplateShortcut", "TextTyped", "Unusable", "VideoSent",
+    "Desk", "Edit", "Event", "FeedAsked", "FeedClip", "FileIds", "FormAnswered", "GlitchShortcut",
+    "Incoming", "LanguageChosen", "MusicAsked", "Out", "Outlet", "PhotoSent", "PostAsked",
+    "PostDeleteAsked", "Pressed", "Reply", "Send", "SendFeed", "SendMedia", "Started", "Target",
+    "TemplateShortcut", "TextTyped", "TopAsked", "Unusable", "VideoSent",
 ]

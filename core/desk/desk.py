@@ -23,15 +23,19 @@ from core.desk.events import (
     AdminCommand,
     ClipShared,
     Event,
+    FeedAsked,
     FormAnswered,
     GlitchShortcut,
     LanguageChosen,
     MusicAsked,
     PhotoSent,
+    PostAsked,
+    PostDeleteAsked,
     Pressed,
     Started,
     TemplateShortcut,
     TextTyped,
+    TopAsked,
     Unusable,
     VideoSent,
 )
@@ -44,7 +48,7 @@ from core.studio import views
 from core.studio.account import Account
 from core.studio.admin import AdminDesk
 from core.studio.people import Caller
-from core.studio.replies import Alert, AskText, Edit, Reply, Send
+from core.studio.replies import Alert, AskText, ChatContext, Edit, Reply, Send
 from core.studio.steps import GLITCH_MODES
 from core.studio.studio import Studio
 
@@ -61,6 +65,19 @@ class Outlet(Protocol):
 
     async def render(self, reply: Reply) -> None: ...
 
+    async def is_chat_admin(self) -> bool:
+        """Whether the user is an admin of this chat on the platform (Telegram: a chat
+        administrator or its creator; Discord: Manage Messages; the web: never). The Desk
+        asks only when someone deletes a post that is not theirs."""
+        ...
+
+
+AdminCheck = Callable[[], Awaitable[bool]]
+
+
+async def _no_chat_admin() -> bool:
+    return False
+
 
 class FileIds(Protocol):
     """The platforms' ids for bytes they already have (a re-send uploads nothing)."""
@@ -71,6 +88,8 @@ class FileIds(Protocol):
 
 
 Handler = Callable[[Any, Caller], Awaitable[Reply]]
+# Events whose answer may depend on the user being an admin of the chat.
+AdminHandler = Callable[[Any, Caller, AdminCheck], Awaitable[Reply]]
 
 
 class Desk:
@@ -88,10 +107,8 @@ class Desk:
             VideoSent: lambda e, who: self._with_file(e.file, lambda p: intake.video(e.ctx, who, p, e.caption)),
             PhotoSent: lambda e, who: self._with_file(e.file, lambda p: intake.photo(e.ctx, who, p)),
             TextTyped: lambda e, who: intake.text(e.ctx, who, e.text),
-            Pressed: lambda e, who: studio.press(e.ctx, who, act.unpack(e.data)),
             FormAnswered: self._form,
-            ClipShared: lambda e, who: self._with_file(
-                e.clip, lambda p: intake.clip(e.ctx, who, p, reply_to=e.reply_to, start=e.start)),
+            ClipShared: self._clip_shared,
             MusicAsked: lambda e, who: intake.music(e.ctx, who, e.prompt),
             TemplateShortcut: self._template_shortcut,
             GlitchShortcut: self._glitch_shortcut,
@@ -99,12 +116,19 @@ class Desk:
             LanguageChosen: lambda e, who: studio.people.set_language(e.ctx, who, e.code),
             AdminCommand: lambda e, who: admin.handle(e.ctx, who, e.command, list(e.args), e.replied),
             Unusable: self._unusable,
+            FeedAsked: lambda e, who: studio.social.feed(e.ctx, who, e.page),
+            TopAsked: lambda e, who: studio.social.top(e.ctx, who),
+        }
+        self._admin_handlers: dict[type[Event], AdminHandler] = {
+            Pressed: self._pressed,
+            PostAsked: lambda e, who, admin: studio.social.post(e.ctx, who, e.post_id, admin),
+            PostDeleteAsked: lambda e, who, admin: studio.social.delete_typed(e.ctx, who, e.post_id, admin),
         }
 
     # --- the door ---------------------------------------------------------------------------
     async def serve(self, event: Event, outlet: Outlet) -> None:
         """Answer `event` and render the answer; if rendering fails, say so once."""
-        reply = await self.answer(event, acknowledge=outlet.acknowledge)
+        reply = await self.answer(event, acknowledge=outlet.acknowledge, is_chat_admin=outlet.is_chat_admin)
         try:
             await outlet.render(reply)
         except Exception:
@@ -115,8 +139,10 @@ class Desk:
                 log.warning("%s: could not tell the user about an error", event.ctx.platform, exc_info=True)
 
     async def answer(self, event: Event, *,
-                     acknowledge: Callable[[], Awaitable[None]] | None = None) -> Reply:
-        """What the core answers to `event` (never raises for what a user can cause)."""
+                     acknowledge: Callable[[], Awaitable[None]] | None = None,
+                     is_chat_admin: AdminCheck = _no_chat_admin) -> Reply:
+        """What the core answers to `event` (never raises for what a user can cause).
+        `is_chat_admin` is the platform's check (`Outlet.is_chat_admin`), asked lazily."""
         ctx = event.ctx
         if not self.rate_limiter.allow(f"{ctx.platform}:{ctx.user_id}"):
             lang = await self.language(ctx.platform, ctx.user_id, ctx.language_code)
@@ -126,7 +152,11 @@ class Desk:
             if acknowledge is not None:
                 await acknowledge()
             who = await self.studio.people.resolve(ctx)
-            reply = await self._handlers[type(event)](event, who)
+            handler = self._handlers.get(type(event))
+            if handler is not None:
+                reply = await handler(event, who)
+            else:
+                reply = await self._admin_handlers[type(event)](event, who, self._admin_check(ctx, is_chat_admin))
             reply.awaiting = await self._awaiting(reply)
         except LokizError as exc:
             log.info("%s: %s refused: %s", ctx.platform, type(event).__name__, exc)
@@ -172,6 +202,31 @@ class Desk:
                                self._starter(event.ctx.platform) if who.first else 0)
         return Reply([Send(screen, event.ctx.message_id)])
 
+    def _admin_check(self, ctx: ChatContext, is_chat_admin: AdminCheck) -> AdminCheck:
+        """ADMIN_IDS, else the platform's chat admin check (asked once, only if needed)."""
+        asked: list[bool] = []
+
+        async def check() -> bool:
+            if self.admin.is_admin(ctx):
+                return True
+            if not asked:
+                try:
+                    asked.append(await is_chat_admin())
+                except Exception:
+                    log.warning("%s: could not ask whether %s is a chat admin", ctx.platform,
+                                ctx.user_id, exc_info=True)
+                    asked.append(False)
+            return asked[0]
+
+        return check
+
+    async def _pressed(self, event: Pressed, who: Caller, is_admin: AdminCheck) -> Reply:
+        """A press: social buttons (👍 🌀 🗑 on posts, ◀ ▶ on the feed) here, the rest in the studio."""
+        action = act.unpack(event.data)
+        if isinstance(action, act.PostAction | act.TurnFeedPage | act.DeleteClip):
+            return await self.studio.social.press(event.ctx, who, action, is_admin)
+        return await self.studio.press(event.ctx, who, action)
+
     @staticmethod
     async def _unusable(event: Unusable, who: Caller) -> Reply:
         return _say(event, t(who.lang, event.key))
@@ -179,6 +234,13 @@ class Desk:
     @staticmethod
     async def _with_file(file: Any, then: Callable[[Path], Awaitable[Reply]]) -> Reply:
         return await then(await file.fetch())
+
+    async def _clip_shared(self, event: ClipShared, who: Caller) -> Reply:
+        """A clip to remix; if it is one of the bot's posts (a reply to it), the result names it."""
+        source = await self.studio.social.source_of_message(event.ctx, event.reply_to)
+        clip = await event.clip.fetch()
+        return await self.studio.intake.clip(event.ctx, who, clip, reply_to=event.reply_to,
+                                             start=event.start, source_post=source)
 
     async def _form(self, event: FormAnswered, who: Caller) -> Reply:
         path = await event.file.fetch() if event.file is not None else None

@@ -121,6 +121,34 @@ class AdminCommand(Event):
 
 
 @dataclass(frozen=True)
+class FeedAsked(Event):
+    """`/feed`: a page (from 0) of the chat's top posts of the last 7 days."""
+
+    page: int = 0
+
+
+@dataclass(frozen=True)
+class TopAsked(Event):
+    """`/top`: the chat's most-liked creators of the last 30 days."""
+
+
+@dataclass(frozen=True)
+class PostAsked(Event):
+    """`/post ID`: the post and its chain. `post_id` is the raw text typed (the Desk
+    parses it and answers a translated error for anything that is not a post number)."""
+
+    post_id: str
+
+
+@dataclass(frozen=True)
+class PostDeleteAsked(Event):
+    """`/delete ID`: take a post out of the feed, the rankings and inline results
+    (its owner, or an admin of its chat in that chat). `post_id` is the raw text."""
+
+    post_id: str
+
+
+@dataclass(frozen=True)
 class Unusable(Event):
     """Something the adapter could not use (no video in the replied message, a missing
     argument…): the Desk answers with the catalogue text `key`."""

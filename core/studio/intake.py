@@ -166,9 +166,10 @@ class Intake:
         return send(ctx, session, screen)
 
     async def clip(self, ctx: ChatContext, who: Caller, clip: Path, *, reply_to: str | None = None,
-                   start: str | None = None) -> Reply:
+                   start: str | None = None, source_post: int | None = None) -> Reply:
         """`/glitch [START]` on a shared clip (or "Remix this clip"): it becomes the template
-        clip, trimmed from START (default 0); the caller is asked for their image."""
+        clip, trimmed from START (default 0); the caller is asked for their image.
+        `source_post`: the bot's post the clip is (the result's lineage names it)."""
         shop = self.shop
         try:
             stored, info = await self.take_video(clip, who.user.id)
@@ -177,7 +178,8 @@ class Intake:
             return error(ctx, who.lang, exc)
         session = await shop.sessions.create(
             user_id=who.user.id, platform=ctx.platform, chat_id=ctx.chat_id, chat_kind=ctx.chat_kind,
-            step=Step.ASK_IMAGE, data=SessionData(source_message_id=reply_to or ctx.message_id),
+            step=Step.ASK_IMAGE, data=SessionData(source_message_id=reply_to or ctx.message_id,
+                                                  source_post=source_post),
             awaiting=Awaiting.IMAGE,
         )
         try:

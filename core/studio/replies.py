@@ -6,9 +6,10 @@ The core decides; the adapter renders each instruction on its platform.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from core.notify import OutputMedia
-from core.screens import Screen
+from core.screens import Button, Screen
 from core.sessions import Awaiting
 
 
@@ -78,7 +79,32 @@ class SendMedia:
     reply_to: str | None = None
 
 
-Out = Send | Edit | Alert | AskText | SendMedia
+@dataclass(frozen=True)
+class FeedClip:
+    """One post on a feed page: its clip (a platform file id to reuse, else the stored
+    file to upload; both may be None once the clip is gone), a caption, 👍 n and 🌀 Remix."""
+
+    post_id: int
+    path: Path | None
+    file_id: str | None
+    caption: str
+    buttons: tuple[tuple[Button, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class SendFeed:
+    """A page of the chat's feed: a header (`screen`: its text and the ◀ ▶ buttons) and
+    its clips. Telegram sends the header then each clip as a video (by file id, uploaded
+    again from `path` if the id is missing or expired); Discord sends one message with
+    the clips as attachments. `message_id` is the header shown before when ◀ ▶ turns the
+    page (replace it, and the clips under it where the platform can)."""
+
+    screen: Screen
+    clips: tuple[FeedClip, ...] = ()
+    message_id: str | None = None
+
+
+Out = Send | Edit | Alert | AskText | SendMedia | SendFeed
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import unicodedata
 from collections.abc import Mapping
@@ -70,13 +71,17 @@ def music_request(prompt: str, *, options: Mapping[str, Any] | None = None, clip
 
 
 def session_request(data: SessionData, templates: TemplateCatalogue) -> JobRequest:
-    """The job a studio session at its confirm step asks for."""
+    """The job a studio session at its confirm step asks for (a remix names its source post)."""
     if data.action == TEMPLATE:
         template = templates.get(data.template) if data.template else None
-        return template_request(data.frame, template=template, prompt=data.prompt, options=data.options)
-    if data.action in (GLITCH_ANIMATE, GLITCH_REPLACE):
-        return glitch_request(data.action, data.image or data.frame, data.clip)
-    return music_request(data.prompt or "", options=data.options, clip=data.mux_target)
+        request = template_request(data.frame, template=template, prompt=data.prompt, options=data.options)
+    elif data.action in (GLITCH_ANIMATE, GLITCH_REPLACE):
+        request = glitch_request(data.action, data.image or data.frame, data.clip)
+    else:
+        request = music_request(data.prompt or "", options=data.options, clip=data.mux_target)
+    if data.source_post is not None:
+        request = dataclasses.replace(request, source_post=data.source_post)
+    return request
 
 
 def again(request: JobRequest) -> JobRequest:

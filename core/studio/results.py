@@ -17,16 +17,22 @@ from core.studio.intake import Intake
 from core.studio.people import Caller
 from core.studio.replies import Alert, ChatContext, Edit, Reply, SendMedia
 from core.studio.requests import again
+from core.studio.social import Social
 from core.studio.steps import owner_name
 from core.studio.workshop import Workshop, refuse
 
 
 class Results:
-    def __init__(self, shop: Workshop, intake: Intake) -> None:
+    def __init__(self, shop: Workshop, intake: Intake, social: Social) -> None:
         self.shop = shop
         self.intake = intake
+        self.social = social
 
     async def like(self, ctx: ChatContext, who: Caller, job: Job, action: act.Like) -> Reply:
+        """👍 (anyone in the chat): a clip's post keeps one like per person, toggled; a
+        result with no post (a song) counts likes on the job as before."""
+        if await self.social.posts.of_job(job.id) is not None:
+            return await self.social.like_result(ctx, who, job)
         likes = await self.shop.jobs.like(job.id, who.user.id)
         reply = Reply([Alert(t(who.lang, "job.liked", n=likes))])
         if ctx.message_id:  # the count shows on the result's own 👍 button
@@ -39,11 +45,9 @@ class Results:
         return reply
 
     async def remix(self, ctx: ChatContext, who: Caller, job: Job, action: act.Remix) -> Reply:
-        if not job.output_path or not Path(job.output_path).exists():
-            return refuse(who.lang, "error.session_expired")
-        copy = self.shop.media.temp(".mp4")
-        copy.write_bytes(Path(job.output_path).read_bytes())
-        return await self.intake.clip(ctx, who, copy, reply_to=ctx.message_id)
+        """🌀 Remix (anyone in the chat): the presser's own session on the clip; the
+        result names the clip's post as its source."""
+        return await self.social.remix_result(ctx, who, job)
 
     async def cancel(self, ctx: ChatContext, who: Caller, job: Job, action: act.CancelJob) -> Reply:
         refunded = await self.shop.engine.cancel(job.id, user_id=who.user.id)

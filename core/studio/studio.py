@@ -22,10 +22,12 @@ from core.i18n import t
 from core.jobs import Job, JobStore
 from core.media_store import MediaStore
 from core.sessions import Awaiting, Session, SessionStore, StaleSession
+from core.social import Posts
 from core.studio.intake import Intake
 from core.studio.people import Caller, People
 from core.studio.replies import Alert, ChatContext, Reply
 from core.studio.results import Results
+from core.studio.social import Social
 from core.studio.steps import Steps
 from core.studio.workshop import StudioLimits, Workshop, refuse
 
@@ -49,12 +51,14 @@ class Studio:
         limits: StudioLimits,
         default_language: str = "en",
         music_is_bark: bool = True,
+        posts: Posts | None = None,
     ) -> None:
         self.shop = Workshop(ledger, sessions, jobs, engine, models, templates, media, limits, music_is_bark)
         self.people = People(ledger, default_language)
         self.steps = Steps(self.shop)
         self.intake = Intake(self.shop, self.steps)
-        self.results = Results(self.shop, self.intake)
+        self.social = Social(self.shop, self.intake, posts or Posts(ledger.db, templates=templates))
+        self.results = Results(self.shop, self.intake, self.social)
         steps, results = self.steps, self.results
         self.on_session: dict[type[act.SessionAction], SessionHandler] = {
             act.SeekFrame: steps.seek, act.Scrub: steps.scrub, act.OpenTemplates: steps.templates,
