@@ -267,3 +267,39 @@ async def test_feed_pages_turn_in_place_replacing_the_clips(world: World) -> Non
     await world.handled(await fake.press(BOB, page["id"], "◀"))
     back = await world.edited_to(page["id"], f"page 1/{pages}")
     assert {a["filename"] for a in back["attachments"]} == before
+
+
+async def test_a_page_whose_clips_together_exceed_the_upload_limit_arrives_fitted(world: World) -> None:
+    fake = world.discord
+    clip = world.media.result.stat().st_size
+    # One clip fits the channel, five together do not: Discord limits the whole upload.
+    fake.upload_limit = int((2.5 * clip + 64 * 1024) / 0.98)
+    try:
+        page = await feed(world, BOB)
+    finally:
+        fake.upload_limit = 10 * 1024 * 1024
+    assert len(page["attachments"]) == 5
+    assert sum(a["size"] for a in page["attachments"]) <= int((2.5 * clip + 64 * 1024) / 0.98)
+    for attachment in page["attachments"]:
+        _, info, size = await world.clip_of({"id": page["id"], "attachments": [attachment]})
+        assert info.duration > 1 and size < clip
+
+
+async def test_a_clip_no_longer_stored_comes_from_its_message_until_that_link_expires(world: World) -> None:
+    fake = world.discord
+    clip = await make_clip(world, DAVE, OTHER)
+    job = re.search(r"job (\S+)", clip["content"]).group(1)  # type: ignore[union-attr]
+    stored = world.work / "media" / "posts" / f"{job}.mp4"
+    assert stored.is_file()
+    stored.unlink()  # as if the media store lost it
+    page = await feed(world, DAVE, OTHER)
+    newest = max(post_ids(page, "dave"))
+    number = re.search(rf"(\d+)\. @dave .*post {newest}\b", page["content"]).group(1)  # type: ignore[union-attr]
+    [attachment] = [a for a in page["attachments"] if f"post{newest}." in a["filename"]]
+    assert fake.attachment_bytes(attachment) == fake.attachment_bytes(clip["attachments"][0])
+
+    fake.expire_attachment(clip["attachments"][0])
+    page = await feed(world, DAVE, OTHER)
+    assert not [a for a in page["attachments"] if f"post{newest}." in a["filename"]]
+    assert f"#{number}: this clip is no longer stored." in page["content"]
+    assert page["attachments"]  # the other clips still come
