@@ -116,12 +116,13 @@ class LokizBot(commands.Bot):
         """An attachment for the Desk, fetched when it is needed."""
         return DiscordFile(self.downloader, attachment, ".mp4" if is_video(attachment) else ".jpg")
 
-    async def serve(self, interaction: discord.Interaction, make: MakeEvent, *, defer: str) -> None:
+    async def serve(self, interaction: discord.Interaction, make: MakeEvent, *, defer: str,
+                    private: bool = False) -> None:
         """One interaction through the Desk, acknowledged in time (see `InteractionReplier`);
-        never leaves a "thinking…" message behind."""
+        never leaves a "thinking…" message behind. `private`: every answer is ephemeral."""
         ctx = interaction_context(interaction)
         self.notifier.learn_limit(ctx.chat_id, interaction.filesize_limit)
-        replier = InteractionReplier(self, interaction, defer)
+        replier = InteractionReplier(self, interaction, defer, private=private)
         try:
             await self.desk.serve(make(ctx), replier)
         finally:

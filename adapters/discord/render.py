@@ -102,10 +102,12 @@ class InteractionReplier:
     first answer: deferred only if the core is slow).
     """
 
-    def __init__(self, bot: LokizBot, interaction: discord.Interaction, defer: str) -> None:
+    def __init__(self, bot: LokizBot, interaction: discord.Interaction, defer: str, *,
+                 private: bool = False) -> None:
         self.bot = bot
         self.interaction = interaction
         self.defer = defer
+        self.private = private  # only the caller sees the answers (e.g. /post in any chat)
         self.lang = bot.default_language
         self.thinking = False  # a "thinking…" message is waiting for its first follow-up
         self.thinking_ephemeral = False
@@ -141,6 +143,8 @@ class InteractionReplier:
         await self.deadline.settle()
         self.lang = reply.lang or self.lang
         for out in for_discord(reply, self.interaction.guild_id is not None).outs:
+            if self.private and isinstance(out, Send | SendFeed):
+                out = replace(out, screen=replace(out.screen, ephemeral=True))
             if isinstance(out, Send):
                 await self.send(out.screen, out.session_id)
             elif isinstance(out, Edit):

@@ -41,9 +41,11 @@ class SocialCog(commands.Cog, name="social"):
     @app_commands.command(name="post", description=text("discord.cmd.post"))
     @app_commands.describe(id=text("discord.opt.post.id"))
     async def post(self, interaction: discord.Interaction, id: PostId) -> None:
-        await self.bot.serve(interaction, lambda ctx: PostAsked(ctx, id), defer="ephemeral")
+        # Only the asker sees it: /post also answers a post's owner in another chat.
+        await self.bot.serve(interaction, lambda ctx: PostAsked(ctx, id), defer="ephemeral", private=True)
 
     @app_commands.command(name="delete", description=text("discord.cmd.delete"))
     @app_commands.describe(id=text("discord.opt.delete.id"))
     async def delete(self, interaction: discord.Interaction, id: PostId) -> None:
-        await self.bot.serve(interaction, lambda ctx: PostDeleteAsked(ctx, id), defer="ephemeral")
+        await self.bot.serve(interaction, lambda ctx: PostDeleteAsked(ctx, id), defer="ephemeral",
+                             private=True)
