@@ -33,6 +33,7 @@ from core.platform_files import PlatformFiles
 from core.ratelimit import UpdateRateLimiter
 from core.sessions import SESSION_TTL, SessionStore
 from core.settings import Settings
+from core.social import Posts
 from core.storage import Database, open_database
 from core.studio.account import Account
 from core.studio.admin import AdminDesk
@@ -57,6 +58,7 @@ class Services:
     admin: AdminDesk
     desk: Desk
     http: HttpServer
+    posts: Posts
 
     async def close(self) -> None:
         await self.engine.stop()
@@ -116,6 +118,8 @@ async def build_services(settings: Settings) -> Services:
     models = build_models(settings)
     templates = TemplateCatalogue.load(settings.templates_file)
     backend = make_backend(settings, media)
+    posts = Posts(db, media_dir=settings.media_dir, templates=templates,
+                  post_ttl_days=settings.post_ttl_days)
 
     async def fit_output(path: Path, limit: int) -> OutputMedia:
         fitted = await fit_video(path, limit, path.with_suffix(f".fit{limit}.mp4"))
@@ -132,13 +136,14 @@ async def build_services(settings: Settings) -> Services:
         media_dir=settings.media_dir, templates=templates, fit_output=fit_output,
         max_concurrent=settings.max_concurrent_jobs,
         max_active_per_user=settings.max_active_jobs_per_user,
-        timeout=settings.job_timeout_seconds, webhook_url=webhook_url,
+        timeout=settings.job_timeout_seconds, webhook_url=webhook_url, posts=posts,
     )
     studio = Studio(
         ledger=ledger, sessions=sessions, jobs=jobs, engine=engine, models=models,
         templates=templates, media=media,
         limits=StudioLimits(settings.max_video_seconds, settings.glitch_max_seconds),
         default_language=settings.default_language, music_is_bark=models[MUSIC].model_id == settings.model_music_bark,
+        posts=posts,
     )
     http = HttpServer(db=db, engine=engine, jobs=jobs, host=settings.http_host,
                       port=settings.http_port, webhooks=backend if webhook_url else None,
@@ -151,7 +156,7 @@ async def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings, db=db, ledger=ledger, jobs=jobs, sessions=sessions, media=media,
         backend=backend, engine=engine, studio=studio, account=account, admin=admin, desk=desk,
-        http=http,
+        http=http, posts=posts,
     )
 
 
@@ -188,7 +193,11 @@ def make_adapters(services: Services) -> list[Adapter]:
 
 
 async def clean_up(services: Services) -> None:
-    """Old media files, the folders they leave empty, and expired session rows."""
+    """Old media files, the folders they leave empty, expired session rows, and the clips
+    of posts older than POST_TTL_DAYS (the post stays; its clip is cleaned like any media)."""
+    forgotten = await services.posts.forget_old_clips()
+    if forgotten:
+        log.info("cleanup: %d posts past POST_TTL_DAYS no longer keep their clip", forgotten)
     await services.media.clean()
     gone = await services.sessions.delete_expired()
     if gone:

@@ -104,6 +104,13 @@ class Scrub(SessionAction):
 
 
 @dataclass(frozen=True)
+class SharpestNearby(SessionAction):
+    """✨ Move to the least blurred frame within ±0.5 s."""
+
+    wire: ClassVar[str] = "st.sharp"
+
+
+@dataclass(frozen=True)
 class OpenTemplates(SessionAction):
     wire: ClassVar[str] = "st.tpl"
 

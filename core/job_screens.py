@@ -64,8 +64,11 @@ def sending_screen(job: Job, what: str) -> Screen:
     return Screen(t(job.language, "job.sending", what=what, id=job.id))
 
 
-def done_screen(job: Job, what: str) -> Screen:
-    return Screen(t(job.language, "job.done", what=what, id=job.id))
+def done_screen(job: Job, what: str, post_id: int | None = None) -> Screen:
+    text = t(job.language, "job.done", what=what, id=job.id)
+    if post_id is not None:  # the clip's post number, for /post and /delete
+        text += "\n" + t(job.language, "social.done_post", id=post_id)
+    return Screen(text)
 
 
 def failed_screen(job: Job, what: str, reason: str, refunded: int) -> Screen:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -256,12 +257,19 @@ class JobStore:
             await tx.jobs.count_send(job_id, -1, allowed=(SUCCEEDED,), now=time.time())
 
     async def set_delivered(
-        self, job_id: str, message_id: str | None, file_id: str | None, *, unconfirmed: bool = False
+        self, job_id: str, message_id: str | None, file_id: str | None, *, unconfirmed: bool = False,
+        also: Callable[[Transaction], Awaitable[Any]] | None = None,
     ) -> bool:
-        return await self._update(
-            job_id, (SUCCEEDED,), status=DELIVERED, delivered_message_id=message_id,
-            delivered_file_id=file_id, delivery_unconfirmed=int(unconfirmed),
-        )
+        """Mark delivered (once); `also` runs in the same transaction when it did (the post)."""
+        async with self.db.transaction() as tx:
+            done = await tx.jobs.transition(
+                job_id, allowed=(SUCCEEDED,), now=time.time(), status=DELIVERED,
+                delivered_message_id=message_id, delivered_file_id=file_id,
+                delivery_unconfirmed=int(unconfirmed),
+            )
+            if done and also is not None:
+                await also(tx)
+            return done
 
     async def set_file_id(self, job_id: str, file_id: str) -> None:
         await self._update(job_id, None, delivered_file_id=file_id)

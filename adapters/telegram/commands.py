@@ -7,7 +7,7 @@ from aiogram.types import BotCommand
 
 from core.i18n import t
 
-MENU = ("start", "help", "balance", "jobs", "job", "lang", "glitch", "remix")
+MENU = ("start", "help", "balance", "jobs", "job", "lang", "glitch", "remix", "feed", "top", "post", "delete")
 
 
 def menu(lang: str) -> list[BotCommand]:

@@ -24,7 +24,19 @@ from adapters.telegram.keyboards import (
     session_of,
 )
 from adapters.telegram.outbox import MediaSender, reply_parameters
-from core.desk import Alert, AskText, Awaiting, ChatContext, Desk, Edit, Reply, Send, SendMedia
+from core.desk import (
+    Alert,
+    AskText,
+    Awaiting,
+    ChatContext,
+    Desk,
+    Edit,
+    FeedClip,
+    Reply,
+    Send,
+    SendFeed,
+    SendMedia,
+)
 from core.desk.deadline import Deadline
 from core.i18n import t
 from core.screens import Screen
@@ -76,6 +88,8 @@ class Renderer:
                 await self.ask(ctx, out, reply.lang)
             elif isinstance(out, SendMedia):
                 await self.send_media(ctx, out)
+            elif isinstance(out, SendFeed):
+                await self.send_feed(ctx, out)
             elif isinstance(out, Alert) and not skip_alerts:
                 await self.send(ctx, Screen(out.text), reply_to=ctx.message_id)
 
@@ -242,6 +256,49 @@ class Renderer:
             int(ctx.chat_id), out.media, text=kwargs, markup=keyboard(out.screen),
             reply_to=out.reply_to,
         )
+
+    # --- the chat's feed -------------------------------------------------------------------
+    async def send_feed(self, ctx: ChatContext, out: SendFeed) -> None:
+        """A feed page: its header (◀ ▶), then each clip as a video by file id (uploaded
+        again from the kept file if Telegram no longer has it). Turning the page sends
+        the new page below and takes ◀ ▶ off the old header."""
+        chat_id = int(ctx.chat_id)
+        if out.message_id is not None:
+            with contextlib.suppress(TelegramBadRequest):
+                await with_retry(lambda: self.bot.edit_message_reply_markup(
+                    chat_id=chat_id, message_id=int(out.message_id or 0), reply_markup=None))
+        reply_to = ctx.message_id if out.message_id is None else None
+        await self.send(ctx, out.screen, reply_to=reply_to)
+        for item in out.clips:
+            await self._send_clip(chat_id, item)
+
+    async def _send_clip(self, chat_id: int, item: FeedClip) -> Message:
+        caption = clip(item.caption, MAX_CAPTION)
+        markup = keyboard(Screen(item.caption, item.buttons))
+        if item.file_id is not None:
+            try:
+                return await self._video(chat_id, item.file_id, caption, markup)
+            except TelegramBadRequest as exc:
+                if not bad_file_id(exc) or item.path is None:
+                    raise
+        if item.path is not None:
+            return await self._video(chat_id, FSInputFile(item.path), caption, markup)
+        # The clip is no longer kept: the post is still listed, with its buttons.
+        return await with_retry(
+            lambda: self.bot.send_message(chat_id=chat_id, text=clip(item.caption, MAX_TEXT),
+                                          reply_markup=markup),
+            idempotent=False,
+        )
+
+    async def _video(self, chat_id: int, video: str | FSInputFile, caption: str,
+                     markup: InlineKeyboardMarkup | None) -> Message:
+        message = await with_retry(
+            lambda: self.bot.send_video(chat_id=chat_id, video=video, caption=caption,
+                                        reply_markup=markup, supports_streaming=True),
+            idempotent=False,
+        )
+        self._kinds.remember((chat_id, message.message_id), "caption")
+        return message
 
     # --- helpers ------------------------------------------------------------------------
     @staticmethod

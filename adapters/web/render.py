@@ -11,7 +11,7 @@ from adapters.web.port import PLATFORM, StudioPort
 from core.jobs import Job
 from core.notify import OutputMedia, Receipt
 from core.screens import Screen
-from core.studio.replies import Alert, AskText, Edit, Reply, Send, SendMedia
+from core.studio.replies import Alert, AskText, Edit, Reply, Send, SendFeed, SendMedia
 from core.web_pages import WebPages
 
 NO_LIMIT = 1 << 40  # a page plays the file as it is: nothing to fit
@@ -33,6 +33,12 @@ class PageRenderer:
                 body = await self.body(chat, out.screen)
                 await self.pages.change(chat, out.message_id,
                                         **({"rows": body["rows"]} if out.buttons_only else body))
+            elif isinstance(out, SendFeed):  # a feed page: its header, then each clip
+                await self.pages.add(chat, await self.body(chat, out.screen))
+                for item in out.clips:
+                    media = OutputMedia(item.path, "video") if item.path is not None else None
+                    await self.pages.add(chat, await self.body(
+                        chat, Screen(item.caption, item.buttons), media))
             elif isinstance(out, AskText):
                 form = {"session": out.session_id, "label": out.label,
                         "placeholder": out.placeholder, "max": out.max_length}

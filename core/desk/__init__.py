@@ -24,6 +24,7 @@ from core.desk.events import (
     VideoSent,
 )
 from core.sessions import Awaiting
+from core.social.screens import InlineClip
 from core.studio.admin import Target
 from core.studio.replies import (
     Alert,
@@ -41,7 +42,7 @@ from core.studio.replies import (
 __all__ = [
     "AccountAsked", "AdminCommand", "Alert", "AskText", "Awaiting", "ChatContext", "ClipShared",
     "Desk", "Edit", "Event", "FeedAsked", "FeedClip", "FileIds", "FormAnswered", "GlitchShortcut",
-    "Incoming", "LanguageChosen", "MusicAsked", "Out", "Outlet", "PhotoSent", "PostAsked",
+    "Incoming", "InlineClip", "LanguageChosen", "MusicAsked", "Out", "Outlet", "PhotoSent", "PostAsked",
     "PostDeleteAsked", "Pressed", "Reply", "Send", "SendFeed", "SendMedia", "Started", "Target",
     "TemplateShortcut", "TextTyped", "TopAsked", "Unusable", "VideoSent",
 ]

@@ -44,6 +44,7 @@ from core.i18n import t
 from core.ratelimit import UpdateRateLimiter
 from core.screens import Screen
 from core.sessions import Awaiting, Step
+from core.social.screens import InlineClip, inline_clip
 from core.studio import views
 from core.studio.account import Account
 from core.studio.admin import AdminDesk
@@ -186,6 +187,18 @@ class Desk:
         """Where an adapter downloads a user's file before the studio takes it."""
         return self.studio.temp_file(suffix)
 
+    async def own_clips(self, platform: str, user_id: str, words: str,
+                        language_code: str | None = None) -> list[InlineClip]:
+        """Inline mode: the asker's own recent clips (those the platform holds a file id
+        of), newest first, filtered by template name or prompt words. An inline query
+        carries no chat, so nothing chat-scoped is read; a stranger gets nothing."""
+        user = await self.studio.people.ledger.users.find(platform, user_id)
+        if user is None:
+            return []
+        lang = await self.language(platform, user_id, language_code)
+        posts = await self.studio.social.posts.recent_posts_of(user.id, words)
+        return [inline_clip(lang, post) for post in posts if post.platform == platform and post.file_id]
+
     def template_choices(self, lang: str, typed: str = "") -> list[tuple[str, str]]:
         """(id, name) of the templates whose name or id contains `typed` (autocomplete)."""
         wanted = typed.strip().lower()
@@ -237,7 +250,8 @@ class Desk:
 
     async def _clip_shared(self, event: ClipShared, who: Caller) -> Reply:
         """A clip to remix; if it is one of the bot's posts (a reply to it), the result names it."""
-        source = await self.studio.social.source_of_message(event.ctx, event.reply_to)
+        source = await self.studio.social.source_of_message(
+            event.ctx, event.shared_message_id or event.reply_to)
         clip = await event.clip.fetch()
         return await self.studio.intake.clip(event.ctx, who, clip, reply_to=event.reply_to,
                                              start=event.start, source_post=source)

@@ -73,6 +73,9 @@ class ClipShared(Event):
     clip: Incoming
     reply_to: str | None = None
     start: str | None = None
+    # The message that holds the clip, if not `reply_to` (Telegram: the replied message):
+    # when it is one of the bot's posts, the remix names it as its source.
+    shared_message_id: str | None = None
 
 
 @dataclass(frozen=True)

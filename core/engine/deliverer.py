@@ -52,6 +52,7 @@ class Deliverer:
         describe: Callable[[Job], str],
         fit_output: Fitter | None = None,
         delivery_timeout: float = DELIVERY_TIMEOUT,
+        lineage: Callable[[Job], Awaitable[str]] | None = None,
     ) -> None:
         self.jobs = jobs
         self.notifiers = notifiers
@@ -59,6 +60,7 @@ class Deliverer:
         self.describe = describe
         self.fit_output = fit_output
         self.delivery_timeout = delivery_timeout
+        self.lineage = lineage  # a remix's caption line: where its clip comes from
 
     async def deliver(self, job: Job) -> Outcome:
         """Send the result of `job` (as stored: status succeeded, its sends counted)."""
@@ -76,6 +78,7 @@ class Deliverer:
         output = Path(job.output_path or "")
         if not output.is_file():
             return self._give_up(job, sends, "output file is gone")
+        lineage = await self._lineage(job)
         for attempt in range(job.delivery_attempts, DELIVERY_ATTEMPTS):
             if sends >= MAX_UNSURE_SENDS:
                 break
@@ -90,7 +93,8 @@ class Deliverer:
                 log.warning("job %s: preparing the result failed: %s", job.id, exc)
                 continue
             screen = job_screens.result_screen(
-                job, what, local_preview=job.backend == "local", likes=job.likes, resent=resent
+                job, what, local_preview=job.backend == "local", likes=job.likes, resent=resent,
+                lineage=lineage,
             )
             if not await self.jobs.mark_sending(job.id):
                 return Stopped("ended meanwhile")
@@ -125,6 +129,15 @@ class Deliverer:
             crash_point("after_send")
             return Delivered(receipt.message_id, receipt.file_id)
         return self._give_up(job, sends, "delivery kept failing")
+
+    async def _lineage(self, job: Job) -> str:
+        if self.lineage is None or job.request.source_post is None:
+            return ""
+        try:
+            return await self.lineage(job)
+        except Exception:  # a caption line never stops a delivery
+            log.warning("job %s: could not say where its clip comes from", job.id, exc_info=True)
+            return ""
 
     def _give_up(self, job: Job, sends: int, detail: str) -> Outcome:
         """No confirmed delivery: refunded only when no send of it can have arrived."""

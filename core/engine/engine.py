@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,10 +35,20 @@ from core.errors import LokizError, TooManyActiveJobs
 from core.jobs import ACTIVE, UNFINISHED, EndReason, Job, JobStatus, JobStore, new_job_id
 from core.metrics import Histogram
 from core.notify import Notifier
+from core.social import Post, Posts
+from core.social.screens import remix_line
+from core.storage import Transaction
 
 log = logging.getLogger(__name__)
 
 CLAIM_LEASE = 30.0  # a claim not renewed for this long lets another instance take the job
+
+
+Recorder = Callable[[Transaction], Awaitable[Post]]
+
+
+async def _append(into: list[Post], made: Awaitable[Post]) -> None:
+    into.append(await made)
 
 
 class JobNotFound(LokizError):
@@ -87,9 +98,11 @@ class JobEngine:
         delivery_timeout: float = DELIVERY_TIMEOUT,
         instance_id: str = "main",
         claim_lease: float = CLAIM_LEASE,
+        posts: Posts | None = None,
     ) -> None:
         self.jobs = jobs
         self.ledger = ledger
+        self.posts = posts  # every delivered clip becomes a post (SPEC §12); None: no social
         self.models = models
         self._backend = backend
         self.notifiers = notifiers
@@ -122,7 +135,7 @@ class JobEngine:
         )
         self.deliverer = Deliverer(
             jobs=jobs, notifiers=notifiers, models=models, describe=self.status.what,
-            fit_output=fit_output, delivery_timeout=delivery_timeout,
+            fit_output=fit_output, delivery_timeout=delivery_timeout, lineage=self._lineage,
         )
         self._steps: dict[str, asyncio.Task[Outcome]] = {}
         self._claimed: dict[str, float] = {}  # job id → when this instance claimed it
@@ -446,11 +459,14 @@ class JobEngine:
         if isinstance(outcome, Stopped):
             return None
         if isinstance(outcome, Delivered):
+            record = await self._post_recorder(job, outcome)
+            posted: list[Post] = []
             if await self.jobs.set_delivered(
-                job.id, outcome.message_id, outcome.file_id, unconfirmed=outcome.unconfirmed
+                job.id, outcome.message_id, outcome.file_id, unconfirmed=outcome.unconfirmed,
+                also=None if record is None else lambda tx: _append(posted, record(tx)),
             ):
                 log.info("job %s delivered%s", job.id, " (unconfirmed)" if outcome.unconfirmed else "")
-                await self.status.done(job)
+                await self.status.done(job, post_id=posted[0].id if posted else None)
             return None
         refunded = await self.jobs.finish_unsuccessfully(
             job.id, outcome.status, outcome.reason, outcome.detail, only_from=only_from
@@ -468,6 +484,29 @@ class JobEngine:
             else:
                 await telling
         return refunded
+
+    # --- posts (social) -----------------------------------------------------------------------
+    async def _post_recorder(self, job: Job, delivered: Delivered) -> Recorder | None:
+        """How a delivered clip becomes its post, inside the delivered transition (a song,
+        or a running without social, makes none)."""
+        if self.posts is None or self.models[job.action].output_kind != "video":
+            return None
+        job = await self.jobs.get(job.id) or job  # as stored: its output is known by now
+        try:
+            return await self.posts.recorder(
+                job, message_id=delivered.message_id, file_id=delivered.file_id
+            )
+        except Exception:  # keeping the clip failed: the post shows no clip once it is cleaned
+            log.warning("job %s: could not keep its clip for its post", job.id, exc_info=True)
+            return None
+
+    async def _lineage(self, job: Job) -> str:
+        """The result caption's line for a remix: where its clip comes from."""
+        source_id = job.request.source_post
+        if self.posts is None or source_id is None:
+            return ""
+        source = await self.posts.get(int(source_id))
+        return remix_line(job.language, job.platform, job.chat_id, source)
 
     # --- helpers ---------------------------------------------------------------------------
     def _count_request(self) -> None:

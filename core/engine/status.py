@@ -110,8 +110,8 @@ class StatusReporter:
     async def sending(self, job: Job) -> None:
         await self._show(job, job_screens.sending_screen(job, self.what(job)))
 
-    async def done(self, job: Job) -> None:
-        await self._show(job, job_screens.done_screen(job, self.what(job)), final=True)
+    async def done(self, job: Job, post_id: int | None = None) -> None:
+        await self._show(job, job_screens.done_screen(job, self.what(job), post_id), final=True)
 
     async def ended(self, job: Job, reason: str, refunded: int) -> None:
         screen = job_screens.failed_screen(job, self.what(job), reason, refunded)

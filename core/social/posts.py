@@ -14,7 +14,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -212,6 +212,18 @@ class Posts:
             "search_text": search_text(job, self.templates),
         })
         return Post.from_row(stored)
+
+    async def recorder(
+        self, job: Job, *, message_id: str | None, file_id: str | None
+    ) -> Callable[[Transaction], Awaitable[Post]]:
+        """Keep the clip now; record the post in the caller's transaction (the job's own
+        delivered transition, so a delivered clip is a post exactly once, crash or not)."""
+        clip = await self._keep(job)
+
+        async def record(tx: Transaction) -> Post:
+            return await self.record_in(tx, job, message_id=message_id, file_id=file_id, clip=clip)
+
+        return record
 
     async def _keep(self, job: Job) -> str | None:
         if self.media_dir is None or not job.output_path:

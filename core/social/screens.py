@@ -6,6 +6,7 @@ post was made; elsewhere it is "a clip from another chat".
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from core.actions import DeletePost, LikePost, RemixPost, TurnFeedPage
@@ -44,6 +45,19 @@ def source_link(post: Post, source: Post | None) -> Link | None:
     if source is None:
         return Link(post.source_post_id, post.generation - 1, None, None, deleted=True)
     return link_for(source, post.platform, post.chat_id)
+
+
+def remix_line(lang: str, platform: str, chat_id: str, source: Post | None) -> str:
+    """The lineage line of a clip about to be delivered in (platform, chat_id) as a remix of
+    `source` (its post is recorded once it is delivered): "" for an original."""
+    if source is None:
+        return ""
+    if source.deleted:
+        return t(lang, "social.lineage.removed", generation=source.generation + 1)
+    link = link_for(source, platform, chat_id)
+    if link.owner is None:
+        return t(lang, "social.lineage.other_chat", generation=source.generation + 1)
+    return t(lang, "social.lineage.same_chat", owner=link.owner, generation=source.generation + 1)
 
 
 def lineage_line(lang: str, post: Post, source: Post | None) -> str:
@@ -119,12 +133,14 @@ def _chain_item(lang: str, link: Link) -> str:
 
 
 def _like_button(lang: str, post: Post) -> Button:
-    return Button(t(lang, "social.button.like", likes=post.likes), LikePost(post.id))
+    return like_button(lang, post.id, post.likes)
 
 
 def like_button(lang: str, post_id: int, likes: int) -> Button:
-    """👍 with the count, for the result message and the feed (edit it after a toggle)."""
-    return Button(t(lang, "social.button.like", likes=likes), LikePost(post_id))
+    """👍 with the count (a bare 👍 for none, as under a result), for /post and the feed
+    (edit it after a toggle)."""
+    label = t(lang, "social.button.like", likes=likes) if likes else "👍"
+    return Button(label, LikePost(post_id))
 
 
 def feed_screen(lang: str, feed: FeedPage, *, platform: str, chat_id: str) -> Screen:
@@ -173,3 +189,22 @@ def like_answer(lang: str, liked: bool) -> str:
 def delete_answer(lang: str, outcome_value: str, post_id: int | str) -> str:
     """What the person who pressed delete (or typed /delete ID) is told."""
     return t(lang, f"social.delete.{outcome_value}", id=post_id)
+
+
+@dataclass(frozen=True)
+class InlineClip:
+    """One of the asker's clips offered in inline mode (sent by file id: nothing uploads)."""
+
+    post_id: int
+    file_id: str
+    title: str
+    description: str
+
+
+def inline_clip(lang: str, post: Post) -> InlineClip:
+    assert post.file_id is not None
+    day = dt.datetime.fromtimestamp(post.created_at, dt.UTC).strftime("%Y-%m-%d")
+    return InlineClip(
+        post.id, post.file_id, t(lang, "social.inline.title", id=post.id, likes=post.likes),
+        t(lang, "social.inline.description", generation=post.generation, day=day),
+    )

@@ -30,8 +30,8 @@ class Results:
 
     async def like(self, ctx: ChatContext, who: Caller, job: Job, action: act.Like) -> Reply:
         """👍 (anyone in the chat): a clip's post keeps one like per person, toggled; a
-        result with no post (a song) counts likes on the job as before."""
-        if await self.social.posts.of_job(job.id) is not None:
+        song (no post) counts likes on the job as before."""
+        if job.action != MUSIC:
             return await self.social.like_result(ctx, who, job)
         likes = await self.shop.jobs.like(job.id, who.user.id)
         reply = Reply([Alert(t(who.lang, "job.liked", n=likes))])

@@ -28,6 +28,7 @@ from core.errors import (
 from core.i18n import t
 from core.media.capture import capture_frame
 from core.media.edit import GLITCH_MAX_SIDE, trim_clip
+from core.media.sharpness import sharpest_near
 from core.media.sheet import contact_sheet
 from core.media.timestamps import check_in_range, parse_timestamp
 from core.sessions import Awaiting, Session, Step
@@ -65,17 +66,24 @@ class Steps:
         screen = views.contact_sheet(lang, session, sheet.path, list(sheet.times))
         return reply.add(Send(screen, ctx.message_id, session_id=session.id))
 
-    async def show_frame(self, ctx: ChatContext, lang: str, session: Session, at: float, *, send_new: bool) -> Reply:
+    async def show_frame(self, ctx: ChatContext, lang: str, session: Session, at: float, *, send_new: bool,
+                         exact: bool = False, note: str = "") -> Reply:
+        """The frame at `at` (to a tenth of a second; `exact`: that very frame's time)."""
         shop, data = self.shop, session.data
-        at = round(min(max(at, 0.0), float(data.duration or 0.0)), 1)
-        out = shop.media.session_dir(session.id) / f"frame-{int(at * 10)}.jpg"
+        at = min(max(at, 0.0), float(data.duration or 0.0))
+        if exact:
+            at = round(at, 3)
+            out = shop.media.session_dir(session.id) / f"frame-{int(round(at * 1000))}ms.jpg"
+        else:
+            at = round(at, 1)
+            out = shop.media.session_dir(session.id) / f"frame-{int(at * 10)}.jpg"
         if not out.exists():
             assert data.video is not None
             await capture_frame(Path(data.video), at, out)
         session = await shop.sessions.save(
             session.evolve(step=Step.FRAME, at=at, frame=str(out), awaiting=Awaiting.NOTHING, action=None)
         )
-        screen = views.frame(lang, session)
+        screen = views.frame(lang, session, note=note)
         if send_new or session.message_id is None:
             return send(ctx, session, screen)
         return Reply([Edit(screen, session.message_id, new_media=True)])
@@ -95,6 +103,22 @@ class Steps:
     async def scrub(self, ctx: ChatContext, who: Caller, session: Session, action: act.Scrub) -> Reply:
         at = (session.data.at or 0.0) + action.tenths / 10
         return await self.show_frame(ctx, who.lang, session, at, send_new=False)
+
+    async def sharpest(self, ctx: ChatContext, who: Caller, session: Session,
+                       action: act.SharpestNearby) -> Reply:
+        """✨ Sharpest nearby: the least blurred frame within ±0.5 s, and how far it moved."""
+        data, lang = session.data, who.lang
+        if session.step != Step.FRAME or not data.video:
+            return refuse(lang, "error.already_done")
+        at = data.at or 0.0
+        try:
+            best, moved = await sharpest_near(Path(data.video), at)
+        except MediaError as exc:
+            return error(ctx, lang, exc)
+        if abs(moved) < 0.005:
+            return Reply([Alert(t(lang, "studio.sharpest_already"))])
+        note = t(lang, "studio.sharpest_moved", moved=f"{moved:+.2f}")
+        return await self.show_frame(ctx, lang, session, best, send_new=False, exact=True, note=note)
 
     # --- template --------------------------------------------------------------------------
     async def templates(self, ctx: ChatContext, who: Caller, session: Session, action: act.OpenTemplates) -> Reply:

@@ -61,7 +61,7 @@ class Studio:
         self.results = Results(self.shop, self.intake, self.social)
         steps, results = self.steps, self.results
         self.on_session: dict[type[act.SessionAction], SessionHandler] = {
-            act.SeekFrame: steps.seek, act.Scrub: steps.scrub, act.OpenTemplates: steps.templates,
+            act.SeekFrame: steps.seek, act.Scrub: steps.scrub, act.SharpestNearby: steps.sharpest, act.OpenTemplates: steps.templates,
             act.PickTemplate: steps.pick, act.CustomPrompt: steps.custom, act.SetOption: steps.option,
             act.Next: steps.next, act.Back: steps.back, act.OpenGlitch: steps.glitch,
             act.UseLastFrame: steps.last_frame, act.PickMode: steps.mode, act.OpenMusic: steps.music,

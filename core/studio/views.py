@@ -50,7 +50,8 @@ def frame(lang: str, session: Session, *, note: str = "") -> Screen:
         Button(t(lang, "button.glitch"), act.OpenGlitch(session.id), "primary"),
         Button(t(lang, "button.music"), act.OpenMusic(session.id), "primary"),
     )
-    return Screen(text, (scrub, actions, (_cancel(lang, session),)), image=_image(session))
+    sharpest = Button(t(lang, "button.sharpest"), act.SharpestNearby(session.id))
+    return Screen(text, (scrub, actions, (sharpest, _cancel(lang, session))), image=_image(session))
 
 
 def templates(lang: str, session: Session, catalogue: TemplateCatalogue, price: int) -> Screen:

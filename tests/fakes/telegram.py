@@ -67,7 +67,17 @@ API at a glance (see each docstring):
   (both return a ``CallbackPress``: ``await press.wait_answer()``), ``block_bot()``.
 
 Deliberate simplifications: photo thumbnails serve the original bytes; one bot per
-fake; inline mode, payments, media groups, forwarding/copying answer 501.
+fake; payments, media groups, forwarding/copying answer 501.
+
+Inline mode (``TelegramFake(inline_mode=True)``, what @BotFather ``/setinline`` turns
+on; getMe then says ``supports_inline_queries``): ``ChatUser.inline_query(text)`` sends
+an ``inline_query`` update (no chat, only ``chat_type``) and returns an ``InlineQuery``
+(``await q.wait_answer()``). ``answerInlineQuery`` is checked like Telegram: a query
+answered once, within ``inline_ttl`` (10 s), at most 50 results with unique ids of at
+most 64 bytes, a cached video's ``video_file_id`` a video the fake knows and a
+``title``; ``cache_time`` and ``is_personal`` are kept on the answer.
+``ChatUser.choose_inline_result(answer, result_id, chat=...)`` posts what a chosen
+cached video becomes: a message ``via_bot`` holding that same file.
 """
 
 from __future__ import annotations
@@ -165,6 +175,8 @@ _JSON_FIELDS = {
     "scope",
     "link_preview_options",
     "message_ids",
+    "results",
+    "button",
 }
 _INT_FIELDS = {
     "message_id",
@@ -195,6 +207,7 @@ _BOOL_FIELDS = {
     "allow_sending_without_reply",
     "disable_web_page_preview",
     "allow_paid_broadcast",
+    "is_personal",
 }
 
 
@@ -365,6 +378,23 @@ class _Callback:
     query: dict[str, Any]
     created: float
     answer: CallbackAnswer | None = None
+
+
+@dataclass
+class InlineAnswer:
+    """What the bot answered to an inline query (answerInlineQuery)."""
+
+    results: list[dict[str, Any]]
+    cache_time: int
+    is_personal: bool
+    next_offset: str
+
+
+@dataclass
+class _Inline:
+    query: dict[str, Any]
+    created: float
+    answer: InlineAnswer | None = None
 
 
 @dataclass
@@ -809,6 +839,8 @@ class TelegramFake:
         validate_images: bool = True,
         callback_ttl: float = 15.0,
         webhook_retry_delay: float = 0.5,
+        inline_mode: bool = False,
+        inline_ttl: float = 10.0,
         bot_first_name: str = "LOKIZ",
         bot_username: str = "lokiz_test_bot",
     ) -> None:
@@ -822,6 +854,8 @@ class TelegramFake:
         self.validate_images = validate_images
         self.callback_ttl = callback_ttl
         self.webhook_retry_delay = webhook_retry_delay
+        self.inline_mode = inline_mode
+        self.inline_ttl = inline_ttl
         self.bot_first_name = bot_first_name
         self.bot_username = bot_username
 
@@ -835,6 +869,7 @@ class TelegramFake:
         self._files: dict[str, StoredFile] = {}
         self._files_by_path: dict[str, StoredFile] = {}
         self._callbacks: dict[str, _Callback] = {}
+        self._inline: dict[str, _Inline] = {}
         self._faults: list[Fault] = []
         self._pending: list[dict[str, Any]] = []
         self._allowed_updates: list[str] | None = None
@@ -1761,6 +1796,7 @@ class TelegramFake:
             "editMessageMedia": self._edit_message_media,
             "editMessageReplyMarkup": self._edit_message_reply_markup,
             "answerCallbackQuery": self._answer_callback_query,
+            "answerInlineQuery": self._answer_inline_query,
             "deleteMessage": self._delete_message,
             "deleteMessages": self._delete_messages,
             "getFile": self._get_file,
@@ -1789,7 +1825,7 @@ class TelegramFake:
             **self.bot_user,
             "can_join_groups": True,
             "can_read_all_group_messages": not self.privacy_mode,
-            "supports_inline_queries": False,
+            "supports_inline_queries": self.inline_mode,
             "can_connect_to_business": False,
             "has_main_web_app": False,
         }
@@ -2133,6 +2169,51 @@ class TelegramFake:
         )
         self._bump()
         return True
+
+    async def _answer_inline_query(self, p: dict[str, Any], uploads: dict[str, Upload]) -> bool:
+        record = self._inline.get(str(p.get("inline_query_id") or ""))
+        if (
+            record is None
+            or record.answer is not None
+            or time.monotonic() - record.created > self.inline_ttl
+        ):
+            raise ApiError(400, QUERY_TOO_OLD)
+        results = p.get("results")
+        if not isinstance(results, list):
+            raise ApiError(400, "Bad Request: can't parse inline query results JSON object")
+        if len(results) > 50:
+            raise ApiError(400, "Bad Request: RESULTS_TOO_MUCH")
+        seen: set[str] = set()
+        for result in results:
+            if not isinstance(result, dict):
+                raise ApiError(400, "Bad Request: can't parse inline query result")
+            result_id = str(result.get("id") or "")
+            if not result_id or len(result_id.encode()) > 64:
+                raise ApiError(400, "Bad Request: RESULT_ID_INVALID")
+            if result_id in seen:
+                raise ApiError(400, "Bad Request: RESULT_ID_DUPLICATE")
+            seen.add(result_id)
+            if result.get("type") == "video" and "video_file_id" in result:
+                stored = self._files.get(str(result["video_file_id"]))
+                if stored is None or stored.kind != "video":
+                    raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+                if not result.get("title"):
+                    raise ApiError(400, "Bad Request: RESULT_TITLE_EMPTY")
+            caption = result.get("caption")
+            if caption is not None and _utf16_len(str(caption)) > 1024:
+                raise ApiError(400, "Bad Request: MEDIA_CAPTION_TOO_LONG")
+        cache_time = p.get("cache_time", 300)
+        if not isinstance(cache_time, int) or cache_time < 0:
+            raise ApiError(400, "Bad Request: invalid cache_time specified")
+        record.answer = InlineAnswer(
+            results, cache_time, bool(p.get("is_personal")), str(p.get("next_offset") or "")
+        )
+        self._bump()
+        return True
+
+    def inline_answer(self, query_id: str) -> InlineAnswer | None:
+        record = self._inline.get(query_id)
+        return None if record is None else record.answer
 
     async def _get_file(self, p: dict[str, Any], uploads: dict[str, Upload]) -> dict[str, Any]:
         stored = self._files.get(str(p.get("file_id") or ""))
@@ -2539,6 +2620,29 @@ class CallbackPress:
         return answer
 
 
+class InlineQuery:
+    """An inline query injected by ChatUser.inline_query."""
+
+    def __init__(self, fake: TelegramFake, query: dict[str, Any]) -> None:
+        self._fake = fake
+        self.query = query
+        self.id: str = query["id"]
+
+    @property
+    def answer(self) -> InlineAnswer | None:
+        return self._fake.inline_answer(self.id)
+
+    async def wait_answer(
+        self,
+        timeout: float = 5.0,  # noqa: ASYNC109 - a test helper with its own deadline
+    ) -> InlineAnswer:
+        """Wait until the bot answered this inline query (answerInlineQuery)."""
+        answer: InlineAnswer = await self._fake.wait_until(
+            lambda: self._fake.inline_answer(self.id), timeout=timeout
+        )
+        return answer
+
+
 class ChatUser:
     """A Telegram user who writes to the bot, in a private chat or in a ``fake.group``."""
 
@@ -2734,6 +2838,34 @@ class ChatUser:
         self.fake._enqueue({"callback_query": query})
         return CallbackPress(self.fake, query)
 
+    async def inline_query(self, text: str = "", *, offset: str = "",
+                           chat_type: str | None = "private") -> InlineQuery:
+        """Type ``@bot text`` in some chat: an ``inline_query`` update (it carries no chat;
+        ``chat_type`` is the kind of chat it was typed in, as Telegram sends it)."""
+        if not self.fake.inline_mode:
+            raise ValueError("inline mode is off for this bot (@BotFather /setinline)")
+        query: dict[str, Any] = {
+            "id": str(random.getrandbits(63)), "from": self.user, "query": text,
+            "offset": offset,
+        }
+        if chat_type is not None:
+            query["chat_type"] = chat_type
+        self.fake._inline[query["id"]] = _Inline(query, time.monotonic())
+        self.fake._enqueue({"inline_query": query})
+        return InlineQuery(self.fake, query)
+
+    async def choose_inline_result(self, answer: InlineAnswer, result_id: str) -> Any:
+        """Pick a result in this user's chat: a message sent ``via_bot`` with the cached
+        video itself (nothing uploaded) and the result's caption."""
+        result = next(r for r in answer.results if str(r.get("id")) == result_id)
+        stored = self.fake.file(str(result["video_file_id"]))
+        content = {**self.fake._media_content(stored), **_caption(result.get("caption")),
+                   "via_bot": self.fake.bot_user}
+        self._state.started = True
+        msg = self.fake._new_message(self._state, self.user, content)
+        self.fake._deliver_user_message(self._state, msg)
+        return _to_message(msg)
+
     async def block_bot(self) -> None:
         self.fake.block_chat(self.chat_id)
 
@@ -2759,6 +2891,8 @@ __all__ = [
     "ChatUser",
     "FakeChat",
     "FakeTimeout",
+    "InlineAnswer",
+    "InlineQuery",
     "StoredFile",
     "TelegramFake",
     "Upload",

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from adapters.telegram.handlers import account, admin, callbacks, groups, studio
+from adapters.telegram.handlers import account, admin, callbacks, groups, social, studio
 
 
 def routers() -> list[Router]:
     # Commands first: the studio's text handler takes every other text.
-    return [admin.router(), account.router(), groups.router(), studio.router(), callbacks.router()]
+    return [admin.router(), account.router(), groups.router(), social.router(), studio.router(),
+            callbacks.router()]

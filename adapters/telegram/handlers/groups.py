@@ -21,7 +21,8 @@ def router() -> Router:
         item = attachment(replied) if replied is not None else None
         event: Event = Unusable(ctx, "telegram.glitch_usage")
         if item is not None and item.kind == "video":
-            event = ClipShared(ctx, downloads.incoming(item), str(message.message_id), command.args)
+            event = ClipShared(ctx, downloads.incoming(item), str(message.message_id), command.args,
+                               shared_message_id=str(replied.message_id) if replied else None)
         await desk.serve(event, renderer.outlet(ctx))
 
     return area

@@ -1,0 +1,147 @@
+"""Social through the Desk, no platform: /delete asks the platform about chat admins only
+when it decides, a feed page is a header and its clips, 🌀 starts the presser's session
+with the source post, and a forged press on another chat's post does nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.app import build_services
+from core import actions as act
+from core.desk import (
+    Alert,
+    ChatContext,
+    FeedAsked,
+    PostAsked,
+    PostDeleteAsked,
+    Pressed,
+    Send,
+    SendFeed,
+)
+from core.settings import load_settings
+from core.studio.requests import session_request
+from tests.fakes.backend import ScriptedBackend
+from tests.test_social import delivered
+
+ROOM, OTHER = "-500", "-600"
+
+
+@pytest.fixture
+async def services(tmp_path: Path, av_video: Path):
+    settings = load_settings(
+        None, database_url=f"sqlite:///{tmp_path / 'social.db'}", media_dir=tmp_path / "media",
+        starter_credits=50, admin_ids="telegram:77",
+    )
+    built = await build_services(settings)
+    built.engine.backend = ScriptedBackend(output_file=av_video)
+    yield built
+    await built.close()
+
+
+def ctx(user: str, chat: str = ROOM, message: str | None = "40") -> ChatContext:
+    return ChatContext("telegram", user, chat, "group", display_name=f"P{user}", username=f"p{user}",
+                       language_code="en", message_id=message)
+
+
+class AdminCheck:
+    """The platform's answer to "is this person an admin of this chat?", counted."""
+
+    def __init__(self, answer: bool) -> None:
+        self.answer = answer
+        self.asked = 0
+
+    async def __call__(self) -> bool:
+        self.asked += 1
+        return self.answer
+
+
+async def post_by(services, user: str, job: str, chat: str = ROOM, output: Path | None = None):
+    owner, _ = await services.ledger.ensure_user("telegram", user, username=f"p{user}")
+    return await services.posts.record_delivered(
+        delivered(owner, job, chat, prompt="a cat", output=str(output) if output else None)
+    )
+
+
+def feeds(reply) -> list[SendFeed]:
+    return [out for out in reply.outs if isinstance(out, SendFeed)]
+
+
+def said(reply) -> str:
+    return "\n".join(o.text if isinstance(o, Alert) else o.screen.text for o in reply.outs
+                     if isinstance(o, Alert | Send))
+
+
+async def test_delete_asks_about_chat_admins_only_when_someone_else_deletes(services):
+    desk = services.desk
+    first, second = await post_by(services, "1", "j1"), await post_by(services, "1", "j2")
+
+    nobody = AdminCheck(False)
+    refused = await desk.answer(PostDeleteAsked(ctx("2"), str(first.id)), is_chat_admin=nobody)
+    assert "Only the clip's owner" in said(refused) and nobody.asked == 1
+    assert not (await services.posts.get(first.id)).deleted
+
+    elsewhere = AdminCheck(True)  # an admin of another chat is nobody here
+    hidden = await desk.answer(PostDeleteAsked(ctx("2", OTHER), str(first.id)), is_chat_admin=elsewhere)
+    assert f"no post {first.id} here" in said(hidden) and elsewhere.asked == 0
+
+    owner = AdminCheck(False)
+    done = await desk.answer(PostDeleteAsked(ctx("1"), str(first.id)), is_chat_admin=owner)
+    assert f"Post {first.id} deleted" in said(done) and owner.asked == 0
+
+    admin = AdminCheck(True)
+    by_admin = await desk.answer(PostDeleteAsked(ctx("3"), str(second.id)), is_chat_admin=admin)
+    assert f"Post {second.id} deleted" in said(by_admin) and admin.asked == 1
+
+    third = await post_by(services, "1", "j3")
+    listed = AdminCheck(False)  # ADMIN_IDS count without asking the platform
+    by_operator = await desk.answer(PostDeleteAsked(ctx("77"), str(third.id)), is_chat_admin=listed)
+    assert f"Post {third.id} deleted" in said(by_operator) and listed.asked == 0
+
+    bad = await desk.answer(PostDeleteAsked(ctx("2"), "12x"))
+    assert "“12x” is not a post number" in said(bad)
+    assert "is not a post number" in said(await desk.answer(PostAsked(ctx("2"), "#")))
+
+
+async def test_a_feed_page_is_a_header_and_its_clips_and_pages_turn(services, tmp_path, av_video):
+    clip = tmp_path / "out.mp4"
+    shutil.copyfile(av_video, clip)
+    mine = [await post_by(services, "1", f"f{n}", output=clip) for n in range(6)]
+    await post_by(services, "9", "elsewhere", OTHER)
+
+    [page] = feeds(await services.desk.answer(FeedAsked(ctx("2"))))
+    assert isinstance(page, SendFeed) and page.message_id is None
+    assert "page 1/2" in page.screen.text
+    assert [b.action for b in page.screen.all_buttons()] == [act.TurnFeedPage(1)]
+    assert len(page.clips) == 5 and {c.post_id for c in page.clips} < {p.id for p in mine}
+    first = page.clips[0]
+    assert first.file_id == "file-x" and first.path is not None and first.path.is_file()
+    assert [b.label for b in first.buttons[0]] == ["👍", "🌀 Remix"]
+
+    [turned] = feeds(await services.desk.answer(Pressed(ctx("2", message="41"), "lz:feed.page:1")))
+    assert isinstance(turned, SendFeed) and turned.message_id == "41" and len(turned.clips) == 1
+    assert [b.action for b in turned.screen.all_buttons()] == [act.TurnFeedPage(0)]
+    seen = {c.post_id for c in page.clips} | {c.post_id for c in turned.clips}
+    assert seen == {p.id for p in mine}, "every post of this chat, none of the other's"
+
+
+async def test_remix_press_opens_the_pressers_own_session_naming_the_source(services, tmp_path, av_video):
+    clip = tmp_path / "out.mp4"
+    shutil.copyfile(av_video, clip)
+    post = await post_by(services, "1", "r1", output=clip)
+    other = await post_by(services, "9", "r2", OTHER, output=clip)
+
+    reply = await services.desk.answer(Pressed(ctx("2"), act.RemixPost(post.id).pack()))
+    [ask] = [o for o in reply.outs if isinstance(o, Send) and o.session_id]
+    session = await services.sessions.get(ask.session_id)
+    bob = await services.ledger.users.find("telegram", "2")
+    assert session.user_id == bob.id and session.data.source_post == post.id
+    asked = dataclasses.replace(session.data, action="glitch_replace", image=str(clip))
+    assert session_request(asked, services.studio.templates).source_post == post.id
+
+    forged = await services.desk.answer(Pressed(ctx("2"), act.LikePost(other.id).pack()))
+    assert [type(o) for o in forged.outs] == [Alert] and "not from this chat" in said(forged)
+    assert (await services.posts.get(other.id)).likes == 0
