@@ -54,6 +54,15 @@ def _new_result(world: World, user: int, seen: set[str]) -> object:
     return found
 
 
+async def posted(world: World, result: dict, channel: int) -> int:  # type: ignore[type-arg]
+    """The post number of a delivered result, once its status message says it (the post is
+    recorded right after the send)."""
+    job = re.search(r"job (\S+)", result["content"]).group(1)  # type: ignore[union-attr]
+    status = await world.channel_message(lambda m: f"Job {job}" in m["content"] and "📌 Post" in m["content"],
+                                         channel=channel, timeout=30)
+    return int(re.search(r"📌 Post (\d+)", status["content"]).group(1))  # type: ignore[union-attr]
+
+
 async def make_clip(world: World, user: int, channel: int = CHANNEL) -> dict:  # type: ignore[type-arg]
     """`/template` → Next → Confirm: the member's AI hug clip, delivered in `channel`."""
     fake = world.discord
@@ -64,7 +73,9 @@ async def make_clip(world: World, user: int, channel: int = CHANNEL) -> dict:  #
     await world.handled(await fake.press(user, studio["id"], "Next ➡"))
     await world.edited_to(studio["id"], "Ready: AI hug")
     await world.handled(await fake.press(user, studio["id"], "✅ Confirm (20 credits)"))
-    return await world.channel_message(_new_result(world, user, seen), channel=channel, timeout=60)  # type: ignore[arg-type]
+    result = await world.channel_message(_new_result(world, user, seen), channel=channel, timeout=60)  # type: ignore[arg-type]
+    result["post"] = await posted(world, result, channel)
+    return result
 
 
 async def remix(world: World, user: int, result: dict, channel: int = CHANNEL) -> dict:  # type: ignore[type-arg]
@@ -79,7 +90,9 @@ async def remix(world: World, user: int, result: dict, channel: int = CHANNEL) -
     await world.handled(await fake.press(user, modes["id"], "🔁 Replace"))
     await world.edited_to(modes["id"], "Ready: Glitch · Replace")
     await world.handled(await fake.press(user, modes["id"], "✅ Confirm (30 credits)"))
-    return await world.channel_message(_new_result(world, user, seen), channel=channel, timeout=60)  # type: ignore[arg-type]
+    result = await world.channel_message(_new_result(world, user, seen), channel=channel, timeout=60)  # type: ignore[arg-type]
+    result["post"] = await posted(world, result, channel)
+    return result
 
 
 async def feed(world: World, user: int, channel: int = CHANNEL, page: int | None = None) -> dict:  # type: ignore[type-arg]
@@ -122,7 +135,7 @@ async def test_a_feed_page_is_one_message_carrying_its_clips_as_attachments(worl
         _, info, _ = await world.clip_of({"id": page["id"], "attachments": [attachment]})
         assert info.duration > 1
     labels = world.buttons(page)
-    assert {"#1 👍 0", "#2 👍 0", "#1 🌀 Remix", "#2 🌀 Remix"} <= set(labels)
+    assert {"#1 👍", "#2 👍", "#1 🌀 Remix", "#2 🌀 Remix"} <= set(labels)
     assert not any(label in ("◀", "▶") for label in labels)  # one page only
     assert len(fake.channel_messages(CHANNEL)) > 0
 
@@ -136,8 +149,9 @@ async def test_likes_toggle_and_persist_across_a_restart(world: World) -> None:
     again = await fake.press(BOB, clip["id"], "👍 1")  # pressing again takes it back
     assert "taken back" in await world.ephemeral_text(again)
     await fake.wait_until(lambda: like_label(fake.message(clip["id"])) == "👍")
-    await world.handled(await fake.press(BOB, clip["id"], "👍"))
-    await world.handled(await fake.press(DAVE, clip["id"], "👍 1"))
+    await fake.press(BOB, clip["id"], "👍")
+    await fake.wait_until(lambda: like_label(fake.message(clip["id"])) == "👍 1")
+    await fake.press(DAVE, clip["id"], "👍 1")
     await fake.wait_until(lambda: like_label(fake.message(clip["id"])) == "👍 2")
 
     await world.restart_bot()
@@ -151,8 +165,8 @@ async def test_likes_toggle_and_persist_across_a_restart(world: World) -> None:
     kept = [c for row in turned["components"] for c in row["components"]]
     assert [c["custom_id"] for c in kept] == [c["custom_id"] for c in others]  # the rest untouched
     assert turned["attachments"] == page["attachments"]
-    liked_by_owner = await fake.press(ALICE, clip["id"], "👍 2")  # allowed, not ranked
-    await world.handled(liked_by_owner)
+    await fake.press(ALICE, clip["id"], "👍 2")  # allowed, not ranked
+    await fake.wait_until(lambda: like_label(fake.message(clip["id"])) == "👍 4")
     top = await world.answer(await fake.slash(DAVE, CHANNEL, "top"))
     assert re.search(r"1\. @alice · 👍 3\b", top["content"]), top["content"]
 
@@ -166,12 +180,12 @@ async def test_a_remix_of_a_remix_names_its_generation_and_links_both_sources(wo
     again = await remix(world, ERIN, remixed)
     assert "remix of @bob's clip · generation 3" in again["content"]
 
+    chain = await said(world, DAVE, "post", {"id": str(again["post"])})
+    assert f"Post {again['post']} · generation 3" in chain and "by @erin" in chain
+    assert f"generation 2: @bob's clip (post {remixed['post']})" in chain
+    assert f"generation 1: @alice's clip (post {original['post']})" in chain
     page = await feed(world, ERIN)
-    [erins] = post_ids(page, "erin")
-    chain = await said(world, DAVE, "post", {"id": str(erins)})
-    assert f"Post {erins} · generation 3" in chain and "by @erin" in chain
-    assert re.search(r"generation 2: @bob's clip \(post \d+\)", chain)
-    assert re.search(r"generation 1: @alice's clip \(post \d+\)", chain)
+    assert again["post"] in post_ids(page, "erin")
 
 
 async def test_feed_in_one_channel_never_shows_another_channels_posts(world: World) -> None:
@@ -180,10 +194,13 @@ async def test_feed_in_one_channel_never_shows_another_channels_posts(world: Wor
     here = await feed(world, DAVE)
     assert "@dave" not in here["content"]
     there = await feed(world, DAVE, OTHER)
-    [daves] = post_ids(there, "dave")
+    daves = elsewhere["post"]
+    assert post_ids(there, "dave") == [daves]
     assert "@alice" not in there["content"] and "@bob" not in there["content"]
     assert len(there["attachments"]) == 1
-    assert fake.attachment_bytes(there["attachments"][0]) == fake.attachment_bytes(elsewhere["attachments"][0])
+    _, shown_info, _ = await world.clip_of(there)
+    _, sent_info, _ = await world.clip_of(elsewhere)
+    assert abs(shown_info.duration - sent_info.duration) < 0.2  # Dave's clip, playable
     hidden = await said(world, ALICE, "post", {"id": str(daves)})  # not from this chat
     assert f"There is no post {daves} here" in hidden
     top = await world.answer(await fake.slash(DAVE, OTHER, "top"))
@@ -203,7 +220,9 @@ async def test_feed_in_one_channel_never_shows_another_channels_posts(world: Wor
     brought = await world.channel_message(_new_result(world, DAVE, seen), timeout=60)  # type: ignore[arg-type]
     assert "remix of a clip from another chat · generation 2" in brought["content"]
     assert "@dave's clip" not in brought["content"]
-    assert brought.get("message_reference", {}).get("message_id") != elsewhere["id"]
+    brought_post = await posted(world, brought, CHANNEL)
+    chain = await said(world, ALICE, "post", {"id": str(brought_post)})
+    assert "generation 1: a clip from another chat" in chain and f"(post {daves})" not in chain
 
 
 async def test_delete_by_others_is_refused_and_by_the_owner_removes_the_post_everywhere(
@@ -211,16 +230,16 @@ async def test_delete_by_others_is_refused_and_by_the_owner_removes_the_post_eve
 ) -> None:
     fake = world.discord
     clip = await make_clip(world, ALICE)
-    await world.handled(await fake.press(BOB, clip["id"], "👍"))
-    page = await feed(world, ALICE)
-    mine = max(post_ids(page, "alice"))
+    await fake.press(BOB, clip["id"], "👍")
+    await fake.wait_until(lambda: like_label(fake.message(clip["id"])) == "👍 1")
+    mine = clip["post"]
 
     refused = await fake.press(BOB, clip["id"], "🗑 Delete")
     assert f"Only the clip's owner or an admin of this chat can delete post {mine}" in \
         await world.ephemeral_text(refused)
     korean = await said(world, MINJI, "delete", {"id": str(mine)})
     assert f"게시물 {mine}은(는) 만든 사람이나 이 채팅의 관리자만" in korean
-    assert str(mine) in (await feed(world, ALICE))["content"]  # still there
+    assert f"post {mine}" in (await feed(world, ALICE))["content"]  # still there
 
     await world.handled(await fake.press(ALICE, clip["id"], "🗑 Delete"))
     await fake.wait_until(lambda: fake.message(clip["id"])["components"] == [])
@@ -234,8 +253,7 @@ async def test_delete_by_others_is_refused_and_by_the_owner_removes_the_post_eve
 async def test_a_member_with_manage_messages_may_delete_in_their_channel_only(world: World) -> None:
     fake = world.discord
     clip = await make_clip(world, DAVE)
-    page = await feed(world, ERIN)
-    daves = max(post_ids(page, "dave"))
+    daves = clip["post"]
     fake.overwrite(OTHER, MODS, deny=PERMISSION_MANAGE_MESSAGES)  # no moderating over there
     there = await feed(world, DAVE, OTHER)
     remote = max(post_ids(there, "dave"))
@@ -245,7 +263,7 @@ async def test_a_member_with_manage_messages_may_delete_in_their_channel_only(wo
     done = await said(world, ERIN, "delete", {"id": str(daves)})  # Manage Messages here
     assert f"Post {daves} deleted" in done
     assert f"post {daves}" not in (await feed(world, DAVE))["content"]
-    assert clip["id"]
+    assert fake.message(clip["id"])["attachments"]  # the message itself stays: Discord's own moderation
 
 
 async def test_feed_pages_turn_in_place_replacing_the_clips(world: World) -> None:
@@ -293,10 +311,10 @@ async def test_a_clip_no_longer_stored_comes_from_its_message_until_that_link_ex
     assert stored.is_file()
     stored.unlink()  # as if the media store lost it
     page = await feed(world, DAVE, OTHER)
-    newest = max(post_ids(page, "dave"))
+    newest = clip["post"]
     number = re.search(rf"(\d+)\. @dave .*post {newest}\b", page["content"]).group(1)  # type: ignore[union-attr]
     [attachment] = [a for a in page["attachments"] if f"post{newest}." in a["filename"]]
-    assert fake.attachment_bytes(attachment) == fake.attachment_bytes(clip["attachments"][0])
+    assert fake.attachment_bytes(attachment) == fake.attachment_bytes(clip["attachments"][0])  # as sent
 
     fake.expire_attachment(clip["attachments"][0])
     page = await feed(world, DAVE, OTHER)
