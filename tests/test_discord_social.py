@@ -151,6 +151,9 @@ async def test_likes_toggle_and_persist_across_a_restart(world: World) -> None:
     await fake.wait_until(lambda: like_label(fake.message(clip["id"])) == "👍")
     await fake.press(BOB, clip["id"], "👍")
     await fake.wait_until(lambda: like_label(fake.message(clip["id"])) == "👍 1")
+    for owners in ("🔁 Again", "🎵 Add music"):  # the owner's buttons stay the owner's
+        refused = await fake.press(BOB, clip["id"], owners)
+        assert "not your session" in await world.ephemeral_text(refused)
     await fake.press(DAVE, clip["id"], "👍 1")
     await fake.wait_until(lambda: like_label(fake.message(clip["id"])) == "👍 2")
 
@@ -321,3 +324,14 @@ async def test_a_clip_no_longer_stored_comes_from_its_message_until_that_link_ex
     assert not [a for a in page["attachments"] if f"post{newest}." in a["filename"]]
     assert f"#{number}: this clip is no longer stored." in page["content"]
     assert page["attachments"]  # the other clips still come
+
+
+async def test_sharpest_nearby_moves_the_discord_frame_in_place(world: World) -> None:
+    fake = world.discord
+    asked = await fake.slash(BOB, CHANNEL, "capture", {"at": "2.5"}, attachments={"video": world.media.video})
+    studio = await world.answer(asked)
+    assert "✨ Sharpest nearby" in world.buttons(studio)
+    await world.handled(await fake.press(BOB, studio["id"], "✨ Sharpest nearby"))
+    moved = await world.edited_to(studio["id"], "✨ ")
+    assert "sharpest frame" in moved["content"] and moved["attachments"]
+    assert {"🎬 Template", "✨ Sharpest nearby"} <= set(world.buttons(moved))
