@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import build_services
+from bot.app import build_services, clean_up
 from core import actions as act
 from core.desk import (
     Alert,
@@ -145,3 +145,19 @@ async def test_remix_press_opens_the_pressers_own_session_naming_the_source(serv
     forged = await services.desk.answer(Pressed(ctx("2"), act.LikePost(other.id).pack()))
     assert [type(o) for o in forged.outs] == [Alert] and "not from this chat" in said(forged)
     assert (await services.posts.get(other.id)).likes == 0
+
+
+async def test_the_hourly_cleanup_lets_go_of_clips_older_than_post_ttl_days(services, tmp_path, av_video):
+    clip = tmp_path / "out.mp4"
+    shutil.copyfile(av_video, clip)
+    real = services.posts.clock
+    services.posts.clock = lambda: real() - 31 * 86400  # made 31 days ago
+    old = await post_by(services, "1", "old", output=clip)
+    services.posts.clock = real
+    fresh = await post_by(services, "1", "new", output=clip)
+    assert Path(old.clip_path).is_file() and Path(fresh.clip_path).is_file()
+
+    await clean_up(services)
+    assert (await services.posts.get(old.id)).clip_path is None, "past POST_TTL_DAYS (30)"
+    assert (await services.posts.get(fresh.id)).clip_path == fresh.clip_path
+    assert not (await services.posts.get(old.id)).deleted, "the post stays, without its clip"

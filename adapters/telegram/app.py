@@ -69,6 +69,10 @@ class TelegramAdapter:
 
     async def run(self) -> None:
         await publish_commands(self.bot)
+        me = await self.bot.me()
+        if not me.supports_inline_queries:
+            log.info("telegram: inline mode is off; to share clips with @%s, send /setinline"
+                     " to @BotFather", me.username)
         if self.webhook_url is not None:
             await self.bot.set_webhook(
                 self.webhook_url, secret_token=self.secret,

@@ -145,8 +145,8 @@ class Social:
 
     async def remix_result(self, ctx: ChatContext, who: Caller, job: Job) -> Reply:
         post = await self.posts.of_job(job.id)
-        if post is not None and not post.deleted:
-            return await self.remix(ctx, who, post)
+        if post is not None:  # a deleted post's clip is not remixed any more
+            return await self.remix(ctx, who, post) if not post.deleted else refuse(who.lang, "social.post.gone")
         if not job.output_path or not Path(job.output_path).exists():
             return refuse(who.lang, "error.session_expired")
         copy = self.shop.media.temp(".mp4")
