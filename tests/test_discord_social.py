@@ -137,7 +137,11 @@ async def test_a_feed_page_is_one_message_carrying_its_clips_as_attachments(worl
     labels = world.buttons(page)
     assert {"#1 👍", "#2 👍", "#1 🌀 Remix", "#2 🌀 Remix"} <= set(labels)
     assert not any(label in ("◀", "▶") for label in labels)  # one page only
-    assert len(fake.channel_messages(CHANNEL)) > 0
+    commands = {c["name"]: c for c in fake.commands()}
+    assert {"feed", "top", "post", "delete"} <= set(commands)
+    assert commands["feed"]["description_localizations"]["ko"] == "이 채널에서 최근 7일간 인기 클립"
+    [page_option] = commands["feed"]["options"]
+    assert (page_option["name"], page_option["type"], page_option["min_value"]) == ("page", 4, 1)
 
 
 async def test_likes_toggle_and_persist_across_a_restart(world: World) -> None:
@@ -288,6 +292,9 @@ async def test_feed_pages_turn_in_place_replacing_the_clips(world: World) -> Non
     await world.handled(await fake.press(BOB, page["id"], "◀"))
     back = await world.edited_to(page["id"], f"page 1/{pages}")
     assert {a["filename"] for a in back["attachments"]} == before
+    second = await feed(world, DAVE, page=2)  # /feed page:2 opens there directly
+    assert f"page 2/{pages}" in second["content"]
+    assert {a["filename"] for a in second["attachments"]} == after
 
 
 async def test_a_page_whose_clips_together_exceed_the_upload_limit_arrives_fitted(world: World) -> None:
