@@ -186,6 +186,7 @@ async def test_a_remix_of_a_remix_names_its_generation_and_links_both_sources(wo
     assert remixed["message_reference"]["message_id"] == original["id"]  # it answers the source
     again = await remix(world, ERIN, remixed)
     assert "remix of @bob's clip · generation 3" in again["content"]
+    assert again["message_reference"]["message_id"] == remixed["id"]  # a link to its source
 
     chain = await said(world, DAVE, "post", {"id": str(again["post"])})
     assert f"Post {again['post']} · generation 3" in chain and "by @erin" in chain
@@ -342,3 +343,20 @@ async def test_sharpest_nearby_moves_the_discord_frame_in_place(world: World) ->
     moved = await world.edited_to(studio["id"], "✨ ")
     assert "sharpest frame" in moved["content"] and moved["attachments"]
     assert {"🎬 Template", "✨ Sharpest nearby"} <= set(world.buttons(moved))
+
+
+async def test_a_page_refused_as_too_large_is_sent_again_with_smaller_clips(world: World) -> None:
+    fake = world.discord
+    clip = world.media.result.stat().st_size
+    # Five clips fit what the channel says it takes, but Discord refuses the upload once:
+    # the page comes again, fitted to three quarters of it.
+    fake.upload_limit = int((5 * clip + 64 * 1024) / 0.98) + 4096
+    fake.fail_next("POST", r"/webhooks/\d+/[^/]+", status=413, code=40005,
+                   message="Request entity too large")
+    try:
+        page = await feed(world, ERIN)
+    finally:
+        fake.upload_limit = 10 * 1024 * 1024
+    sends = [c for c in fake.find_calls("POST", r"/webhooks/\d+/[^/]+") if len(c.files) == 5]
+    assert [c.status for c in sends[-2:]] == [413, 200]
+    assert len(page["attachments"]) == 5 and sum(a["size"] for a in page["attachments"]) < 5 * clip
