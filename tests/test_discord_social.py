@@ -248,6 +248,11 @@ async def test_delete_by_others_is_refused_and_by_the_owner_removes_the_post_eve
     korean = await said(world, MINJI, "delete", {"id": str(mine)})
     assert f"게시물 {mine}은(는) 만든 사람이나 이 채팅의 관리자만" in korean
     assert f"post {mine}" in (await feed(world, ALICE))["content"]  # still there
+    shown = await world.answer(await fake.slash(ALICE, CHANNEL, "post", {"id": str(mine)}))
+    assert {"👍 1", "🌀 Remix", "🗑 Delete"} <= set(world.buttons(shown))
+    await fake.press(ALICE, shown["id"], "👍 1")  # only the 👍 changes; 🗑 stays for its owner
+    updated = await fake.wait_until(lambda: "👍 2" in world.buttons(m := fake.message(shown["id"])) and m)
+    assert world.buttons(updated) == ["👍 2", "🌀 Remix", "🗑 Delete"]
 
     await world.handled(await fake.press(ALICE, clip["id"], "🗑 Delete"))
     await fake.wait_until(lambda: fake.message(clip["id"])["components"] == [])
@@ -360,3 +365,15 @@ async def test_a_page_refused_as_too_large_is_sent_again_with_smaller_clips(worl
     sends = [c for c in fake.find_calls("POST", r"/webhooks/\d+/[^/]+") if len(c.files) == 5]
     assert [c.status for c in sends[-2:]] == [413, 200]
     assert len(page["attachments"]) == 5 and sum(a["size"] for a in page["attachments"]) < 5 * clip
+
+
+async def test_a_dm_is_a_chat_of_its_own(world: World) -> None:
+    fake = world.discord
+    dm = fake.dm(BOB)
+    page = await feed(world, BOB, int(dm["id"]))
+    assert "No clips in this chat" in page["content"] and page["attachments"] == []
+    top = await world.answer(await fake.slash(BOB, int(dm["id"]), "top"))
+    assert "@alice" not in top["content"]
+    someone_elses = max(post_ids(await feed(world, BOB), "alice"))
+    refused = await said(world, BOB, "delete", {"id": str(someone_elses)}, channel=int(dm["id"]))
+    assert f"There is no post {someone_elses} here" in refused
