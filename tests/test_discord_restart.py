@@ -62,7 +62,7 @@ async def test_restart_mid_job_still_delivers_and_old_buttons_still_work(world: 
     await world.handled(await fake.press(ALICE, studio["id"], "+1s"))
     await world.edited_to(studio["id"], "Frame at 0:02 ")
     liked = await fake.press(BOB, result["id"], "👍")
-    assert "👍 Liked" in await world.ephemeral_text(liked)  # a lasting like on the post
+    assert "👍 Liked" in await world.ephemeral_text(liked)
     await fake.wait_until(lambda: "👍 1" in str(fake.message(int(result["id"]))["components"]))
     world.assert_every_interaction_answered_in_time()
 
@@ -94,7 +94,7 @@ async def test_a_crash_mid_job_still_delivers_after_the_next_start(world: World)
     await world.handled(await fake.press(BOB, studio["id"], "+1s"))
     await world.edited_to(studio["id"], "Frame at 0:02 ")
     liked = await fake.press(ALICE, result["id"], "👍")
-    assert "👍 Liked" in await world.ephemeral_text(liked)  # a lasting like on the post
+    assert "👍 Liked" in await world.ephemeral_text(liked)
     await fake.wait_until(lambda: "👍 1" in str(fake.message(int(result["id"]))["components"]))
     delivered = [m for m in fake.channel_messages(CHANNEL)
                  if m.get("message_reference", {}).get("message_id") == confirm["id"]

@@ -401,3 +401,44 @@ async def test_webhook_mode_posts_updates_with_the_secret_and_runs_the_reply(
         assert (await bot.get_webhook_info()).url == ""
     finally:
         await runner.cleanup()
+
+
+async def test_inline_mode_queries_and_answers_are_checked_like_telegram() -> None:
+    from aiogram.types import InlineQueryResultCachedVideo
+
+    async with TelegramFake(inline_mode=True, inline_ttl=10.0) as fake:
+        client: Bot = fake.make_bot()
+        try:
+            assert (await client.get_me()).supports_inline_queries
+            rita = ChatUser(fake, 1030, "Rita")
+            await rita.send_text("/start")
+            video = await client.send_video(rita.chat_id, BufferedInputFile(b"\x00" * 64, "v.mp4"))
+            assert video.video is not None
+            query = await rita.inline_query("cats")
+            update = fake.pending_updates[-1]["inline_query"]
+            assert update["query"] == "cats" and "chat" not in update, "an inline query has no chat"
+
+            def cached(result_id: str, file_id: str, title: str = "A clip") -> InlineQueryResultCachedVideo:
+                return InlineQueryResultCachedVideo(id=result_id, video_file_id=file_id, title=title)
+
+            with pytest.raises(TelegramBadRequest, match="RESULT_ID_DUPLICATE"):
+                await client.answer_inline_query(query.id, [cached("1", video.video.file_id)] * 2)
+            with pytest.raises(TelegramBadRequest, match="RESULTS_TOO_MUCH"):
+                await client.answer_inline_query(
+                    query.id, [cached(str(n), video.video.file_id) for n in range(51)])
+            with pytest.raises(TelegramBadRequest, match="wrong file identifier"):
+                await client.answer_inline_query(query.id, [cached("1", "BAAC-unknown")])
+            assert await client.answer_inline_query(
+                query.id, [cached("1", video.video.file_id)], cache_time=7, is_personal=True)
+            answer = await query.wait_answer()
+            assert (answer.cache_time, answer.is_personal) == (7, True)
+            with pytest.raises(TelegramBadRequest, match="query is too old"):
+                await client.answer_inline_query(query.id, [])
+            shared = await rita.choose_inline_result(answer, "1")
+            assert shared.video.file_id == video.video.file_id and shared.via_bot is not None
+        finally:
+            await client.session.close()
+
+    async with TelegramFake() as off:
+        with pytest.raises(ValueError, match="setinline"):
+            await ChatUser(off, 1031, "Sam").inline_query("")

@@ -293,5 +293,6 @@ async def test_sharpest_nearby_moves_a_blurred_moment_to_a_sharp_frame(world: Te
     moved = re.search(r"Moved \+(\d\.\d\d) s to the sharpest frame", frame.caption)
     assert moved, frame.caption
     assert 0.19 <= float(moved.group(1)) <= 0.33
-    row = world.query("SELECT data FROM sessions WHERE message_id = ?", (str(frame.message_id),))
+    row = world.query("SELECT data FROM sessions WHERE chat_id = ? AND message_id = ?",
+                      (str(xena.chat_id), str(frame.message_id)))
     assert row and re.search(r'"at": 1\.(19|2\d|3[0-3])', row[0]["data"]), row
