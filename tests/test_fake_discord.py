@@ -28,12 +28,17 @@ from tests.fakes.discord import (
     FLAG_EPHEMERAL,
     FLAG_LOADING,
     INTENT_MESSAGE_CONTENT,
+    PERMISSION_ADMINISTRATOR,
+    PERMISSION_MANAGE_MESSAGES,
     DiscordError,
     FakeDiscord,
 )
 
 GUILD_ID = 700_000_000_000_000_001
 CHANNEL_ID = 700_000_000_000_000_010
+QUIET_CHANNEL_ID = 700_000_000_000_000_011
+MODS = 700_000_000_000_000_020
+OWNERS = 700_000_000_000_000_021
 ALICE = 700_000_000_000_000_100
 BOB = 700_000_000_000_000_200
 
@@ -168,6 +173,58 @@ async def slow(interaction: discord.Interaction) -> None:
     await interaction.response.send_message("too late")
 
 
+@app_commands.command(description="Can you moderate here?")
+async def moderate(interaction: discord.Interaction) -> None:
+    allowed = interaction.permissions.manage_messages
+    await interaction.response.send_message(f"manage messages: {allowed}", ephemeral=True)
+
+
+class PageButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"page:(?P<page>\d+)"
+):
+    """A page of clips: turning it replaces the message's attachments in place."""
+
+    def __init__(self, page: int) -> None:
+        super().__init__(discord.ui.Button(label=f"page {page}", custom_id=f"page:{page}"))
+        self.page = page
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Item[discord.ui.View],
+        match: re.Match[str],
+    ) -> PageButton:
+        return cls(int(match["page"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        await interaction.edit_original_response(
+            content=f"page {self.page}", attachments=clip_files(self.page, 2),
+            view=page_view(self.page + 1),
+        )
+
+
+def clip_files(page: int, count: int, size: int = 16) -> list[discord.File]:
+    return [discord.File(io.BytesIO(bytes([page]) * size), f"{page}-{n}.mp4") for n in range(count)]
+
+
+def page_view(page: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(PageButton(page))
+    return view
+
+
+@app_commands.command(description="A page of clips as attachments")
+async def clips(interaction: discord.Interaction, count: app_commands.Range[int, 1, 20],
+                size: int = 16) -> None:
+    await interaction.response.defer(thinking=True)
+    try:
+        await interaction.followup.send("page 0", files=clip_files(0, count, size), view=page_view(1))
+    except discord.HTTPException as exc:
+        await interaction.followup.send(f"refused: {exc.status} {exc.code}")
+
+
 @app_commands.context_menu(name="Remix this clip")
 async def remix_clip(interaction: discord.Interaction, message: discord.Message) -> None:
     names = ", ".join(a.filename for a in message.attachments)
@@ -186,8 +243,9 @@ class StudioBot(commands.Bot):
         self.command_errors: list[app_commands.AppCommandError] = []
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(RemixButton)
-        for command in (frame, render, studio, balance, mood, music, upload, slow, remix_clip):
+        self.add_dynamic_items(RemixButton, PageButton)
+        for command in (frame, render, studio, balance, mood, music, upload, slow, remix_clip, moderate,
+                        clips):
             self.tree.add_command(command)
 
         @self.tree.error
@@ -208,8 +266,11 @@ async def fake() -> AsyncIterator[FakeDiscord]:
     async with FakeDiscord() as server:
         server.guild(GUILD_ID, "LOKIZ Lab")
         server.channel(GUILD_ID, CHANNEL_ID, "remix")
+        server.channel(GUILD_ID, QUIET_CHANNEL_ID, "announcements")
+        server.role(GUILD_ID, MODS, "mods", PERMISSION_MANAGE_MESSAGES)
+        server.role(GUILD_ID, OWNERS, "owners", PERMISSION_ADMINISTRATOR)
         server.member(ALICE, "alice")
-        server.member(BOB, "bob", locale="ko")
+        server.member(BOB, "bob", locale="ko", roles=[MODS])
         with server.point_discord_py():
             yield server
 
@@ -344,6 +405,57 @@ def test_a_file_upload_outside_a_label_is_refused_like_discord(fake: FakeDiscord
         {"type": 18, "label": "Files", "component": {"type": 19, "custom_id": "file", "max_values": 11}}]}
     with pytest.raises(DiscordError):
         fake._validate_modal(too_many)
+
+
+async def test_member_permissions_come_from_roles_and_channel_overwrites(
+    fake: FakeDiscord, bot: StudioBot
+) -> None:
+    async def can_moderate(user: int, channel: int = CHANNEL_ID) -> bool:
+        asked = await fake.slash(user, channel, "moderate")
+        answer = (await fake.wait_for_response(asked)).content or ""
+        return answer.endswith("True")
+
+    assert not await can_moderate(ALICE)
+    assert await can_moderate(BOB)  # the mods role grants Manage Messages
+    fake.overwrite(QUIET_CHANNEL_ID, MODS, deny=PERMISSION_MANAGE_MESSAGES)
+    assert not await can_moderate(BOB, QUIET_CHANNEL_ID)  # ...except where the channel denies it
+    fake.overwrite(QUIET_CHANNEL_ID, ALICE, allow=PERMISSION_MANAGE_MESSAGES, member=True)
+    assert await can_moderate(ALICE, QUIET_CHANNEL_ID)
+    fake.give_role(GUILD_ID, BOB, OWNERS)  # Administrator overrides every overwrite
+    assert await can_moderate(BOB, QUIET_CHANNEL_ID)
+    asked = await fake.slash(ALICE, CHANNEL_ID, "moderate")
+    assert asked.payload["member"]["permissions"] == str(fake.permissions_in(CHANNEL_ID, ALICE))
+
+
+async def test_a_page_of_clips_is_one_message_and_turning_it_replaces_its_attachments(
+    fake: FakeDiscord, bot: StudioBot
+) -> None:
+    asked = await fake.slash(ALICE, CHANNEL_ID, "clips", {"count": 5})
+    page = await fake.wait_for_message(CHANNEL_ID, lambda m: m["content"] == "page 0")
+    assert [a["filename"] for a in page["attachments"]] == [f"0-{n}.mp4" for n in range(5)]
+    first = page["attachments"][0]
+    await fake.wait_for_response(await fake.press(BOB, page["id"], "page 1"))
+    turned = await fake.wait_until(lambda: (m := fake.message(page["id"]))["content"] == "page 1" and m)
+    assert [a["filename"] for a in turned["attachments"]] == ["1-0.mp4", "1-1.mp4"]
+    assert fake.attachment_bytes(turned["attachments"][0]) == b"\x01" * 16
+    assert first["id"] not in {a["id"] for a in turned["attachments"]}
+    assert [r.kind for r in fake.interaction_responses(asked)] == ["callback", "followup"]
+
+
+async def test_a_message_holds_ten_attachments_whose_sizes_count_together(
+    fake: FakeDiscord, bot: StudioBot
+) -> None:
+    too_many = await fake.slash(ALICE, CHANNEL_ID, "clips", {"count": 11})
+    await fake.wait_until(lambda: any((r.content or "").startswith("refused")
+                                      for r in fake.interaction_responses(too_many)))
+    assert "refused: 400 50035" in [r.content for r in fake.interaction_responses(too_many)]
+    fake.upload_limit = 1000  # each file fits, the three together do not
+    too_big = await fake.slash(ALICE, CHANNEL_ID, "clips", {"count": 3, "size": 400})
+    await fake.wait_until(lambda: any((r.content or "").startswith("refused")
+                                      for r in fake.interaction_responses(too_big)))
+    assert "refused: 413 40005" in [r.content for r in fake.interaction_responses(too_big)]
+    with pytest.raises(ValueError, match="1..20"):
+        await fake.slash(ALICE, CHANNEL_ID, "clips", {"count": 0})
 
 
 async def test_ephemeral_answer_carries_flag_64_and_stays_private(

@@ -26,6 +26,7 @@ from adapters.discord.cogs.admin import AdminCog
 from adapters.discord.cogs.capture import CaptureCog
 from adapters.discord.cogs.effects import EffectsCog
 from adapters.discord.cogs.remix import RemixCog
+from adapters.discord.cogs.social import SocialCog
 from adapters.discord.components import StudioButton, StudioSelect
 from adapters.discord.context import interaction_context, message_context
 from adapters.discord.downloads import Attached, DiscordFile, Downloader, is_video
@@ -83,7 +84,8 @@ class LokizBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(StudioButton, StudioSelect)
-        for cog in (CaptureCog(self), EffectsCog(self), RemixCog(self), AccountCog(self), AdminCog(self)):
+        for cog in (CaptureCog(self), EffectsCog(self), RemixCog(self), SocialCog(self), AccountCog(self),
+                    AdminCog(self)):
             await self.add_cog(cog)
         await self.tree.set_translator(CatalogueTranslator())
         try:
@@ -114,12 +116,13 @@ class LokizBot(commands.Bot):
         """An attachment for the Desk, fetched when it is needed."""
         return DiscordFile(self.downloader, attachment, ".mp4" if is_video(attachment) else ".jpg")
 
-    async def serve(self, interaction: discord.Interaction, make: MakeEvent, *, defer: str) -> None:
+    async def serve(self, interaction: discord.Interaction, make: MakeEvent, *, defer: str,
+                    private: bool = False) -> None:
         """One interaction through the Desk, acknowledged in time (see `InteractionReplier`);
-        never leaves a "thinking…" message behind."""
+        never leaves a "thinking…" message behind. `private`: every answer is ephemeral."""
         ctx = interaction_context(interaction)
         self.notifier.learn_limit(ctx.chat_id, interaction.filesize_limit)
-        replier = InteractionReplier(self, interaction, defer)
+        replier = InteractionReplier(self, interaction, defer, private=private)
         try:
             await self.desk.serve(make(ctx), replier)
         finally:

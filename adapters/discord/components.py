@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 import discord
 
 from adapters.discord.downloads import FormFile
-from core.actions import SessionAction
+from core.actions import PostAction, SessionAction
 from core.desk import AskText, Awaiting
 from core.screens import Button, Screen
 
@@ -29,6 +29,7 @@ UPLOAD_FORM_PREFIX = "lzf:"  # its form: lzf:<session>
 UPLOAD_FIELD = "file"
 MAX_ROWS = 5
 MAX_PER_ROW = 5
+NUMBER = re.compile(r"#\d+ ")  # a clip's number on a feed page's buttons ("#3 👍 5")
 _STYLES = {
     "primary": discord.ButtonStyle.primary,
     "secondary": discord.ButtonStyle.secondary,
@@ -158,6 +159,40 @@ def build_view(screen: Screen) -> discord.ui.View | None:
     view = discord.ui.View(timeout=None)
     for index, row_items in enumerate(rows[:MAX_ROWS]):
         for item in row_items:
+            item.row = index
+            view.add_item(item)
+    return view
+
+
+def updated_view(message: discord.Message | None, screen: Screen) -> discord.ui.View | None:
+    """A buttons-only update of some of a message's buttons, in place: a post's 👍 count on a
+    feed page (several posts in one message) or under `/post` (next to 🗑). The message keeps
+    its other buttons, its layout and its clip numbers ("#3 👍 5"). None when `screen` is not
+    such an update (its buttons are not all post buttons already on the message)."""
+    changed = {button.data: button for button in screen.all_buttons()}
+    if message is None or not changed or not all(isinstance(b.action, PostAction) for b in changed.values()):
+        return None
+    rows: list[list[discord.ui.Item[Any]]] = []
+    found: set[str] = set()
+    for row in message.components:
+        if not isinstance(row, discord.ActionRow):
+            return None
+        items: list[discord.ui.Item[Any]] = []
+        for child in row.children:
+            if not isinstance(child, discord.Button) or child.custom_id is None:
+                return None
+            label = child.label or "·"
+            if child.custom_id in changed:
+                found.add(child.custom_id)
+                number = NUMBER.match(label)
+                label = (number.group(0) if number else "") + changed[child.custom_id].label
+            items.append(StudioButton(label, child.custom_id, child.style))
+        rows.append(items)
+    if found != set(changed):
+        return None
+    view = discord.ui.View(timeout=None)
+    for index, items in enumerate(rows[:MAX_ROWS]):
+        for item in items:
             item.row = index
             view.add_item(item)
     return view

@@ -17,7 +17,7 @@ import aiohttp
 import discord
 
 from adapters.discord.components import build_view
-from adapters.discord.render import content_of
+from adapters.discord.render import DEFAULT_UPLOAD_LIMIT, content_of
 from core.jobs import Job
 from core.notify import MaybeDelivered, NotDelivered, OutputMedia, Receipt, RecipientGone
 from core.screens import Screen
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # Discord's limit for unboosted servers and DMs
 READY_WAIT_SECONDS = 60.0
 UNKNOWN_MESSAGE = 10008
 UPLOAD_TOO_LARGE = 40005

@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from adapters.discord.components import build_view, offer_upload, prompt_modal
+from adapters.discord.components import build_view, offer_upload, prompt_modal, updated_view
+from adapters.discord.feed import FeedMessage, feed_message
 from core.actions import CustomPrompt
 from core.desk import Alert, AskText, Awaiting, Edit, Out, Reply, Send, SendMedia
 from core.desk.deadline import Deadline
 from core.i18n import t
 from core.media.fit import fit_video
 from core.screens import Button, Screen
+from core.studio.replies import SendFeed
 
 if TYPE_CHECKING:
     from adapters.discord.app import LokizBot
@@ -39,6 +41,8 @@ HINTS = {Awaiting.TIME: "discord.hint.time", Awaiting.CLIP: "discord.hint.clip",
          Awaiting.IMAGE: "discord.hint.image"}
 MAX_CONTENT = 2000
 NO_MENTIONS = discord.AllowedMentions.none()
+UPLOAD_TOO_LARGE = 40005
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # Discord's limit for unboosted servers and DMs
 
 
 def content_of(text: str) -> str:
@@ -98,10 +102,12 @@ class InteractionReplier:
     first answer: deferred only if the core is slow).
     """
 
-    def __init__(self, bot: LokizBot, interaction: discord.Interaction, defer: str) -> None:
+    def __init__(self, bot: LokizBot, interaction: discord.Interaction, defer: str, *,
+                 private: bool = False) -> None:
         self.bot = bot
         self.interaction = interaction
         self.defer = defer
+        self.private = private  # only the caller sees the answers (e.g. /post in any chat)
         self.lang = bot.default_language
         self.thinking = False  # a "thinking…" message is waiting for its first follow-up
         self.thinking_ephemeral = False
@@ -114,10 +120,6 @@ class InteractionReplier:
             await self.defer_update()
         elif self.defer == "form":
             self.deadline.start()
-
-    async def is_chat_admin(self) -> bool:
-        """A member who may manage messages in this channel (a DM has no admins)."""
-        return self.interaction.guild is not None and self.interaction.permissions.manage_messages
 
     @property
     def responded(self) -> bool:
@@ -141,6 +143,8 @@ class InteractionReplier:
         await self.deadline.settle()
         self.lang = reply.lang or self.lang
         for out in for_discord(reply, self.interaction.guild_id is not None).outs:
+            if self.private and isinstance(out, Send | SendFeed):
+                out = replace(out, screen=replace(out.screen, ephemeral=True))
             if isinstance(out, Send):
                 await self.send(out.screen, out.session_id)
             elif isinstance(out, Edit):
@@ -151,6 +155,13 @@ class InteractionReplier:
                 await self.ask(out)
             elif isinstance(out, SendMedia):
                 await self.send_media(out)
+            elif isinstance(out, SendFeed):
+                await self.send_feed(out)
+
+    async def is_chat_admin(self) -> bool:
+        """An admin of this chat: a server member with Manage Messages in the channel
+        (Discord resolves it with roles and overwrites). A DM has none."""
+        return self.interaction.guild_id is not None and self.interaction.permissions.manage_messages
 
     async def finish(self) -> None:
         """Nothing more to say: never leave a "thinking…" message behind."""
@@ -175,6 +186,8 @@ class InteractionReplier:
         kwargs = edit_kwargs(screen, new_media, buttons_only)
         pressed = self.pressed_message_id
         if pressed == message_id and not self.thinking:
+            if buttons_only:  # a post's 👍 among other buttons changes alone
+                kwargs["view"] = updated_view(self.interaction.message, screen) or kwargs["view"]
             await self._edit_pressed(kwargs)
             return
         try:
@@ -226,10 +239,48 @@ class InteractionReplier:
         await self.interaction.followup.send(**kwargs, wait=True)
         self.thinking = False
 
+    async def send_feed(self, out: SendFeed) -> None:
+        """A feed page: a new message, or ◀ ▶ turning the page of the one pressed."""
+        limit = self.interaction.filesize_limit
+        for attempt in range(2):
+            async with feed_message(self.bot, out, self.lang, limit) as page:
+                try:
+                    await self._show_feed(out, page)
+                    return
+                except discord.HTTPException as exc:
+                    if attempt or not too_large(exc):
+                        raise
+                    # The channel takes less than it said: once more with smaller clips.
+                    log.warning("feed page refused as too large (%s); fitting smaller", exc)
+                    limit = limit * 3 // 4
+
+    async def _show_feed(self, out: SendFeed, page: FeedMessage) -> None:
+        if out.message_id is not None:
+            if self.pressed_message_id == out.message_id and not self.thinking:
+                await self._edit_pressed(page.edit_kwargs())
+                return
+            try:
+                channel = self.bot.get_partial_messageable(int(self.interaction.channel_id or 0))
+                await channel.get_partial_message(int(out.message_id)).edit(**page.edit_kwargs())
+                return
+            except (discord.Forbidden, discord.NotFound):
+                pass  # not a message the bot can edit by itself: show the page anew
+        if not self.responded:
+            await self.defer_thinking(ephemeral=page.ephemeral)
+        if self.thinking and self.thinking_ephemeral != page.ephemeral:
+            await self._drop_thinking()
+        await self.interaction.followup.send(**page.send_kwargs(), ephemeral=page.ephemeral, wait=True)
+        self.thinking = False
+
     async def _drop_thinking(self) -> None:
         self.thinking = False
         with contextlib.suppress(discord.NotFound):
             await self.interaction.delete_original_response()
+
+
+def too_large(exc: discord.HTTPException) -> bool:
+    """Discord refused an upload for its size (413, 40005 Request entity too large)."""
+    return exc.status == 413 or exc.code == UPLOAD_TOO_LARGE
 
 
 class MessageReplier:
@@ -238,18 +289,20 @@ class MessageReplier:
     def __init__(self, bot: LokizBot, message: discord.Message) -> None:
         self.bot = bot
         self.message = message
+        self.lang: str = bot.default_language
 
     async def acknowledge(self) -> None:
         """Nothing to acknowledge: a message has no answer deadline."""
 
     async def is_chat_admin(self) -> bool:
-        """A member who may manage messages in this channel (a DM has no admins)."""
+        """A server member with Manage Messages in this channel (from the cached roles)."""
         author, channel = self.message.author, self.message.channel
         if self.message.guild is None or not isinstance(author, discord.Member):
             return False
         return bool(channel.permissions_for(author).manage_messages)
 
     async def render(self, reply: Reply) -> None:
+        self.lang = reply.lang or self.lang
         for out in for_discord(reply, self.message.guild is not None).outs:
             if isinstance(out, Send):
                 await self.send(out.screen, out.session_id)
@@ -268,6 +321,19 @@ class MessageReplier:
                 kwargs = send_kwargs(out.screen)
                 kwargs["file"] = discord.File(out.media.path, filename=f"lokiz{out.media.path.suffix}")
                 await self.message.channel.send(**kwargs, reference=self._reference())
+            elif isinstance(out, SendFeed):
+                await self.send_feed(out)
+
+    async def send_feed(self, out: SendFeed) -> None:
+        guild = self.message.guild
+        limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+        async with feed_message(self.bot, out, self.lang, limit) as page:
+            if out.message_id is not None:
+                with contextlib.suppress(discord.Forbidden, discord.NotFound):
+                    partial = self.message.channel.get_partial_message(int(out.message_id))  # type: ignore[union-attr]
+                    await partial.edit(**page.edit_kwargs())
+                    return
+            await self.message.channel.send(**page.send_kwargs(), reference=self._reference())
 
     async def send(self, screen: Screen, session_id: str | None) -> discord.Message:
         sent = await self.message.channel.send(**send_kwargs(screen), reference=self._reference())

@@ -13,13 +13,17 @@ with each interaction (``fake.interaction_responses``).
 Rules of the real Discord that are enforced, because bots get them wrong:
 an interaction must be acknowledged within ``interaction_ack_timeout`` seconds
 (10062 Unknown interaction) and only once (40060); its token dies after
-``interaction_token_ttl`` (50027); uploads over ``upload_limit`` get 413/40005;
+``interaction_token_ttl`` (50027); a request whose files together exceed ``upload_limit``
+gets 413/40005 (Discord limits the whole upload, not each file), and a message holds at
+most 10 attachments (50035);
 empty messages (50006), content over 2000 characters, custom_id over 100
 characters and duplicate custom_ids (50035); the first follow-up after a
 deferred "thinking" response edits the loading message instead of creating a
 new one; without the MESSAGE_CONTENT intent other users' guild messages arrive
 with empty content and no attachments; a 429 carries ``Via`` and ``retry_after``
 exactly like Discord's (discord.py only retries a 429 that has a ``Via`` header);
+an interaction's ``member.permissions`` are the member's permissions in the channel,
+resolved from the guild's roles and the channel's overwrites as Discord does;
 a message sent with a ``nonce`` and ``enforce_nonce`` that repeats one the same author
 sent to the channel within ``nonce_window`` seconds returns that message instead of
 posting a second one.
@@ -127,6 +131,11 @@ DEFAULT_PERMISSIONS = str(
     | (1 << 31)
     | (1 << 38)
 )
+
+PERMISSION_ADMINISTRATOR = 1 << 3
+PERMISSION_MANAGE_MESSAGES = 1 << 13
+ALL_PERMISSIONS = (1 << 51) - 1  # what the guild owner and an Administrator have
+MAX_ATTACHMENTS = 10
 
 _HTTP_REASONS = {
     400: "Bad Request",
@@ -425,6 +434,24 @@ def _validate_components(components: Sequence[JSON], *, v2: bool, root: str = "c
                 )
 
 
+def _check_option_range(name: str, kind: int, value: Any, definition: JSON) -> None:
+    """Discord's client will not send a number outside the option's min/max, nor a string
+    outside its min/max length, nor a type it does not take."""
+    if kind in (OPTION_INTEGER, OPTION_NUMBER):
+        if isinstance(value, bool) or not isinstance(value, int | float) or (
+            kind == OPTION_INTEGER and not isinstance(value, int)
+        ):
+            raise ValueError(f"option {name!r} takes a number, got {value!r}")
+        low, high = definition.get("min_value"), definition.get("max_value")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(f"option {name!r} takes {low}..{high}, got {value}")
+    elif kind == OPTION_STRING:
+        low, high = definition.get("min_length"), definition.get("max_length")
+        text = str(value)
+        if (low is not None and len(text) < low) or (high is not None and len(text) > high):
+            raise ValueError(f"option {name!r} takes {low}..{high} characters, got {len(text)}")
+
+
 def _validate_message(payload: JSON, files: Sequence[UploadedFile], *, creating: bool) -> None:
     content = payload.get("content")
     if content is not None and len(str(content)) > 2000:
@@ -445,6 +472,11 @@ def _validate_message(payload: JSON, files: Sequence[UploadedFile], *, creating:
                 "BASE_TYPE_MAX_LENGTH",
                 "Must be 4096 or fewer in length.",
             )
+    listed = payload.get("attachments")
+    if len(files) > MAX_ATTACHMENTS or (listed is not None and len(listed) > MAX_ATTACHMENTS):
+        raise _invalid_form(
+            ["attachments"], "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_ATTACHMENTS} or fewer in length."
+        )
     v2 = bool(int(payload.get("flags") or 0) & FLAG_COMPONENTS_V2)
     components = payload.get("components") or []
     _validate_components(components, v2=v2)
@@ -823,14 +855,88 @@ class FakeDiscord:
         *,
         guild_id: int | None = None,
         bot: bool = False,
+        roles: Sequence[int] = (),
     ) -> JSON:
-        """A user (with their client locale) who is a member of ``guild_id`` or of every guild so far."""
+        """A user (with their client locale) who is a member of ``guild_id`` or of every guild
+        so far, holding ``roles`` (ids made with ``role()``) where those roles exist."""
         user = self.user(user_id, username, locale=locale, bot=bot)
         for gid in [guild_id] if guild_id is not None else list(self.guilds):
             if gid not in self.guilds:
                 raise KeyError(f"unknown guild {gid}: call fake.guild() first")
-            self.guild_members[gid][user_id] = self._new_member(user_id)
+            member = self._new_member(user_id)
+            known = {int(r["id"]) for r in self.guilds[gid]["roles"]}
+            member["roles"] = [str(r) for r in roles if int(r) in known]
+            self.guild_members[gid][user_id] = member
         return user
+
+    def role(self, guild_id: int, role_id: int, name: str, permissions: int) -> JSON:
+        """A guild role granting ``permissions`` (a bit set, e.g. ``PERMISSION_MANAGE_MESSAGES``)."""
+        roles = self.guilds[guild_id]["roles"]
+        role = {
+            "id": str(role_id),
+            "name": name,
+            "permissions": str(permissions),
+            "position": len(roles),
+            "color": 0,
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
+            "icon": None,
+            "unicode_emoji": None,
+            "flags": 0,
+        }
+        roles.append(role)
+        return copy.deepcopy(role)
+
+    def give_role(self, guild_id: int, user: Any, role_id: int) -> None:
+        """A moderator gives ``user`` the role (their next interactions carry its permissions)."""
+        if not any(int(r["id"]) == role_id for r in self.guilds[guild_id]["roles"]):
+            raise KeyError(f"unknown role {role_id}: call fake.role() first")
+        member = self.guild_members[guild_id][_id_of(user)]
+        if str(role_id) not in member["roles"]:
+            member["roles"].append(str(role_id))
+
+    def overwrite(
+        self, channel_id: int, target_id: int, *, allow: int = 0, deny: int = 0, member: bool = False
+    ) -> None:
+        """A channel permission overwrite for a role (the guild id is @everyone) or a member."""
+        overwrites = self.channels[channel_id]["permission_overwrites"]
+        overwrites[:] = [o for o in overwrites if int(o["id"]) != target_id]
+        overwrites.append({"id": str(target_id), "type": 1 if member else 0,
+                           "allow": str(allow), "deny": str(deny)})
+
+    def permissions_in(self, channel_id: int, user_id: int) -> int:
+        """A member's permissions in a guild channel, computed the way Discord does: @everyone
+        and the member's roles, Administrator or ownership grants all, then the channel's
+        overwrites (@everyone, the member's roles together, the member)."""
+        guild_id = self._guild_of(channel_id)
+        if guild_id is None:
+            return 0
+        guild = self.guilds[guild_id]
+        if int(guild["owner_id"]) == user_id:
+            return ALL_PERMISSIONS
+        roles = {int(r["id"]): int(r["permissions"]) for r in guild["roles"]}
+        held = [int(r) for r in self._member_of(guild_id, user_id)["roles"]]
+        base = roles.get(guild_id, 0)
+        for role_id in held:
+            base |= roles.get(role_id, 0)
+        if base & PERMISSION_ADMINISTRATOR:
+            return ALL_PERMISSIONS
+        overwrites = {int(o["id"]): o for o in self.channels[channel_id].get("permission_overwrites") or []}
+        everyone = overwrites.get(guild_id)
+        if everyone is not None:
+            base = (base & ~int(everyone["deny"])) | int(everyone["allow"])
+        allow = deny = 0
+        for role_id in held:
+            found = overwrites.get(role_id)
+            if found is not None and found.get("type", 0) == 0:
+                allow |= int(found["allow"])
+                deny |= int(found["deny"])
+        base = (base & ~deny) | allow
+        mine = overwrites.get(user_id)
+        if mine is not None and mine.get("type") == 1:
+            base = (base & ~int(mine["deny"])) | int(mine["allow"])
+        return base
 
     def dm(self, user: Any) -> JSON:
         """The DM channel between the bot and ``user`` (created on first use)."""
@@ -1470,7 +1576,7 @@ class FakeDiscord:
             limited, headers = self._apply_rate_limits(call)
             if limited is not None:
                 return limited
-            if any(f.size > self.upload_limit for f in call.files):
+            if sum(f.size for f in call.files) > self.upload_limit:
                 raise DiscordError(413, 40005, "Request entity too large")
             response = await handler(call, **{k: v for k, v in match.groupdict().items()})
             for key, value in headers.items():
@@ -2441,6 +2547,8 @@ class FakeDiscord:
             return {"name": name, "type": kind, "value": str(attachment["id"])}
         if kind in (OPTION_USER, OPTION_CHANNEL, OPTION_ROLE):
             value = str(_id_of(value))
+        if definition is not None and self.strict_commands:
+            _check_option_range(name, kind, value, definition)
         self._resolve_option_value(kind, value, resolved, guild_id)
         return {"name": name, "type": kind, "value": value}
 
@@ -2559,7 +2667,7 @@ class FakeDiscord:
         if guild_id:
             guild = self.guilds[guild_id]
             member = self._member_of(guild_id, user_id)
-            member["permissions"] = DEFAULT_PERMISSIONS
+            member["permissions"] = str(self.permissions_in(channel_id, user_id))
             payload.update(
                 guild_id=str(guild_id),
                 guild={"id": str(guild_id), "locale": guild["preferred_locale"], "features": []},
