@@ -20,6 +20,8 @@ _ARG = re.compile(r"^[A-Za-z0-9_.\-+]{0,24}$")
 _NAME = re.compile(r"^[a-z][a-z_.]{0,23}$")
 # A tenth of a second as an int stays within ten days either way (a forged huge number is refused).
 _MAX_INT = 10 * 24 * 3600
+# Row ids (a post's) are counted, not measured: any id a database could hand out.
+_MAX_ID = 2**63 - 1
 
 A = TypeVar("A", bound="Action")
 _KINDS: dict[str, type[Action]] = {}
@@ -73,7 +75,7 @@ def unpack(data: str | None) -> Action | None:
                 number = int(arg)
             except ValueError:
                 return None
-            if abs(number) > _MAX_INT:
+            if abs(number) > (_MAX_ID if field.name in _ID_FIELDS else _MAX_INT):
                 return None
             values.append(number)
         else:
@@ -248,6 +250,9 @@ class ChooseLanguage(Action):
 @dataclass(frozen=True)
 class PostAction(Action):
     post: int
+
+
+_ID_FIELDS = frozenset({"post"})
 
 
 @dataclass(frozen=True)

@@ -192,6 +192,15 @@ def test_actions_pack_to_the_wire_format_buttons_always_had_and_forgeries_unpack
         act.PickTemplate("s", "x" * 60).pack()
 
 
+def test_post_buttons_work_for_any_post_id_a_database_hands_out():
+    # A post id is a row id, not a time: the ten-day cap of time fields must not apply.
+    for post in (1, 864_001, 10**12, 2**63 - 1):
+        for kind in (act.LikePost, act.RemixPost, act.DeletePost):
+            assert act.unpack(kind(post).pack()) == kind(post)
+    assert act.unpack(f"lz:post.like:{2**63}") is None
+    assert act.unpack("lz:st.at:abc123:864001") is None  # a time still is capped
+
+
 def test_session_data_keeps_the_stored_json_as_it_was():
     stored = json.dumps({"video": "/m/v.mp4", "duration": 6.0, "at": 2.5, "options": {"duration": 6},
                          "source_message_id": "10", "unknown_future_key": 1})
