@@ -195,11 +195,13 @@ async def test_clean_up_removes_old_objects_and_keeps_live_posts_clips(
         await a.engine.stop()
         [(_, _, result)] = notifier.delivered
     async with instance("b") as b:
-        # "Remix" pressed under the result, handled by b: the output comes from the bucket
-        # and becomes the template clip of a new session.
-        assert not b.media.local_path(f"outputs/{job_id}.mp4").exists()
+        # "Remix" pressed under the result, handled by b: the clip (the post's kept copy,
+        # or the output while no post is recorded) comes from the bucket and becomes the
+        # clip of a new session.
+        fetched = [b.media.local_path(f"{kind}/{job_id}.mp4") for kind in ("outputs", "posts")]
+        assert not any(path.exists() for path in fetched)
         remix = only(await press(b, button(result, "Remix"), message="800"), Send)
-        assert remix.session_id and b.media.local_path(f"outputs/{job_id}.mp4").is_file()
+        assert remix.session_id and any(path.is_file() for path in fetched)
         new = await b.sessions.get(remix.session_id)
         assert new is not None and new.data.clip is not None and Path(new.data.clip).is_file()
         post = await Posts(b.db, media=b.media).record_delivered(job)
