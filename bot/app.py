@@ -276,9 +276,7 @@ async def run_bot(settings: Settings, *, adapters: bool = True, worker: bool = T
             running = make_adapters(services)
         else:
             rest = await make_rest_notifiers(services)
-        await services.engine.start()
-        if cluster is not None and worker:
-            await cluster.start_worker()
+        await services.engine.start(worker=worker)
         await services.http.start()
         parts = [type(a).__name__.removesuffix("Adapter").lower() for a in running]
         if cluster is not None and worker:

@@ -87,7 +87,7 @@ async def world(database_url: str, tmp_path: Path):
 
 async def test_the_queue_entry_commits_with_the_job_and_its_charge_or_neither(world: World):
     engine = world.engine("a")
-    await engine.start()
+    await engine.start(worker=False)
     user = await world.user("1")
     job = await world.submit(engine, user)
     assert await engine.jobs.tasks_pending(RUN_TASK) == 1
@@ -116,7 +116,7 @@ async def test_a_token_run_twice_charges_once_predicts_once_delivers_once(
     world: World, concurrently: bool
 ):
     engine = world.engine("a")
-    await engine.start()  # no worker: the test runs the task function itself
+    await engine.start(worker=False)  # the test runs the task function itself
     assert engine.cluster is not None
     user = await world.user("1")
     job = await world.submit(engine, user)
@@ -128,7 +128,7 @@ async def test_a_token_run_twice_charges_once_predicts_once_delivers_once(
         await engine.cluster._run_token(job.id)
     # A second process running the same token once more finds nothing to do either.
     other = world.engine("b")
-    await other.start()
+    await other.start(worker=False)
     assert other.cluster is not None
     await other.cluster._run_token(job.id)
     assert await world.status(job.id) == "delivered"
@@ -143,7 +143,7 @@ async def test_the_ceiling_holds_across_two_workers_and_every_job_ends_once(worl
     world.backend.scripts[world.models[MUSIC].model_id] = Script(seconds=0.4)
     first, second = world.engine("a", ceiling=2), world.engine("b", ceiling=2)
     for engine in (first, second):
-        await engine.start()
+        await engine.start(worker=False)
     jobs = []
     for i in range(8):
         jobs.append(await world.submit(first, await world.user(f"u{i}"), prompt=f"p{i}"))
@@ -170,7 +170,7 @@ async def test_the_ceiling_holds_across_two_workers_and_every_job_ends_once(worl
 
 async def test_fair_order_and_positions_come_from_the_database(world: World):
     engine = world.engine("a")
-    await engine.start()
+    await engine.start(worker=False)
     heavy, light = await world.user("heavy"), await world.user("light")
     h1 = await world.submit(engine, heavy, "h1")
     h2 = await world.submit(engine, heavy, "h2")
@@ -188,7 +188,7 @@ async def test_fair_order_and_positions_come_from_the_database(world: World):
 async def test_a_webhook_on_one_instance_wakes_the_waiter_on_another(world: World):
     waiter, receiver = world.engine("a"), world.engine("b")
     for engine in (waiter, receiver):
-        await engine.start()
+        await engine.start(worker=False)
     assert waiter.cluster is not None
     waiter.cluster.listen_webhooks()
     user = await world.user("1")

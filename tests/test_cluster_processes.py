@@ -94,7 +94,7 @@ class Cluster:
                                  starter_credits=1000, web_studio=False, max_concurrent_jobs=4)
         services = await build_services(settings)
         try:
-            await services.engine.start()
+            await services.engine.start(worker=False)
             ids = []
             for i in range(count):
                 user, _ = await services.ledger.ensure_user("telegram", str(500 + i))

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from procrastinate import App, PsycopgConnector
 from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.worker import Worker
 
 from core.backends.base import Prediction
 from core.engine.outcomes import Stopped
@@ -140,6 +141,7 @@ class ClusterQueue:
         self.app.periodic(cron=STALLED_CRON)(requeue)
         self._opened = False
         self._worker: asyncio.Task[None] | None = None
+        self._procrastinate: Worker | None = None
         self._listener: asyncio.Task[None] | None = None
         self.tokens_run = 0
         self._background: set[asyncio.Task[None]] = set()
@@ -151,7 +153,7 @@ class ClusterQueue:
             self._opened = True
 
     async def close(self) -> None:
-        await self.stop_worker()
+        await self.stop_worker(grace=0)
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -172,24 +174,27 @@ class ClusterQueue:
         await self.open()
         await self.ensure_tokens()
         self.listen_webhooks()
-        self._worker = asyncio.create_task(self.app.run_worker_async(
-            concurrency=self.concurrency, name=self.engine.instance_id, wait=True,
+        self._procrastinate = Worker(
+            self.app, concurrency=self.concurrency, name=self.engine.instance_id, wait=True,
             shutdown_graceful_timeout=self.drain_seconds, install_signal_handlers=False,
             update_heartbeat_interval=self.heartbeat, stalled_worker_timeout=self.stalled_after,
             listen_notify=True, delete_jobs="successful",
-        ), name="job-worker")
+        )
+        run = self._procrastinate.run()  # type: ignore[no-untyped-call]
+        self._worker = asyncio.create_task(run, name="job-worker")
 
     @property
     def worker_alive(self) -> bool:
         return self._worker is not None and not self._worker.done()
 
-    async def stop_worker(self) -> None:
-        """Stop fetching tokens; wait up to `drain_seconds` for running steps, then cancel
-        them (each hands its job back)."""
+    async def stop_worker(self, grace: float | None = None) -> None:
+        """Stop fetching tokens; wait up to `grace` seconds (default `drain_seconds`) for
+        running steps, then cancel them (each hands its job back)."""
         worker, self._worker = self._worker, None
-        if worker is None:
+        if worker is None or self._procrastinate is None:
             return
-        worker.cancel()  # procrastinate turns this into its graceful shutdown
+        self._procrastinate.shutdown_graceful_timeout = self.drain_seconds if grace is None else grace
+        self._procrastinate.stop()  # type: ignore[no-untyped-call]
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await worker
 

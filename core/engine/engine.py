@@ -182,13 +182,15 @@ class JobEngine:
         return self.scheduler.queue
 
     # --- lifecycle ---------------------------------------------------------------------
-    async def start(self) -> None:
-        """Recover what a previous run left, then start scheduling."""
+    async def start(self, *, worker: bool = True) -> None:
+        """Recover what a previous run left, then start scheduling. In PostgreSQL mode,
+        start a job worker here unless `worker` is False (adapters only)."""
         (self.media_dir / "outputs").mkdir(parents=True, exist_ok=True)
         if self.cluster is not None:
-            # Workers take what a crash left (stalled tokens, `ensure_tokens`): nothing
-            # runs here unless a worker of this process hands it a token.
+            # Workers take what a crash left (stalled tokens, `ensure_tokens`).
             await self.cluster.open()
+            if worker:
+                await self.cluster.start_worker()
         else:
             await self.recover()
         self.scheduler.start()
@@ -196,6 +198,8 @@ class JobEngine:
     async def stop(self) -> None:
         """Stop working; unfinished jobs stay stored (claims released) and resume on the
         next start."""
+        if self.cluster is not None:
+            await self.cluster.stop_worker(grace=0)  # its steps hand their jobs back
         await self.scheduler.stop()
         tasks = [*self._steps.values(), *self._telling, *([self._renewer] if self._renewer else [])]
         for task in tasks:

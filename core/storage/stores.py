@@ -379,18 +379,21 @@ class JobRows(_Store):
         )
 
     # --- the deployment-wide queue (PostgreSQL mode) ---------------------------------
-    def _fair_order(self, now: float) -> tuple[str, tuple[Any, ...]]:
+    def _fair_order(
+        self, now: float, platforms: Sequence[str] = ()
+    ) -> tuple[str, tuple[Any, ...]]:
         """Queued jobs nobody holds, round-robin across users: every user's first active
         job (oldest first; one generating counts), then every user's second, and so on.
-        Columns: id, place."""
+        Columns: id, place. With `platforms`, only jobs of those platforms."""
         order = "seq" if self.postgres else "rowid"
+        only = f" AND platform IN ({_marks(platforms)})" if platforms else ""
         return (
             "SELECT id, ROW_NUMBER() OVER (ORDER BY turn, created_at, n) AS place FROM"
-            f" (SELECT id, created_at, {order} AS n, status, claimed_by, claimed_until,"
+            f" (SELECT id, created_at, {order} AS n, status, claimed_by, claimed_until, platform,"
             f" ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY created_at, {order}) AS turn"
             " FROM jobs WHERE status IN ('queued', 'running')) AS active"
-            " WHERE status = 'queued' AND (claimed_by IS NULL OR claimed_until < ?)",
-            (now,),
+            f" WHERE status = 'queued' AND (claimed_by IS NULL OR claimed_until < ?){only}",
+            (now, *platforms),
         )
 
     async def admit(
@@ -401,7 +404,7 @@ class JobRows(_Store):
 
         - first a started job nobody holds (its instance died or handed it back);
         - else, while fewer than `ceiling` jobs generate (running, or queued and held),
-          the queued job first in the fair order.
+          the queued job first in the fair order (of the `platforms` it can deliver to).
 
         Returns ("job", id), ("full", None) or ("empty", None)."""
         await self.tx.execute("SELECT pg_advisory_xact_lock(?)", (lock_key,))
@@ -420,7 +423,7 @@ class JobRows(_Store):
             " OR (status = 'queued' AND claimed_by IS NOT NULL AND claimed_until >= ?)",
             (now,),
         ))
-        fair, params = self._fair_order(now)
+        fair, params = self._fair_order(now, platforms)  # jobs this instance can deliver
         head = await self.tx.fetchone(f"{fair} ORDER BY place LIMIT 1", params)
         if head is None:
             return "empty", None
