@@ -439,6 +439,8 @@ class JobEngine:
                 job, output = await self.runner.run(job, self.models[job.action])
             finally:
                 self.scheduler.release(job.id)
+                if self.cluster is not None:  # its generating slot is free: waiting tokens ask
+                    self.cluster.admission.wake()
             if not await self.jobs.set_succeeded(job.id, str(output)):
                 return Stopped("ended while generating")
             now = time.time()
