@@ -23,6 +23,8 @@ from core.catalogue import MUSIC, JobRequest
 from core.engine.cluster import RUN_TASK
 from core.settings import load_settings
 from core.storage import open_database
+from tests.discord_world import CHANNEL, GUILD
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.replicate import FakeReplicate
 from tests.fakes.telegram import TelegramFake
 
@@ -86,7 +88,8 @@ class Cluster:
             await db.close()
         return Counter(str(row["job_id"]) for row in rows)
 
-    async def submit(self, count: int) -> list[str]:
+    async def submit(self, count: int, *, platform: str = "telegram",
+                     chat_id: str | None = None) -> list[str]:
         """Store and charge `count` music jobs from this (adapter-less, worker-less) process."""
         settings = load_settings(None, database_url=self.url, media_dir=self.home / "media",
                                  replicate_api_token=self.replicate.token,
@@ -97,9 +100,10 @@ class Cluster:
             await services.engine.start(worker=False)
             ids = []
             for i in range(count):
-                user, _ = await services.ledger.ensure_user("telegram", str(500 + i))
+                user, _ = await services.ledger.ensure_user(platform, str(500 + i))
                 job = await services.engine.submit(
-                    user_id=user.id, platform="telegram", chat_id=str(500 + i), language="en",
+                    user_id=user.id, platform=platform, chat_id=chat_id or str(500 + i),
+                    language="en",
                     request=JobRequest(MUSIC, prompt=f"song {i}", seed=i))
                 ids.append(job.id)
             return ids
@@ -255,3 +259,24 @@ async def test_roles_start_the_right_parts(cluster: Cluster, tmp_path: Path):
         proc.send_signal(signal.SIGTERM)
     for proc in (adapters, both):
         assert await asyncio.wait_for(proc.wait(), 60) == 0
+
+
+async def test_a_worker_delivers_on_discord_over_rest_without_a_gateway(cluster: Cluster):
+    async with FakeDiscord() as discord:
+        discord.guild(GUILD, "Remix Club")
+        discord.channel(GUILD, CHANNEL, "remix")
+        ids = await cluster.submit(2, platform="discord", chat_id=str(CHANNEL))
+        await cluster.spawn("worker", INSTANCE_ID="dc1", DISCORD_BOT_TOKEN=discord.token,
+                            DISCORD_API_BASE=discord.api_base,
+                            DISCORD_GATEWAY_URL=discord.gateway_url)
+
+        async def delivered() -> bool:
+            jobs = await cluster.jobs()
+            return all(jobs[j]["status"] == "delivered" for j in ids)
+
+        await cluster.until(delivered, 240, "delivered on Discord")
+        clips = [m for m in discord.channel_messages(CHANNEL) if m["attachments"]]
+        assert Counter(a["filename"] for m in clips for a in m["attachments"]) == Counter(
+            f"lokiz-{j}.wav" for j in ids)
+        assert not discord.connected  # REST only: no gateway session
+        assert not discord.commands(GUILD) and not discord.commands()  # no command sync
