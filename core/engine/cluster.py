@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from procrastinate import App, PsycopgConnector
 from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.jobs import Status
 from procrastinate.worker import Worker
 
 from core.backends.base import Prediction
@@ -248,6 +249,10 @@ class ClusterQueue:
         manager = self.app.job_manager
         stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=self.stalled_after)
         for job in stalled:
+            assert job.id is not None
+            if job.task_name != RUN_TASK:  # a periodic run of this task: the next one comes anyway
+                await manager.finish_job_by_id_async(job.id, Status.FAILED, delete_job=True)
+                continue
             with contextlib.suppress(AlreadyEnqueued):
                 await manager.retry_job(job, priority=RESUME_PRIORITY)
             log.warning("job queue: token %s of a stalled worker re-queued", job.id)
