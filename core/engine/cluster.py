@@ -52,6 +52,7 @@ ADMISSION_POLL = 1.0  # a full deployment is asked again this often (once per pr
 ADMISSION_LOCK = 0x4C4F4B4951  # pg_advisory_xact_lock key of admissions ("LOKIQ")
 RESUME_PRIORITY = 100  # re-queued tokens go before new ones
 WEBHOOK_CHANNEL = "lokiz_webhooks"
+SLOTS_CHANNEL = "lokiz_slots"  # a job left generation somewhere: waiting tokens ask again
 RETRY_SECONDS = 5  # a job stopped to be retried gets a new token this much later
 
 
@@ -268,10 +269,22 @@ class ClusterQueue:
         """Record a finished prediction on its job and wake its waiter wherever it runs."""
         return await self.engine.jobs.publish_webhook(prediction, WEBHOOK_CHANNEL)
 
+    def slot_freed(self) -> None:
+        """A job here left generation: wake the tokens waiting here at once, and those of
+        other instances by NOTIFY (they would otherwise ask within ADMISSION_POLL)."""
+        self.admission.wake()
+        if self._listener is not None:
+            self._in_background(self.engine.jobs.announce(SLOTS_CHANNEL))
+
     async def _listen(self) -> None:
         while True:
             try:
-                async for prediction_id in self.db.listen(WEBHOOK_CHANNEL):
+                async for channel, payload in self.db.listen(WEBHOOK_CHANNEL, SLOTS_CHANNEL):
+                    if channel == SLOTS_CHANNEL:
+                        if self.admission.waiting:
+                            self.admission.wake()
+                        continue
+                    prediction_id = payload
                     if not self.engine.inbox.watched(prediction_id):
                         continue
                     found = await self.engine.jobs.stored_webhook(prediction_id)
@@ -286,4 +299,4 @@ class ClusterQueue:
 
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.warning("showing queue positions failed: %s", task.exception())
+        log.warning("a background step of the job queue failed: %s", task.exception())

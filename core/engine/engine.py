@@ -440,7 +440,7 @@ class JobEngine:
             finally:
                 self.scheduler.release(job.id)
                 if self.cluster is not None:  # its generating slot is free: waiting tokens ask
-                    self.cluster.admission.wake()
+                    self.cluster.slot_freed()
             if not await self.jobs.set_succeeded(job.id, str(output)):
                 return Stopped("ended while generating")
             now = time.time()
