@@ -55,7 +55,7 @@ async def run(jobs: int, ceiling: int, concurrency: int, seconds: float, url: st
             jobs=JobStore(db, ledger), ledger=ledger, models=models, backend=backend,
             notifiers={"telegram": notifier}, media_dir=home / name,
             templates=TemplateCatalogue.load(), max_concurrent=ceiling, max_active_per_user=2,
-            timeout=120, status_interval=60, poll_initial=0.05, poll_max=0.2, progress_every=60,
+            timeout=120, status_interval=0.5, poll_initial=0.05, poll_max=0.2, progress_every=60,
             instance_id=name,
         )
         engine.use_cluster(db, concurrency=concurrency, drain_seconds=5)
