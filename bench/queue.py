@@ -39,7 +39,8 @@ from tests.fakes.notifier import RecordingNotifier
 SERVER = os.environ.get("LOKIZ_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-async def run(jobs: int, ceiling: int, concurrency: int, seconds: float, url: str, home: Path) -> None:
+async def run(jobs: int, ceiling: int, concurrency: int, seconds: float, url: str, home: Path,
+              in_process: bool = False) -> None:
     db = await PostgresDatabase.open(url, max_size=20)
     await db.migrate()
     ledger = CreditLedger(db, UserDirectory(db), starter_credits=1000)
@@ -58,22 +59,28 @@ async def run(jobs: int, ceiling: int, concurrency: int, seconds: float, url: st
             timeout=120, status_interval=0.5, poll_initial=0.05, poll_max=0.2, progress_every=60,
             instance_id=name,
         )
-        engine.use_cluster(db, concurrency=concurrency, drain_seconds=5)
-        await engine.start(worker=False)
+        if not in_process:
+            engine.use_cluster(db, concurrency=concurrency, drain_seconds=5)
         engines.append(engine)
+        if in_process:  # the comparison: one engine, its in-process scheduler
+            break
+        await engine.start(worker=False)
     ids = []
     began = time.monotonic()
     for i in range(jobs):
         user, _ = await ledger.ensure_user("telegram", str(10_000 + i // 2))
-        job = await engines[i % 2].submit(user_id=user.id, platform="telegram", chat_id=str(i),
+        job = await engines[i % len(engines)].submit(user_id=user.id, platform="telegram", chat_id=str(i),
                                           language="en", request=JobRequest(MUSIC, prompt=f"s{i}"))
         ids.append(job.id)
     submitted = time.monotonic() - began
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     began = time.monotonic()
     for engine in engines:
-        assert engine.cluster is not None
-        await engine.cluster.start_worker()
+        if in_process:
+            await engine.start()
+        else:
+            assert engine.cluster is not None
+            await engine.cluster.start_worker()
     peak = 0
     by_instance: Counter[str] = Counter()
     seen: set[str] = set()
@@ -94,7 +101,9 @@ async def run(jobs: int, ceiling: int, concurrency: int, seconds: float, url: st
     cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
     counts = await store.counts_by_status()
     deliveries = Counter(job_id for job_id, _, _ in notifier.delivered)
-    print(f"jobs {jobs}, ceiling {ceiling}, worker concurrency {concurrency}, generation {seconds}s")
+    mode = "one engine, in-process scheduler" if in_process else "two instances on procrastinate"
+    print(f"{mode}: jobs {jobs}, ceiling {ceiling}, worker concurrency {concurrency}, "
+          f"generation {seconds}s")
     print(f"submit (job + charge + queue entry, one transaction each): {submitted / jobs * 1000:.2f} ms/job")
     print(f"all ended in {took:.1f}s: {jobs / took:.1f} jobs/s; ideal at the ceiling "
           f"{jobs * seconds / ceiling:.1f}s (ratio {took / (jobs * seconds / ceiling):.2f})")
@@ -118,6 +127,8 @@ def main() -> None:
     parser.add_argument("--ceiling", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=150)
     parser.add_argument("--seconds", type=float, default=0.3)
+    parser.add_argument("--in-process", action="store_true",
+                        help="compare: one engine with the in-process scheduler (same database)")
     args = parser.parse_args()
     name = f"lokiz_bench_{secrets.token_hex(4)}"
     with psycopg.connect(SERVER, autocommit=True) as admin:
@@ -125,7 +136,8 @@ def main() -> None:
     url = urlunsplit(urlsplit(SERVER)._replace(path=f"/{name}"))
     try:
         with tempfile.TemporaryDirectory() as home:
-            asyncio.run(run(args.jobs, args.ceiling, args.concurrency, args.seconds, url, Path(home)))
+            asyncio.run(run(args.jobs, args.ceiling, args.concurrency, args.seconds, url,
+                            Path(home), args.in_process))
     finally:
         with psycopg.connect(SERVER, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

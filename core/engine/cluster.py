@@ -145,7 +145,6 @@ class ClusterQueue:
         self._worker: asyncio.Task[None] | None = None
         self._procrastinate: Worker | None = None
         self._listener: asyncio.Task[None] | None = None
-        self.tokens_run = 0
         self._background: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------
@@ -225,7 +224,6 @@ class ClusterQueue:
     # --- the tasks -------------------------------------------------------------------
     async def _run_token(self, job_id: str) -> None:
         """One token: run one job the database hands this instance, if any."""
-        self.tokens_run += 1
         picked: str | None = None
         try:
             picked = await self.admission.next()
@@ -242,7 +240,8 @@ class ClusterQueue:
                 await asyncio.shield(self._defer_new(picked or job_id))
             raise
         finally:
-            self.admission.wake()
+            if picked is not None:  # a job held here but never generated frees its slot now
+                self.admission.wake()
 
     async def _requeue_stalled(self, timestamp: int) -> None:
         """Tokens of workers whose heartbeat stopped go back to the queue (procrastinate
