@@ -63,7 +63,7 @@ class TelegramAdapter:
         if shared is not None:
             from adapters.telegram.shared import fsm_parts
 
-            fsm = fsm_parts(shared)
+            fsm = fsm_parts(shared, settings.telegram_update_lease_seconds)
         self.dp = build_dispatcher(desk, self.renderer, self.downloads, shared=fsm)
         self.max_connections = settings.telegram_webhook_max_connections
         self.lease = settings.telegram_update_lease_seconds

@@ -1,7 +1,8 @@
 """Telegram across several instances (`REDIS_URL`): what the replicas share.
 
 - aiogram's `RedisStorage` + `RedisEventIsolation`: one user's updates are handled one
-  at a time whichever replica takes them (the lock is polled every 5 ms, not 100 ms);
+  at a time whichever replica takes them (the lock is polled every 5 ms, not 100 ms, and
+  renewed while held, so a killed replica's lock runs out after one lease, not 60 s);
 - `ClaimingWebhookHandler`: updates handled in the foreground and taken once by update_id
   (a lease while handling, "done" after), answered 503 when Redis is down so Telegram
   retries later: an update is never handled without isolation;
@@ -17,10 +18,12 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisEventIsolation, RedisStorage
 from aiogram.methods import (
     CopyMessage,
@@ -48,6 +51,7 @@ from aiogram.methods.base import Response, TelegramType
 from aiogram.types import Update
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
+from redis.asyncio.lock import Lock
 from redis.exceptions import RedisError
 
 from core.errors import SharedStoreDown
@@ -55,7 +59,7 @@ from core.redis_shared import Claim, RedisSendBudget, RedisShared, RedisUpdateCl
 
 log = logging.getLogger(__name__)
 
-LOCK_KWARGS = {"timeout": 60, "sleep": 0.005}  # SCALE.md: 24 ms instead of ~102 ms
+LOCK_POLL = 0.005  # SCALE.md: a user's second update waits ~24 ms instead of ~102 ms
 RETRY_AFTER = "2"  # seconds, for an update another replica is handling (or Redis down)
 WEBHOOK_MARK_TTL = 24 * 3600  # a replica starting a day later sets the webhook again
 
@@ -66,10 +70,39 @@ SENDS: tuple[type[TelegramMethod[Any]], ...] = (
 )
 
 
-def fsm_parts(shared: RedisShared) -> tuple[RedisStorage, RedisEventIsolation]:
+class RenewedEventIsolation(RedisEventIsolation):
+    """aiogram's Redis isolation lock, held for `lease` seconds and renewed every third of
+    it while the update is handled: a handler may run long, and a killed replica's lock
+    frees its user after one lease (with a fixed 60 s timeout it would hold them 60 s)."""
+
+    def __init__(self, redis: Any, key_builder: DefaultKeyBuilder, lease: float) -> None:
+        super().__init__(redis, key_builder=key_builder,
+                         lock_kwargs={"timeout": lease, "sleep": LOCK_POLL})
+        self.lease = lease
+
+    @contextlib.asynccontextmanager
+    async def lock(self, key: StorageKey) -> AsyncIterator[None]:
+        name = self.key_builder.build(key, "lock")
+        async with self.redis.lock(name=name, **self.lock_kwargs, lock_class=Lock) as held:
+            keeper = asyncio.create_task(self._renew(held))
+            try:
+                yield None
+            finally:
+                keeper.cancel()
+
+    async def _renew(self, held: Lock) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                await held.reacquire()
+            except (RedisError, OSError) as exc:
+                log.warning("could not renew an update lock: %s", exc)
+
+
+def fsm_parts(shared: RedisShared, lease: float) -> tuple[RedisStorage, RedisEventIsolation]:
     keys = DefaultKeyBuilder(prefix=shared.key("fsm"), with_bot_id=True)
     return (RedisStorage(shared.client, key_builder=keys),
-            RedisEventIsolation(shared.client, key_builder=keys, lock_kwargs=dict(LOCK_KWARGS)))
+            RenewedEventIsolation(shared.client, keys, lease))
 
 
 def is_group(chat_id: Any) -> bool:
