@@ -79,8 +79,9 @@ class RedisShared:
         await self.client.aclose()
 
 
-# A token bucket in one hash: {tokens, at (ms)}. Returns 0 when a token was taken, else
-# the milliseconds until one will be there. The clock is Redis's, shared by everyone.
+# A token bucket in one hash: {tokens, at (ms)}. Returns {0, now} when a token was taken,
+# else {the milliseconds until one will be there, now}. The clock (ms) is Redis's, shared
+# by everyone.
 _BUCKET = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
@@ -103,7 +104,7 @@ else
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
 redis.call('PEXPIRE', KEYS[1], ttl)
-return wait
+return {wait, now}
 """
 
 
@@ -120,11 +121,12 @@ class _Bucket:
         # A full bucket is forgotten: it refills in capacity / rate seconds.
         self._ttl_ms = int(max(1.0, capacity / rate) * 1000) + 1000
 
-    async def take(self, key: str) -> float:
-        """Take a token from `key`'s bucket: 0.0, or the seconds to wait (nothing taken)."""
-        wait_ms = await self.shared.call(lambda: self._script(
+    async def take(self, key: str) -> tuple[float, float]:
+        """Take a token from `key`'s bucket: (0.0, when) or (the seconds to wait, when),
+        nothing taken then; `when` is Redis's clock, in seconds."""
+        wait_ms, now_ms = await self.shared.call(lambda: self._script(
             keys=[key], args=[self.rate / 1000.0, self.capacity, self._ttl_ms]))
-        return int(wait_ms) / 1000.0
+        return int(wait_ms) / 1000.0, int(now_ms) / 1000.0
 
 
 class RedisRateLimiter:
@@ -136,7 +138,8 @@ class RedisRateLimiter:
         self._shared = shared
 
     async def check(self, key: str) -> bool:
-        return await self._bucket.take(self._shared.key("rate", key)) == 0.0
+        wait, _ = await self._bucket.take(self._shared.key("rate", key))
+        return wait == 0.0
 
 
 class RedisTokenBucket:
@@ -150,7 +153,7 @@ class RedisTokenBucket:
         self._sleep = sleep
 
     async def acquire(self) -> None:
-        while (wait := await self._bucket.take(self._key)) > 0:
+        while (wait := (await self._bucket.take(self._key))[0]) > 0:
             await self._sleep(wait)
 
 
@@ -168,14 +171,18 @@ class RedisSendBudget:
         self._bot = bot_id
         self._sleep = sleep
 
-    async def acquire(self, chat_id: str, *, group: bool) -> None:
-        """Wait for a send into `chat_id` (first the group's minute, then the global second)."""
+    async def acquire(self, chat_id: str, *, group: bool) -> float:
+        """Wait for a send into `chat_id` (first the group's minute, then the global second);
+        returns when the global token was granted (Redis's clock, seconds)."""
         if group:
             key = self._shared.key("send", self._bot, "chat", chat_id)
-            while (wait := await self._group.take(key)) > 0:
+            while (wait := (await self._group.take(key))[0]) > 0:
                 await self._sleep(wait)
         key = self._shared.key("send", self._bot, "all")
-        while (wait := await self._all.take(key)) > 0:
+        while True:
+            wait, granted = await self._all.take(key)
+            if wait == 0:
+                return granted
             await self._sleep(wait)
 
 

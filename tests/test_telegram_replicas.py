@@ -201,6 +201,9 @@ async def test_redis_down_means_503_and_the_update_waits(replicas: Replicas) -> 
                             timeout=20)
         assert not sends_to(world, erin.chat_id), "never handled without isolation"
         assert all(d.status == 503 for d in tg.webhook_deliveries[mark:])
+        async with aiohttp.ClientSession() as http, http.get(
+                f"http://127.0.0.1:{replicas.ports[0]}/healthz") as resp:
+            assert resp.status == 503 and (await resp.json())["redis"] == "down"
     finally:
         redis.start()
     await world.reply_to(erin, "sendMessage", welcome=True, timeout=30)
