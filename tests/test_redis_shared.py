@@ -225,3 +225,37 @@ def test_settings_for_several_instances_are_checked() -> None:
     assert settings.shard_ids == [0, 1]
     assert "hunter2" in settings.secrets(), "the Redis password is scrubbed from logs"
     assert load_settings(None, redis_url="", discord_shard_ids="").redis_url is None
+
+
+@pytest.mark.parametrize("shared_budget", [True, False])
+async def test_two_instances_share_one_replicate_create_budget(
+        two, shared_budget: bool) -> None:
+    """Two instances of one Replicate account, each with its own budget of 4 at once then
+    20/s: the account's limit (20 per half second) is kept only when they share it."""
+    from core.backends.replicate import ReplicateBackend
+    from tests.fakes.replicate import FakeReplicate
+
+    async with FakeReplicate(create_limit=(20, 0.5)) as fake:
+        backends = [
+            ReplicateBackend(
+                fake.token, fake.base_url, retry_base_delay=0.01, lookup_delay=0.02,
+                max_requests_per_second=1000,
+                max_creates_per_minute=100_000 if shared_budget else 1200,
+                create_burst=100_000 if shared_budget else 4,
+                shared_creates=RedisTokenBucket(shared, "replicate-creates:acct", 20, 4)
+                if shared_budget else None,
+            )
+            for shared in two
+        ]
+        try:
+            ids = await asyncio.gather(*(
+                backends[n % 2].create(f"job-{n}", "google/veo-3-fast", {"prompt": f"clip {n}"})
+                for n in range(40)))
+            assert len(set(ids)) == 40 and len(fake.predictions) == 40
+            if shared_budget:
+                assert fake.throttled == 0
+            else:
+                assert fake.throttled > 0, "each instance alone keeps its own budget, not the account's"
+        finally:
+            for backend in backends:
+                await backend.close()
