@@ -40,7 +40,10 @@ __all__ = [
     "RedisTokenBucket", "RedisUpdateClaims", "RedisWindowLock", "SharedStoreDown",
 ]
 
-UPDATE_DONE_TTL = 24 * 3600  # Telegram keeps an undelivered update this long
+# A handled update is answered 200 and not sent again, unless that answer was lost: then
+# Telegram resends it within minutes. An hour covers that at ~100 bytes a key (≈ 50 MB at
+# 150 updates/s); an unanswered update is never marked done, whatever its age.
+UPDATE_DONE_TTL = 3600
 SEEN_WEBHOOK_TTL = 600  # ≥ twice the webhook signature tolerance
 
 
