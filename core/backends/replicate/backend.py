@@ -28,6 +28,7 @@ from core.backends.base import (
 )
 from core.backends.replicate.api import (
     DEFAULT_API,
+    Budget,
     ReplicateApi,
     retry_after_of,
     watch_retry_after,
@@ -76,6 +77,7 @@ class ReplicateBackend(StartOnce):
         retry_max_delay: float = 30.0,
         lookup_delay: float = 1.0,
         lookup_pages: int = 2,
+        shared_creates: Budget | None = None,
         media: MediaStore | None = None,
     ) -> None:
         super().__init__()
@@ -86,7 +88,7 @@ class ReplicateBackend(StartOnce):
             max_requests_per_second=max_requests_per_second, max_in_flight=max_in_flight,
             http_timeout=http_timeout, upload_timeout=upload_timeout,
             max_attempts=max_create_attempts, retry_base_delay=retry_base_delay,
-            retry_max_delay=retry_max_delay,
+            retry_max_delay=retry_max_delay, shared_creates=shared_creates,
         )
         self._downloads = Downloader(
             http_timeout=http_timeout, download_timeout=download_timeout, redact=self._api.redact
