@@ -262,13 +262,14 @@ async def make_rest_notifiers(services: Services) -> list[Closable]:
     if settings.telegram_bot_token is not None:
         from adapters.telegram.app import TelegramAdapter
 
-        telegram = TelegramAdapter(settings, services.desk)  # never run: no polling
+        # Never run (no polling); its sends still go through the shared send budget.
+        telegram = TelegramAdapter(settings, services.desk, shared=services.shared)
         services.engine.with_notifier(telegram.notifier)
         made.append(telegram)
     if settings.discord_bot_token is not None:
         from adapters.discord.app import DiscordAdapter
 
-        discord_ = DiscordAdapter(settings, services.desk)
+        discord_ = DiscordAdapter(settings, services.desk, shared=services.shared)
         await discord_.connect_rest()
         services.engine.with_notifier(discord_.notifier)
         made.append(discord_)
