@@ -165,6 +165,13 @@ async def test_likes_toggle_one_per_person_and_survive_a_restart(world: Telegram
     await tg.wait_until(lambda: "👍 1" in tg.buttons(tg.message(group.id, clip.message_id)))
     assert world.query("SELECT COUNT(*) AS n FROM post_likes WHERE post_id = ?", (post,))[0]["n"] == 1
 
+    # 👍 under the owner's /post answer changes the count alone: her 🗑 stays.
+    shown = await world.say(maya, f"/post {post}")
+    assert tg.buttons(shown) == ["👍 1", "🌀 Remix", "🗑 Delete"]
+    await world.press(nick, shown, "👍 1")
+    await tg.wait_until(lambda: tg.buttons(tg.message(group.id, shown.message_id))
+                        == ["👍 2", "🌀 Remix", "🗑 Delete"])
+
 
 # --- the chat's feed ------------------------------------------------------------------------------
 async def test_feed_in_one_chat_never_shows_another_chats_posts(world: TelegramWorld):

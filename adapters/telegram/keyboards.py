@@ -7,7 +7,7 @@ from typing import Any
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, User
 from aiogram.utils.formatting import Text, TextMention
 
-from core.actions import SessionAction
+from core.actions import PostAction, SessionAction
 from core.screens import Button, Screen
 
 MAX_TEXT = 4096
@@ -66,3 +66,29 @@ def mentioned(text: str, user_id: int, name: str, *, key: str = "caption") -> di
     body = Text(TextMention(name or str(user_id), user=who), " ", text)
     entities_key = "caption_entities" if key == "caption" else "entities"
     return body.as_kwargs(text_key=key, entities_key=entities_key)
+
+
+def updated_keyboard(
+    current: InlineKeyboardMarkup | None, screen: Screen
+) -> InlineKeyboardMarkup | None:
+    """A buttons-only update of some of a message's buttons, in place: a post's 👍 count
+    under `/post` (next to the owner's 🗑) or on a feed clip. The message keeps its other
+    buttons. None when `screen` is not such an update (its buttons are not all post
+    buttons already on the message)."""
+    changed = {button.data: button for row in screen.buttons for button in row}
+    if current is None or not changed or not all(
+        isinstance(button.action, PostAction) for button in changed.values()
+    ):
+        return None
+    found: set[str] = set()
+    rows: list[list[InlineKeyboardButton]] = []
+    for row in current.inline_keyboard:
+        kept: list[InlineKeyboardButton] = []
+        for item in row:
+            if item.callback_data in changed:
+                found.add(item.callback_data)
+                kept.append(_button(changed[item.callback_data]))
+            else:
+                kept.append(item)
+        rows.append(kept)
+    return InlineKeyboardMarkup(inline_keyboard=rows) if found == set(changed) else None

@@ -22,6 +22,7 @@ from adapters.telegram.keyboards import (
     keyboard,
     mentioned,
     session_of,
+    updated_keyboard,
 )
 from adapters.telegram.outbox import MediaSender, reply_parameters
 from core.desk import (
@@ -77,8 +78,16 @@ class Renderer:
         """How the Desk answers one update here (a press is also answered as a press)."""
         return Outlet(self, ctx, query)
 
-    async def render(self, reply: Reply, ctx: ChatContext, *, skip_alerts: bool = False) -> None:
+    async def render(self, reply: Reply, ctx: ChatContext, *, skip_alerts: bool = False,
+                     pressed: Message | None = None) -> None:
         for out in reply.outs:
+            if isinstance(out, Edit) and out.buttons_only and pressed is not None \
+                    and str(pressed.message_id) == out.message_id:
+                # A post's 👍 among other buttons (the owner's 🗑 under /post) changes alone.
+                patched = updated_keyboard(pressed.reply_markup, out.screen)
+                if patched is not None:
+                    await self.set_buttons(int(ctx.chat_id), pressed.message_id, patched)
+                    continue
             if isinstance(out, Send):
                 await self.send(ctx, out.screen, reply_to=out.reply_to, session_id=out.session_id,
                                 hint=self._hint(ctx, reply, out.session_id))
@@ -150,17 +159,22 @@ class Renderer:
         return message
 
     # --- edits in place -----------------------------------------------------------
+    async def set_buttons(
+        self, chat_id: int, message_id: int, markup: InlineKeyboardMarkup | None
+    ) -> None:
+        try:
+            await with_retry(lambda: self.bot.edit_message_reply_markup(
+                chat_id=chat_id, message_id=message_id, reply_markup=markup))
+        except TelegramBadRequest as exc:
+            if not (not_modified(exc) or message_gone(exc)):
+                raise
+
     async def edit(self, ctx: ChatContext, out: Edit) -> None:
         chat_id, message_id = int(ctx.chat_id), int(out.message_id)
         screen = out.screen
         markup = keyboard(screen)
         if out.buttons_only:
-            try:
-                await with_retry(lambda: self.bot.edit_message_reply_markup(
-                    chat_id=chat_id, message_id=message_id, reply_markup=markup))
-            except TelegramBadRequest as exc:
-                if not (not_modified(exc) or message_gone(exc)):
-                    raise
+            await self.set_buttons(chat_id, message_id, markup)
             return
         if out.new_media and screen.image is not None:
             try:
@@ -343,7 +357,9 @@ class Outlet:
         if self.query is not None and not late:
             alerts = [alert.text for alert in reply.alerts]
             await answer(self.query, "\n".join(alerts) or None, alert=bool(alerts))
-        await self.renderer.render(reply, self.ctx, skip_alerts=self.query is not None and not late)
+        pressed = self.query.message if self.query is not None else None
+        await self.renderer.render(reply, self.ctx, skip_alerts=self.query is not None and not late,
+                                   pressed=pressed if isinstance(pressed, Message) else None)
 
 
 async def answer(query: CallbackQuery | None, text: str | None = None, *, alert: bool = False) -> None:
