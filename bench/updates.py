@@ -300,13 +300,13 @@ class BotUnderTest:
     async def warm(self, user_ids: list[int], together: int = 32) -> int:
         """Each user talks once (unmeasured), `together` at a time; how many got no answer."""
         missing = 0
+        self.answers.latencies = []  # not measured
         fresh = [u for u in dict.fromkeys(user_ids) if u not in self.warmed]
         for start in range(0, len(fresh), together):
             for user_id in fresh[start:start + together]:
                 self.send(user_id)
             missing += await self.drain(30)
         self.warmed.update(fresh)
-        self.answers.latencies.clear()
         return missing
 
 
@@ -356,6 +356,7 @@ async def measured_turn(bot: BotUnderTest, window: Window, pick: Callable[[set[i
     window.unanswered += await bot.drain(30)
     window.cpu += cpu_seconds(bot.pid) - cpu
     window.sends += answers.sends - sends
+    answers.latencies = []  # what comes later is not this window's
 
 
 @dataclass
@@ -388,9 +389,17 @@ async def run_open_loop(config: OpenLoopConfig, out: Callable[[str], None] = pri
                     windows = {name: Window(name, latencies=[]) for name in bots}
                     turns = max(1, round(config.seconds / config.turn))
                     per_turn = config.seconds / turns
-                    for step in range(turns * 2):
-                        # bare, full, bare, full… in one run, full first in the next.
-                        name = ("bare", "full")[(step + run) % 2]
+                    # bare, full, bare, full… in one run, full first in the next.
+                    order = [("bare", "full")[(step + run) % 2] for step in range(turns * 2)]
+                    drawn: list[list[int]] = []
+                    if mix == "returning":  # who will talk, each of them warmed up before any turn
+                        expected = int(config.rate * per_turn * 1.5) + 10
+                        drawn = [[rng.randint(1, config.users) for _ in range(expected)] for _ in order]
+                        for name, bot in bots.items():
+                            missing = await bot.warm([u for n, d in zip(order, drawn, strict=True) if n == name for u in d])
+                            if missing:
+                                out(f"  warning: {missing} warm-up updates unanswered by {name}")
+                    for step, name in enumerate(order):
                         bot = bots[name]
                         if mix == "first":
                             ids = itertools.count(fresh)
@@ -399,13 +408,7 @@ async def run_open_loop(config: OpenLoopConfig, out: Callable[[str], None] = pri
                             def pick(busy: set[int], _ids: Iterator[int] = ids) -> int:
                                 return next(_ids)
                         else:
-                            expected = int(config.rate * per_turn * 1.5) + 10
-                            drawn = [rng.randint(1, config.users) for _ in range(expected)]
-                            missing = await bot.warm(drawn)
-                            if missing:
-                                out(f"  warning: {missing} warm-up updates unanswered by {name}")
-                            queue = iter(drawn)
-                            warmed = sorted(bot.warmed)
+                            queue, warmed = iter(drawn[step]), sorted(bot.warmed)
 
                             def pick(busy: set[int], _queue: Iterator[int] = queue,
                                      _warmed: list[int] = warmed) -> int:
