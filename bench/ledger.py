@@ -3,7 +3,9 @@
 Many asyncio tasks charge and refund for many users at once; afterwards every
 balance must equal its ledger sum and none may be negative. Prints, for each
 store, ops/s and the ratio against a baseline of the same number of bare
-single-row UPDATE transactions on the same database, measured in the same run.
+single-row UPDATE transactions on the same database, measured in the same run
+(in alternating rounds, so load from elsewhere on the machine hits both alike),
+and the bench process's CPU time per operation.
 PostgreSQL runs in a throwaway database (`lokiz_bench_<random>`, dropped after).
 """
 
@@ -48,44 +50,63 @@ async def database_url(store: str, server: str) -> AsyncIterator[str]:
         await admin.close()
 
 
-async def bench(store: str, server: str, users: int, ops: int, tasks: int) -> int:
+async def bench(store: str, server: str, users: int, ops: int, tasks: int, rounds: int) -> int:
     async with database_url(store, server) as url:
         db = await open_database(url)
         ledger = CreditLedger(db, UserDirectory(db), starter_credits=10_000)
         people = [(await ledger.ensure_user("telegram", str(i)))[0] for i in range(users)]
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(ops):
-            queue.put_nowait(i)
         done = refused = 0
 
-        async def worker() -> None:
+        async def charges(ops_range: range) -> None:
             nonlocal done, refused
-            while not queue.empty():
-                i = queue.get_nowait()
-                user = people[i % users]
-                try:
-                    if i % 3 == 2:
-                        await ledger.refund_now(f"job-{i - 1}")
-                    else:
-                        await ledger.charge_now(user.id, 1 + i % 7, job_id=f"job-{i}")
-                except InsufficientCredits:
-                    refused += 1
-                done += 1
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for i in ops_range:
+                queue.put_nowait(i)
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(tasks)))
-        elapsed = time.perf_counter() - start
+            async def worker() -> None:
+                nonlocal done, refused
+                while not queue.empty():
+                    i = queue.get_nowait()
+                    user = people[i % users]
+                    try:
+                        if i % 3 == 2:
+                            await ledger.refund_now(f"job-{i - 1}")
+                        else:
+                            await ledger.charge_now(user.id, 1 + i % 7, job_id=f"job-{i}")
+                    except InsufficientCredits:
+                        refused += 1
+                    done += 1
 
-        # Baseline: the same number of bare one-statement transactions.
-        start = time.perf_counter()
-        sem = asyncio.Semaphore(tasks)
+            await asyncio.gather(*(worker() for _ in range(tasks)))
 
-        async def bare(i: int) -> None:
-            async with sem, db.transaction() as tx:
-                await tx.execute("UPDATE users SET seen_at = ? WHERE id = ?", (i, people[i % users].id))
+        async def bares(ops_range: range) -> None:
+            # Baseline: bare one-statement transactions, as many, as concurrent.
+            sem = asyncio.Semaphore(tasks)
 
-        await asyncio.gather(*(bare(i) for i in range(ops)))
-        baseline = time.perf_counter() - start
+            async def bare(i: int) -> None:
+                async with sem, db.transaction() as tx:
+                    await tx.execute(
+                        "UPDATE users SET seen_at = ? WHERE id = ?", (i, people[i % users].id)
+                    )
+
+            await asyncio.gather(*(bare(i) for i in ops_range))
+
+        # Alternating rounds, so a busy neighbour slows both sides alike.
+        elapsed = baseline = 0.0
+        cpu_ledger = cpu_bare = 0.0
+        step = -(-ops // rounds)
+        for first in range(0, ops, step):
+            chunk = range(first, min(first + step, ops))
+            for run, measure in ((charges, "ledger"), (bares, "bare")):
+                wall, cpu = time.perf_counter(), time.process_time()
+                await run(chunk)
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                if measure == "ledger":
+                    elapsed += wall
+                    cpu_ledger += cpu
+                else:
+                    baseline += wall
+                    cpu_bare += cpu
 
         broken = 0
         for user in people:
@@ -101,6 +122,8 @@ async def bench(store: str, server: str, users: int, ops: int, tasks: int) -> in
     print(f"[{store}] bare one-statement transactions/s: {ops / baseline:,.0f}")
     print(f"[{store}] ratio ledger/bare: {rate / (ops / baseline):.2f}"
           + (" (target >= 0.6)" if store == "sqlite" else ""))
+    print(f"[{store}] bench process CPU per op: ledger {cpu_ledger / done * 1e6:.0f} us,"
+          f" bare {cpu_bare / ops * 1e6:.0f} us")
     print(f"[{store}] invariant: {'OK' if not broken else f'BROKEN for {broken} users'}"
           f" ({refused} refusals)")
     return 1 if broken else 0
@@ -111,6 +134,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--ops", type=int, default=6000)
     parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=6, help="alternating ledger/bare rounds")
     parser.add_argument("--store", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument(
         "--postgres", default=os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"),
@@ -120,7 +144,7 @@ def main() -> int:
     stores = ("sqlite", "postgresql") if args.store == "both" else (args.store,)
     failed = 0
     for store in stores:
-        failed |= asyncio.run(bench(store, args.postgres, args.users, args.ops, args.tasks))
+        failed |= asyncio.run(bench(store, args.postgres, args.users, args.ops, args.tasks, args.rounds))
     return failed
 
 

@@ -93,6 +93,7 @@ def make_backend(settings: Settings, media: MediaStore) -> Backend:
         return ReplicateBackend(
             settings.replicate_api_token.get_secret_value(), settings.replicate_base_url,
             webhook_secret=configured.get_secret_value() if configured else None,
+            media=media,  # MEDIA_PUBLIC: inputs go as presigned URLs instead of uploads
         )
     from core.backends.local import LocalBackend
 
@@ -106,14 +107,14 @@ async def build_services(settings: Settings) -> Services:
     ledger = CreditLedger(db, users, starter_credits=settings.starter_credits,
                           platform_starter={"web": settings.web_starter})
     jobs = JobStore(db, ledger)
-    # A session cannot outlive the media it works on.
-    sessions = SessionStore(db, ttl=min(SESSION_TTL, settings.media_ttl_hours * 3600))
     media = media_store_from(settings, db)
     try:
         await media.start()  # a bad S3 setting stops start-up here, naming the variable
     except BaseException:
         await db.close()
         raise
+    # A session cannot outlive the media it works on; with MEDIA_URL its files are keys.
+    sessions = SessionStore(db, ttl=min(SESSION_TTL, settings.media_ttl_hours * 3600), media=media)
     models = build_models(settings)
     templates = TemplateCatalogue.load(settings.templates_file)
     backend = make_backend(settings, media)
@@ -130,7 +131,7 @@ async def build_services(settings: Settings) -> Services:
         webhook_url = settings.public_url.rstrip("/") + REPLICATE_WEBHOOK_PATH
     engine = JobEngine(
         jobs=jobs, ledger=ledger, models=models, backend=backend, notifiers={},
-        media_dir=settings.media_dir, templates=templates, fit_output=fit_output,
+        media=media, templates=templates, fit_output=fit_output,
         max_concurrent=settings.max_concurrent_jobs,
         max_active_per_user=settings.max_active_jobs_per_user,
         timeout=settings.job_timeout_seconds, webhook_url=webhook_url,

@@ -153,6 +153,17 @@ class S3Bucket:
             return f"S3_REGION: the storage refused region {self.region!r} ({code})"
         return f"MEDIA_URL: the storage refused {self.where} ({code})"
 
+    async def ping(self) -> bool:
+        """Whether the bucket answers a listing now (for /readyz); never raises."""
+        if self._client is None:
+            return False
+        try:
+            await self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.name(""), MaxKeys=1)
+        except Exception as exc:  # any failure is "not ready"; the reason goes to the log
+            log.warning("media: %s does not answer (%s)", self.where, type(exc).__name__)
+            return False
+        return True
+
     async def close(self) -> None:
         self._client = None
         await self._stack.aclose()

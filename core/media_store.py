@@ -93,6 +93,10 @@ class SharedMedia(Protocol):
 
     async def presigned_url(self, key: str, expires: int) -> str: ...
 
+    async def ping(self) -> bool:
+        """Whether the place answers now (for /readyz)."""
+        ...
+
 
 class LocalFolder:
     """The embedded default: MEDIA_DIR is the truth, so there is nothing to copy anywhere."""
@@ -121,6 +125,9 @@ class LocalFolder:
     async def presigned_url(self, key: str, expires: int) -> str:
         raise MediaNotShared(f"{key}: media is in a local folder (MEDIA_URL is not set)")
 
+    async def ping(self) -> bool:
+        return True  # MediaStore.ping checks the folder itself
+
 
 class MediaStore:
     def __init__(
@@ -137,10 +144,18 @@ class MediaStore:
 
     async def start(self) -> None:
         """Check the shared store at start-up (ConfigError naming the bad variable)."""
+        self.root.mkdir(parents=True, exist_ok=True)
         await self.shared.start()
 
     async def close(self) -> None:
         await self.shared.close()
+
+    async def ping(self) -> bool:
+        """For /readyz: MEDIA_DIR is a writable folder and the shared store (MEDIA_URL)
+        answers."""
+        if not (self.root.is_dir() and os.access(self.root, os.W_OK | os.X_OK)):
+            return False
+        return await self.shared.ping()
 
     # -- keys ------------------------------------------------------------------------------
     def key_of(self, path: Path | str) -> str:
@@ -175,6 +190,53 @@ class MediaStore:
         finally:
             partial.unlink(missing_ok=True)
         return target
+
+    # -- what sessions, jobs and posts store ----------------------------------------------
+    def ref(self, path: Path | str) -> str:
+        """What a session, a job or a post stores for a file: its key when media is shared
+        (any instance resolves it), the path itself in local mode (as always)."""
+        if not self.shared.shared:
+            return str(path)
+        try:
+            return self.key_of(path)
+        except ValueError:
+            return str(path)  # not under MEDIA_DIR: only this machine knows it
+
+    def path_of(self, ref: str | Path) -> Path:
+        """This instance's path for a stored ref (a key, or a path stored in local mode);
+        the file may still need `here`."""
+        path = Path(ref)
+        if not self.shared.shared:
+            return path
+        try:
+            return self.local_path(self.key_of(path))  # a path under this MEDIA_DIR
+        except ValueError:
+            pass
+        if path.is_absolute():
+            return path  # another machine's path (stored before MEDIA_URL was set)
+        try:
+            return self.local_path(str(ref))
+        except ValueError:
+            return path
+
+    async def here(self, ref: str | Path) -> Path:
+        """The local file of a stored ref, fetched from the shared store when this instance
+        lacks it. When no instance has it, the (missing) path: callers check `exists()` as
+        they always did."""
+        path = self.path_of(ref)
+        if not self.shared.shared or path.is_file():
+            return path
+        try:
+            return await self.fetch(self.key_of(path))
+        except (ValueError, FileNotFoundError):
+            return path
+
+    async def share(self, path: Path) -> str:
+        """Make a finished file readable by every instance (put it in the shared store) and
+        return the ref to store for it; in local mode the path itself, nothing copied."""
+        if not self.shared.shared:
+            return str(path)
+        return await self.put(path)
 
     async def put(self, path: Path) -> str:
         """Share a finished file under MEDIA_DIR (an output, a frame) and return its key."""

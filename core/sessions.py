@@ -13,12 +13,16 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.ids import short_id
 from core.storage import Database
 
+if TYPE_CHECKING:
+    from core.media_store import MediaStore
+
 SESSION_TTL = 24 * 3600
+MEDIA_FIELDS = ("video", "frame", "clip", "image", "mux_target")  # files a session works on
 
 
 def new_session_id() -> str:
@@ -146,9 +150,34 @@ class StaleSession(Exception):
 
 
 class SessionStore:
-    def __init__(self, db: Database, ttl: float = SESSION_TTL) -> None:
+    """Sessions as stored. With a shared media store (MEDIA_URL), the files a session works
+    on are stored as keys and come back as this instance's paths, fetched when another
+    instance made them; in local mode paths are stored as they are."""
+
+    def __init__(self, db: Database, ttl: float = SESSION_TTL, *,
+                 media: MediaStore | None = None) -> None:
         self.db = db
         self.ttl = ttl
+        self.media = media if media is not None and media.shared.shared else None
+
+    def _stored(self, session: Session) -> dict[str, Any]:
+        if self.media is None:
+            return _row(session)
+        media, data = self.media, session.data
+        refs: dict[str, Any] = {name: media.ref(value) for name in MEDIA_FIELDS
+                if (value := getattr(data, name)) is not None}
+        return _row(replace(session, data=replace(data, **refs)))
+
+    async def _loaded(self, row: dict[str, Any] | None) -> Session | None:
+        if row is None:
+            return None
+        session = Session.from_row(row)
+        if self.media is None:
+            return session
+        data = session.data
+        paths: dict[str, Any] = {name: str(await self.media.here(value)) for name in MEDIA_FIELDS
+                 if (value := getattr(data, name)) is not None}
+        return replace(session, data=replace(data, **paths))
 
     async def create(
         self, *, user_id: int, platform: str, chat_id: str, chat_kind: str, step: Step,
@@ -161,20 +190,20 @@ class SessionStore:
             version=0, created_at=now, updated_at=now, expires_at=now + self.ttl,
         )
         async with self.db.transaction() as tx:
-            await tx.sessions.insert(_row(session))
+            await tx.sessions.insert(self._stored(session))
         return session
 
     async def get(self, session_id: str) -> Session | None:
         async with self.db.read() as tx:
             row = await tx.sessions.get(session_id)
-        return None if row is None else Session.from_row(row)
+        return await self._loaded(row)
 
     async def save(self, session: Session) -> Session:
         """Store `session` if its version is still current; raise StaleSession otherwise."""
         now = time.time()
         saved = replace(session, version=session.version + 1, updated_at=now, expires_at=now + self.ttl)
         async with self.db.transaction() as tx:
-            changed = await tx.sessions.save(_row(saved), version=session.version)
+            changed = await tx.sessions.save(self._stored(saved), version=session.version)
         if not changed:
             raise StaleSession(session.id)
         return saved
@@ -195,10 +224,10 @@ class SessionStore:
                 user_id=user_id, platform=platform, chat_id=str(chat_id), now=time.time(),
                 awaiting=awaiting,
             )
-        return None if row is None else Session.from_row(row)
+        return await self._loaded(row)
 
     async def latest_with(self, user_id: int, key: str) -> Session | None:
         """The user's newest live session (any chat) whose data has `key` (e.g. a frame)."""
         async with self.db.read() as tx:
             row = await tx.sessions.latest_with(user_id, key, time.time())
-        return None if row is None else Session.from_row(row)
+        return await self._loaded(row)

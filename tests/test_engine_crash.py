@@ -69,7 +69,11 @@ async def test_sigkill_at_the_send_then_restart_delivers_or_refunds_each_once(
         assert await asyncio.wait_for(worker.wait(), 60) == -signal.SIGKILL  # killed itself there
         before = await _jobs(url)
         states = Counter(job["status"] for job in before.values())
-        assert len(before) == JOBS and states["queued"] and states["running"], states
+        # Jobs in flight at the kill: some not started, and besides the one killed at its
+        # send, another unfinished (predicting, or done and waiting for its turn to send;
+        # which of the two depends on how busy the machine was).
+        assert len(before) == JOBS and states["queued"], states
+        assert states["running"] + states["succeeded"] >= 2, states
         mid_send = [jid for jid, job in before.items() if job["status"] == "succeeded"
                     and job["delivery_sends"] == 1]
         # The job killed at the send, and any other job that had recorded its send by then.

@@ -113,7 +113,7 @@ async def test_bad_input_is_refused_with_422_naming_the_field(
         (VEO, {"prompt": "x", "resolution": "4k"}),
         (VEO, {"prompt": "x", "generate_audio": "yes"}),
         (VEO, {"prompt": "x", "seed": 1.5}),
-        (VEO, {"prompt": "x", "image": "https://example.com/cat.png"}),  # not served by us
+        (VEO, {"prompt": "x", "image": "ftp://example.com/cat.png"}),  # not an HTTP(S) URL
         ("wan-video/wan-2.2-animate-animation", {"video": "data:video/mp4;base64,AA=="}),
         (
             "wan-video/wan-2.2-animate-replace",
@@ -131,6 +131,21 @@ async def test_schema_violations_are_refused(
     with pytest.raises(ReplicateError) as refused:
         await client.predictions.async_create(model=model, input=bad_input)
     assert refused.value.status == 422
+
+
+async def test_an_input_url_of_another_host_is_fetched_at_start_and_a_refused_one_fails(
+    fake: FakeReplicate, client: Client
+) -> None:
+    """Like Replicate: any HTTP(S) URL is accepted, and downloaded when the prediction starts."""
+    served = f"{fake.base_url}/outputs/nothing/here.png"  # another "host" would be the same
+    gone = "http://127.0.0.1:9/cat.png"  # nothing listens on the discard port
+    prediction = await client.predictions.async_create(model=VEO, input={"prompt": "x", "image": gone})
+    done = await wait_done(client, prediction.id)
+    assert done["status"] == "failed" and "Failed to download input image" in str(done["error"])
+    [fetch] = fake.input_fetches
+    assert (fetch.prediction_id, fetch.url, fetch.status) == (prediction.id, gone, 0)
+    with pytest.raises(ReplicateError):  # its own URLs are still checked at create
+        await client.predictions.async_create(model=VEO, input={"prompt": "x", "image": served})
 
 
 async def test_pinned_models_validate_their_inputs_too(client: Client) -> None:

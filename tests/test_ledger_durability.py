@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -42,6 +41,7 @@ WRITER = textwrap.dedent(
                     await ledger.refund_now(f"j{i}")
             await asyncio.gather(*(one(i + k) for k in range(20)))
             i += 20
+            print(i, flush=True)
 
     asyncio.run(main(sys.argv[1]))
     """
@@ -61,7 +61,12 @@ def test_sigkill_mid_stream_leaves_consistent_ledger(database_url: str):
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == b"ready"
-        time.sleep(0.8)  # let it write for a while, then kill it without warning
+        # Let it write for a while (however busy the machine), then kill it without warning.
+        written = 0
+        while written < 100:
+            line = proc.stdout.readline()
+            assert line, "the writer stopped on its own"
+            written = int(line)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -412,7 +412,8 @@ async def test_too_many_updates_get_a_slow_down_answer_not_silence(world: Telegr
     for _ in range(15):
         await ola.send_text("/balance")
     await tg.wait_until(lambda: len([c for c in tg.calls[mark:] if c.method == "sendMessage"
-                                     and c.params.get("chat_id") == ola.chat_id and c.ok]) == 15)
+                                     and c.params.get("chat_id") == ola.chat_id and c.ok]) == 15,
+                        timeout=30)
     texts = [c.params["text"] for c in tg.calls[mark:]
              if c.method == "sendMessage" and c.params.get("chat_id") == ola.chat_id]
     assert any("Slow down" in text for text in texts)

@@ -19,6 +19,7 @@ from core import job_screens
 from core.catalogue import ModelSpec
 from core.engine.outcomes import Delivered, Outcome, Stopped, failed
 from core.jobs import EndReason, Job, JobStatus, JobStore
+from core.media_store import MediaStore
 from core.notify import MaybeDelivered, NotDelivered, Notifier, OutputMedia, RecipientGone
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Deliverer:
         describe: Callable[[Job], str],
         fit_output: Fitter | None = None,
         delivery_timeout: float = DELIVERY_TIMEOUT,
+        media: MediaStore | None = None,
     ) -> None:
         self.jobs = jobs
         self.notifiers = notifiers
@@ -59,6 +61,7 @@ class Deliverer:
         self.describe = describe
         self.fit_output = fit_output
         self.delivery_timeout = delivery_timeout
+        self.media = media
 
     async def deliver(self, job: Job) -> Outcome:
         """Send the result of `job` (as stored: status succeeded, its sends counted)."""
@@ -74,6 +77,8 @@ class Deliverer:
         # duplicates itself (Discord's nonce) needs no word about it.
         resent = sends > 0 and not getattr(notifier, "drops_duplicate_sends", False)
         output = Path(job.output_path or "")
+        if self.media is not None and job.output_path:
+            output = await self.media.here(job.output_path)  # made on another instance?
         if not output.is_file():
             return self._give_up(job, sends, "output file is gone")
         for attempt in range(job.delivery_attempts, DELIVERY_ATTEMPTS):

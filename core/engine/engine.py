@@ -32,6 +32,7 @@ from core.engine.scheduler import FairQueue, FairScheduler
 from core.engine.status import STATUS_INTERVAL, StatusPacer, StatusReporter
 from core.errors import LokizError, TooManyActiveJobs
 from core.jobs import ACTIVE, UNFINISHED, EndReason, Job, JobStatus, JobStore, new_job_id
+from core.media_store import MediaStore
 from core.metrics import Histogram
 from core.notify import Notifier
 
@@ -72,7 +73,8 @@ class JobEngine:
         models: dict[str, ModelSpec],
         backend: Backend,
         notifiers: dict[str, Notifier],
-        media_dir: Path,
+        media_dir: Path | None = None,
+        media: MediaStore | None = None,
         templates: TemplateCatalogue | None = None,
         fit_output: Fitter | None = None,
         max_concurrent: int = 8,
@@ -94,7 +96,13 @@ class JobEngine:
         self._backend = backend
         self.notifiers = notifiers
         self.templates = templates
-        self.media_dir = media_dir
+        # Inputs and outputs by ref through the media store (MEDIA_URL: shared by every
+        # instance); a bare `media_dir` is the local folder, as before.
+        if media is None:
+            assert media_dir is not None, "JobEngine needs media or media_dir"
+            media = MediaStore(media_dir)
+        self.media = media
+        self.media_dir = media.root
         self.max_active_per_user = max_active_per_user
         # Instances sharing one database need distinct ids; one that restarts under the
         # same id takes its own claims back at once.
@@ -111,7 +119,7 @@ class JobEngine:
             self.run_job, max_concurrent=max_concurrent, show_positions=self._show_positions
         )
         self.runner = PredictionRunner(
-            backend=backend, jobs=jobs, inbox=self.inbox, media_dir=media_dir,
+            backend=backend, jobs=jobs, inbox=self.inbox, media=media,
             settings=RunnerSettings(
                 timeout=timeout, webhook_url=webhook_url if backend.supports_webhooks else None,
                 poll_initial=poll_initial, poll_max=poll_max, webhook_fallback=webhook_fallback,
@@ -122,7 +130,7 @@ class JobEngine:
         )
         self.deliverer = Deliverer(
             jobs=jobs, notifiers=notifiers, models=models, describe=self.status.what,
-            fit_output=fit_output, delivery_timeout=delivery_timeout,
+            fit_output=fit_output, delivery_timeout=delivery_timeout, media=media,
         )
         self._steps: dict[str, asyncio.Task[Outcome]] = {}
         self._claimed: dict[str, float] = {}  # job id → when this instance claimed it
@@ -223,6 +231,9 @@ class JobEngine:
         """
         spec = self.models[request.action]
         price = spec.price_for(request.options)  # refuses bad options before charging
+        # Its files as refs: with MEDIA_URL, keys any instance's worker can fetch.
+        request = replace(request, image=self.media.ref(request.image) if request.image else None,
+                          clip=self.media.ref(request.clip) if request.clip else None)
         now = time.time()
         job = Job(
             id=new_job_id(), user_id=user_id, platform=platform, chat_id=str(chat_id),
@@ -382,14 +393,16 @@ class JobEngine:
                 job, output = await self.runner.run(job, self.models[job.action])
             finally:
                 self.scheduler.release(job.id)
-            if not await self.jobs.set_succeeded(job.id, str(output)):
+            # Shared before it is recorded: any instance may deliver it, or remix it.
+            output_ref = await self.media.share(output)
+            if not await self.jobs.set_succeeded(job.id, output_ref):
                 return Stopped("ended while generating")
             now = time.time()
             self.stats.durations.setdefault(job.model, Histogram()).observe(
                 now - (job.started_at or now)
             )
             self.status.learned(job.model)
-            job = replace(job, status=JobStatus.SUCCEEDED, output_path=str(output), finished_at=now)
+            job = replace(job, status=JobStatus.SUCCEEDED, output_path=output_ref, finished_at=now)
         await self.status.sending(job)
         return await self.deliverer.deliver(job)
 

@@ -24,11 +24,12 @@ from core.backends.base import (
     Prediction,
     PredictionLost,
 )
-from core.catalogue import ModelSpec
+from core.catalogue import JobRequest, ModelSpec
 from core.engine.inbox import WebhookInbox
 from core.engine.outcomes import Ended, JobStop, Stopped, failed
 from core.errors import LokizError
 from core.jobs import EndReason, Job, JobStatus, JobStore
+from core.media_store import MediaStore
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class PredictionRunner:
         backend: Backend,
         jobs: JobStore,
         inbox: WebhookInbox,
-        media_dir: Path,
+        media: MediaStore,
         settings: RunnerSettings,
         in_flight: Callable[[], int],
         on_progress: Callable[[Job, float], Awaitable[None]],
@@ -66,7 +67,7 @@ class PredictionRunner:
         self.backend = backend
         self.jobs = jobs
         self.inbox = inbox
-        self.media_dir = media_dir
+        self.media = media
         self.settings = settings
         self._in_flight = in_flight
         self._on_progress = on_progress
@@ -101,8 +102,9 @@ class PredictionRunner:
         self.creating.add(job.id)
         try:
             try:
+                request = await self._local(job.request) if job.prediction_id is None else job.request
                 prediction_id = await self.backend.start(
-                    job.id, spec.request_for(job.id, job.request), starts=self.jobs,
+                    job.id, spec.request_for(job.id, request), starts=self.jobs,
                     webhook_url=webhook,
                 )
             except JobGone:
@@ -131,6 +133,13 @@ class PredictionRunner:
             job, status=JobStatus.RUNNING, prediction_id=prediction_id,
             started_at=job.started_at or now, deadline_at=job.deadline_at or deadline,
         )
+
+    async def _local(self, request: JobRequest) -> JobRequest:
+        """The request with its input files here (fetched when another instance made them)."""
+        here = self.media.here
+        return dataclasses.replace(
+            request, image=str(await here(request.image)) if request.image else None,
+            clip=str(await here(request.clip)) if request.clip else None)
 
     async def _wait(self, job: Job, *, reattach: bool) -> Prediction:
         assert job.prediction_id is not None
@@ -215,7 +224,7 @@ class PredictionRunner:
 
     async def _fetch_output(self, job: Job, spec: ModelSpec, prediction: Prediction) -> Path:
         """Download the output at once (Replicate deletes it after an hour)."""
-        dest = self.media_dir / "outputs" / f"{job.id}{spec.output_suffix}"
+        dest = self.media.root / "outputs" / f"{job.id}{spec.output_suffix}"
         dest.parent.mkdir(parents=True, exist_ok=True)  # a worker may run steps without `start`
         for attempt in range(4):
             try:

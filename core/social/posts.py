@@ -23,6 +23,7 @@ from typing import Any
 from core.catalogue import TemplateCatalogue, UnknownTemplate
 from core.i18n import LANGUAGES
 from core.jobs import Job
+from core.media_store import MediaStore
 from core.storage import Database, Transaction
 
 POST_TTL_DAYS = 30
@@ -164,10 +165,12 @@ class Posts:
     def __init__(
         self, db: Database, *, media_dir: Path | None = None,
         templates: TemplateCatalogue | None = None, post_ttl_days: int = POST_TTL_DAYS,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, media: MediaStore | None = None,
     ) -> None:
         self.db = db
-        self.media_dir = media_dir
+        # With a media store (MEDIA_URL: shared), the kept clip goes to the bucket too.
+        self.media = media
+        self.media_dir = media.root if media is not None and media_dir is None else media_dir
         self.templates = templates
         self.post_ttl_days = post_ttl_days
         self.clock = clock
@@ -216,10 +219,13 @@ class Posts:
     async def _keep(self, job: Job) -> str | None:
         if self.media_dir is None or not job.output_path:
             return job.output_path
-        output = Path(job.output_path)
+        media = self.media
+        output = Path(job.output_path) if media is None else await media.here(job.output_path)
         if not output.is_file():
             return job.output_path
         kept = await asyncio.to_thread(keep_clip, self.media_dir, output, job.id)
+        if media is not None:
+            return await media.share(kept)  # kept for POST_TTL_DAYS under posts/
         return str(kept)
 
     async def get(self, post_id: int) -> Post | None:

@@ -1,9 +1,14 @@
-"""The embedded SQLite store (aiosqlite, WAL, foreign keys on).
+"""The embedded SQLite store (WAL, foreign keys on).
 
-One connection serves the process: units of work are serialised by an asyncio
-lock (so a read sees every write this process made before it) and opened with
-BEGIN IMMEDIATE, so other processes wait instead of failing. Read units open a
-deferred transaction: in WAL mode they never wait for another process's writer.
+Units of work are serialised by an asyncio lock (so a read sees every write this
+process made before it) and opened with BEGIN IMMEDIATE; read units open a
+deferred transaction, which in WAL mode never waits for another process's writer.
+
+A unit runs on the event loop's own sqlite3 connection: its statements take
+microseconds, while a hop to aiosqlite's thread and back cost more than the SQL
+(most of a charge). That connection never waits: when another process holds the
+write lock, the unit runs on the aiosqlite connection instead, whose thread waits
+for it. Migrations always take that path, and so do WAL checkpoints, off the loop.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,23 +68,58 @@ class _Line:
             self.lock.release()
 
 
+# SQLITE_BUSY and SQLITE_LOCKED (primary codes; extended ones carry them in the low byte).
+_BUSY = (5, 6)
+
+
 class _SqliteUnit(UnitOfWork):
-    # Each call is one trip to aiosqlite's thread: trips, not SQL, bound throughput.
-    def __init__(self, db: SqliteDatabase, line: _Line, begin: str) -> None:
+    """One transaction, on the loop's own connection when it can be had without waiting."""
+
+    def __init__(self, db: SqliteDatabase, line: _Line, begin: str, *, inline: bool) -> None:
         super().__init__("sqlite", db.ledger_totals)
+        self._db = db
         self._line = line
         self._conn = line.conn
         self._begin_sql = begin
+        self._inline: sqlite3.Connection | None = db.loop_connection() if inline else None
 
     async def _begin(self) -> None:
         await self._line.lock.acquire()
+        if self._inline is not None:
+            try:
+                self._inline.execute(self._begin_sql)
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF not in _BUSY:
+                    self._line.lock.release()
+                    raise
+                # Another process holds the write lock: wait for it on the thread instead.
+                self._inline = None
+            except BaseException:
+                self._line.lock.release()
+                raise
         await self._line.step(self._begin_sql)
 
     async def _end(self, commit: bool) -> None:
-        await self._line.step("COMMIT" if commit else "ROLLBACK")
+        inline = self._inline
+        if inline is None:
+            await self._line.step("COMMIT" if commit else "ROLLBACK")
+            return
+        try:
+            inline.execute("COMMIT" if commit else "ROLLBACK")
+        except BaseException:
+            if inline.in_transaction:
+                inline.execute("ROLLBACK")
+            raise
+        finally:
+            self._line.lock.release()
+        if commit:
+            self._db.committed_inline()
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:
+            if self._inline is not None:
+                return self._inline.execute(sql, params).rowcount
             cursor = await self._conn.execute(sql, params)
         except sqlite3.IntegrityError as exc:
             raise ConstraintViolation(str(exc)) from exc
@@ -87,7 +127,10 @@ class _SqliteUnit(UnitOfWork):
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
-            found = await self._conn.execute_fetchall(sql, params)
+            if self._inline is not None:
+                found: Iterable[sqlite3.Row] = self._inline.execute(sql, params).fetchall()
+            else:
+                found = await self._conn.execute_fetchall(sql, params)
         except sqlite3.IntegrityError as exc:
             raise ConstraintViolation(str(exc)) from exc
         return [dict(row) for row in found]
@@ -131,11 +174,18 @@ def _statements(script: str) -> list[str]:
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
+    # Inline commits between two WAL checkpoints (SQLite's own would run inside a commit,
+    # on the loop, once the log reaches 1,000 pages).
+    CHECKPOINT_EVERY = 500
+
     def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
         super().__init__()
         self._line = _Line(conn)
         self.path = path
         self._inline: sqlite3.Connection | None = None
+        self._loop_conn: sqlite3.Connection | None = None
+        self._commits = 0
+        self._checkpoint: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: str) -> SqliteDatabase:
@@ -144,10 +194,48 @@ class SqliteDatabase(Database):
         return cls(await _connect(path), path)
 
     def transaction(self) -> UnitOfWork:
-        return _SqliteUnit(self, self._line, "BEGIN IMMEDIATE")
+        return _SqliteUnit(self, self._line, "BEGIN IMMEDIATE", inline=True)
 
     def read(self) -> UnitOfWork:
-        return _SqliteUnit(self, self._line, "BEGIN")
+        return _SqliteUnit(self, self._line, "BEGIN", inline=True)
+
+    def loop_connection(self) -> sqlite3.Connection | None:
+        """The connection units use on the event loop (none for an in-memory database)."""
+        if self._loop_conn is None and self.path != ":memory:":
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            # Never wait on the loop: a busy database sends the unit to the thread instead.
+            conn.execute("PRAGMA busy_timeout=0")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._loop_conn = conn
+        return self._loop_conn
+
+    def committed_inline(self) -> None:
+        """Count a commit on the loop's connection; checkpoint the log on the thread now and then."""
+        self._commits += 1
+        if self._commits >= self.CHECKPOINT_EVERY and (
+            self._checkpoint is None or self._checkpoint.done()
+        ):
+            self._commits = 0
+            self._checkpoint = asyncio.ensure_future(self._checkpoint_wal())
+
+    async def _checkpoint_wal(self) -> None:
+        # On a connection of its own, in a thread. PASSIVE alone never catches up with a
+        # steady stream of commits (the log is only rewound once all of it is copied), so
+        # RESTART: new writers wait while it runs, on aiosqlite's thread, never on the loop
+        # (the loop's connection does not wait; its units take the thread path meanwhile).
+        def checkpoint() -> None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=5)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)")
+            except sqlite3.Error as exc:
+                log.debug("WAL checkpoint skipped: %s", exc)
+            finally:
+                conn.close()
+
+        await asyncio.to_thread(checkpoint)
 
     async def schema_version(self) -> int:
         async with self.read() as uow:
@@ -175,7 +263,7 @@ class SqliteDatabase(Database):
         for version, name, sql in migrations("sqlite"):
             # One transaction per file, the version read inside it: a second process
             # starting at the same moment waits on the write lock, then skips the file.
-            async with self.transaction() as uow:
+            async with _SqliteUnit(self, self._line, "BEGIN IMMEDIATE", inline=False) as uow:
                 # Every file not yet applied, not only those above the newest: work merged
                 # from parallel branches may bring a lower number after a higher one.
                 if version in await self._applied(uow):
@@ -211,6 +299,10 @@ class SqliteDatabase(Database):
         return dict(found[0]) if found else None
 
     async def close(self) -> None:
+        if self._checkpoint is not None and not self._checkpoint.done():
+            await self._checkpoint
         if self._inline is not None:
             self._inline.close()
+        if self._loop_conn is not None:
+            self._loop_conn.close()
         await self._line.conn.close()

@@ -48,6 +48,7 @@ class Intake:
             at = self.caption_time(caption, info.duration)
             frame = await capture_frame(stored, at if isinstance(at, float) else 0.0,
                                         shop.media.session_dir(waiting.id) / "image.jpg")
+            await shop.media.share(frame)
             return await self.steps.image_arrived(ctx, lang, waiting, frame)
         session = await shop.sessions.create(
             user_id=who.user.id, platform=ctx.platform, chat_id=ctx.chat_id, chat_kind=ctx.chat_kind,
@@ -143,6 +144,7 @@ class Intake:
             if is_video or await is_animated_gif(file):
                 stored, _ = await self.take_video(file, who.user.id)
                 image = await capture_frame(stored, 0.0, self.shop.media.session_dir(session.id) / "image.jpg")
+                await self.shop.media.share(image)
             else:
                 image = await self.shop.media.keep(file, owner=who.user.id)
                 await probe_image(image)

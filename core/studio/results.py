@@ -39,10 +39,11 @@ class Results:
         return reply
 
     async def remix(self, ctx: ChatContext, who: Caller, job: Job, action: act.Remix) -> Reply:
-        if not job.output_path or not Path(job.output_path).exists():
+        output = await self.shop.media.here(job.output_path) if job.output_path else None
+        if output is None or not output.exists():
             return refuse(who.lang, "error.session_expired")
         copy = self.shop.media.temp(".mp4")
-        copy.write_bytes(Path(job.output_path).read_bytes())
+        copy.write_bytes(output.read_bytes())
         return await self.intake.clip(ctx, who, copy, reply_to=ctx.message_id)
 
     async def cancel(self, ctx: ChatContext, who: Caller, job: Job, action: act.CancelJob) -> Reply:
@@ -74,9 +75,10 @@ class Results:
         return reply
 
     async def music(self, ctx: ChatContext, who: Caller, job: Job, action: act.AddMusic) -> Reply:
-        if job.output_path is None or not Path(job.output_path).exists():
+        output = await self.shop.media.here(job.output_path) if job.output_path else None
+        if output is None or not output.exists():
             return refuse(who.lang, "error.session_expired")
-        return await self.intake.music(ctx, who, mux_target=job.output_path)
+        return await self.intake.music(ctx, who, mux_target=str(output))
 
     async def mux(self, ctx: ChatContext, who: Caller, job: Job, action: act.AddToClip) -> Reply:
         """Put a music result under the user's clip (free): the clip the music was
@@ -88,7 +90,7 @@ class Results:
         if video is None:
             return refuse(lang, "error.no_clip_for_music")
         out = self.shop.media.path("mux", f"{job.id}-{video.stem[:16]}.mp4")
-        muxed = await mux_music(video, Path(job.output_path), out)
+        muxed = await mux_music(video, await self.shop.media.here(job.output_path), out)
         info = await probe(muxed)
         media = OutputMedia(path=muxed, kind="video", duration=info.duration, width=info.width,
                             height=info.height)
@@ -96,12 +98,13 @@ class Results:
         return Reply([Alert(t(lang, "studio.muxing")), SendMedia(media, screen, ctx.message_id)])
 
     async def _clip_for_music(self, ctx: ChatContext, who: Caller, music_job: Job) -> Path | None:
-        if music_job.request.clip and Path(music_job.request.clip).exists():
-            return Path(music_job.request.clip)
+        here = self.shop.media.here
+        if music_job.request.clip and (clip := await here(music_job.request.clip)).exists():
+            return clip
         for job in await self.shop.jobs.for_user(who.user.id, limit=20):
             if job.action != MUSIC and job.status == DELIVERED and job.chat_id == ctx.chat_id \
-                    and job.output_path and Path(job.output_path).exists():
-                return Path(job.output_path)
+                    and job.output_path and (output := await here(job.output_path)).exists():
+                return output
         latest = await self.shop.sessions.latest_with(who.user.id, "video")
         if latest is not None and latest.data.video and Path(latest.data.video).exists():
             return Path(latest.data.video)

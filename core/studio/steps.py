@@ -72,6 +72,7 @@ class Steps:
         if not out.exists():
             assert data.video is not None
             await capture_frame(Path(data.video), at, out)
+            await shop.media.share(out)  # a press on another instance shows it too
         session = await shop.sessions.save(
             session.evolve(step=Step.FRAME, at=at, frame=str(out), awaiting=Awaiting.NOTHING, action=None)
         )
@@ -180,9 +181,11 @@ class Steps:
 
     async def trim_for_glitch(self, session_id: str, clip: Path, start: float) -> Path:
         """At most GLITCH_MAX_SECONDS of the clip from `start`, ≤ 1280 px: what the model gets."""
-        return await trim_clip(clip, start, self.shop.limits.glitch_max_seconds,
-                               self.shop.media.session_dir(session_id) / "clip.mp4",
-                               max_side=GLITCH_MAX_SIDE)
+        trimmed = await trim_clip(clip, start, self.shop.limits.glitch_max_seconds,
+                                  self.shop.media.session_dir(session_id) / "clip.mp4",
+                                  max_side=GLITCH_MAX_SIDE)
+        await self.shop.media.share(trimmed)  # the job may run on another instance
+        return trimmed
 
     async def clip_arrived(self, ctx: ChatContext, lang: str, session: Session, clip: Path, duration: float,
                            caption: str | None) -> Reply:

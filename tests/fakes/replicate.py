@@ -30,7 +30,9 @@ Scripting (see `Script` and `HttpFault`):
   fake.expire_outputs(id=None)                       outputs deleted ("after one hour")
   FakeReplicate(create_limit=(600, 60.0))            creates beyond it get 429 (None: off)
 Reading: fake.requests, fake.creates(), fake.predictions[id], fake.files[id],
-fake.webhook_deliveries, fake.predictions_for_job(job_id), fake.wait_for(...).
+fake.webhook_deliveries, fake.predictions_for_job(job_id), fake.wait_for(...),
+fake.input_fetches (inputs given as URLs of other hosts, e.g. presigned S3 URLs: like
+Replicate, the fake GETs them when the prediction starts and fails it when one is refused).
 """
 
 from __future__ import annotations
@@ -266,6 +268,17 @@ class FakePrediction:
 
 
 @dataclass
+class InputFetch:
+    """An input URL the fake downloaded when its prediction started (as Replicate does)."""
+
+    prediction_id: str
+    name: str
+    url: str
+    status: int
+    body: bytes
+
+
+@dataclass
 class WebhookDelivery:
     url: str
     headers: dict[str, str]
@@ -338,6 +351,7 @@ class FakeReplicate:
         self.files: dict[str, FakeFile] = {}
         self.requests: list[RecordedRequest] = []
         self.webhook_deliveries: list[WebhookDelivery] = []
+        self.input_fetches: list[InputFetch] = []
         self.media: dict[str, bytes | Path] = {}
         self.faults: list[HttpFault] = []
         self._scripts: dict[str, Script] = {}
@@ -629,6 +643,8 @@ class FakeReplicate:
         await asyncio.sleep((delay or 0) / 3)
         if prediction.done:
             return
+        if not await self._fetch_inputs(prediction):
+            return
         prediction.status = "processing"
         prediction.started_at = time.time()
         prediction.logs = prediction.script.logs or "Running prediction...\n"
@@ -638,6 +654,30 @@ class FakeReplicate:
         await asyncio.sleep(delay * 2 / 3)
         if not prediction.done:
             self._finish(prediction, prediction.script.outcome)
+
+    async def _fetch_inputs(self, prediction: FakePrediction) -> bool:
+        """GET every input URL of another host (Replicate downloads such inputs itself);
+        a refused or unreachable one fails the prediction."""
+        for name, value in prediction.input.items():
+            if not isinstance(value, str) or not _is_http_url(value) or self._own(value):
+                continue
+            status, body = 0, b""
+            try:
+                assert self._session is not None
+                async with self._session.get(value) as answer:
+                    status, body = answer.status, await answer.read()
+            except ClientError:
+                pass
+            self.input_fetches.append(InputFetch(prediction.id, name, value, status, body))
+            if status != 200:
+                prediction.script = replace(prediction.script, error=(
+                    f"Failed to download input {name}: HTTP {status or 'unreachable'}"))
+                self._finish(prediction, "failed")
+                return False
+        return True
+
+    def _own(self, url: str) -> bool:
+        return url.startswith(self.base_url)
 
     def _finish(self, prediction: FakePrediction, outcome: str) -> None:
         if outcome not in TERMINAL:
@@ -1006,7 +1046,8 @@ class FakeReplicate:
         if url.startswith(prefix):
             prediction = self.predictions.get(url[len(prefix) :].split("/")[0])
             return prediction is not None and not self._output_removed(prediction)
-        return False
+        # A URL of another host is accepted as is and downloaded when the prediction starts.
+        return _is_http_url(url) and not self._own(url)
 
     def _model_of_version(self, version: str) -> str | None:
         owner_name, _, version_id = version.rpartition(":")

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from replicate.exceptions import ReplicateError
@@ -42,6 +42,9 @@ from core.backends.replicate.payloads import (
     same_model,
 )
 from core.backends.replicate.webhooks import WebhookReader
+
+if TYPE_CHECKING:
+    from core.media_store import MediaStore
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +76,10 @@ class ReplicateBackend(StartOnce):
         retry_max_delay: float = 30.0,
         lookup_delay: float = 1.0,
         lookup_pages: int = 2,
+        media: MediaStore | None = None,
     ) -> None:
         super().__init__()
+        self._media = media  # a public bucket (MEDIA_PUBLIC): presigned URLs, no uploads
         self._api = ReplicateApi(
             api_token, base_url,
             max_creates_per_minute=max_creates_per_minute, create_burst=create_burst,
@@ -127,7 +132,7 @@ class ReplicateBackend(StartOnce):
 
     async def prepare(self, job_id: str, inputs: dict[str, Any]) -> dict[str, Any]:
         """Upload every `Path` value as a Replicate file and use its URL instead."""
-        return await upload_inputs(self._api, job_id, inputs)
+        return await upload_inputs(self._api, job_id, inputs, self._media)
 
     async def download(self, output_url: str, dest: Path, *, max_bytes: int) -> Path:
         """Stream an output file to `dest` (via a temporary file), at most `max_bytes`."""

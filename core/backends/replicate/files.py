@@ -10,13 +10,16 @@ import tempfile
 import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from core.backends.base import BackendError, OutputMissing
 from core.backends.replicate.api import ReplicateApi
 from core.backends.replicate.payloads import json_safe
+
+if TYPE_CHECKING:
+    from core.media_store import MediaStore
 
 _CHUNK = 1 << 16
 _WRITE_BATCH = 1 << 20
@@ -26,10 +29,14 @@ class OutputTooLarge(OutputMissing):
     """The output is bigger than the caller accepts."""
 
 
-async def upload_inputs(api: ReplicateApi, job_id: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+async def upload_inputs(
+    api: ReplicateApi, job_id: str, inputs: Mapping[str, Any], media: MediaStore | None = None
+) -> dict[str, Any]:
     """Inputs with every `Path` uploaded (once per file) and replaced by its URL.
 
-    The result is JSON-safe and storable; the upload URLs make it this job's own.
+    When the media bucket is reachable from the internet (MEDIA_PUBLIC), a file under
+    MEDIA_DIR goes as a presigned URL of its shared object instead: nothing is uploaded.
+    The result is JSON-safe and storable (the prepared inputs a lookup matches).
     """
     prepared: dict[str, Any] = {}
     uploaded: dict[Path, str] = {}
@@ -38,11 +45,22 @@ async def upload_inputs(api: ReplicateApi, job_id: str, inputs: Mapping[str, Any
             if value not in uploaded:
                 if not await asyncio.to_thread(value.is_file):
                     raise BackendError(f"input file {value.name} does not exist")
-                uploaded[value] = await api.upload(value, {"job_id": job_id})
+                uploaded[value] = (await _presigned(media, value)
+                                   or await api.upload(value, {"job_id": job_id}))
             prepared[key] = uploaded[value]
         else:
             prepared[key] = json_safe(key, value)
     return prepared
+
+
+async def _presigned(media: MediaStore | None, path: Path) -> str | None:
+    """A presigned URL of `path` when the bucket is public; None: upload it."""
+    if media is None:
+        return None
+    try:
+        return await media.public_url(path)
+    except ValueError:
+        return None  # not under MEDIA_DIR (nothing shared holds it)
 
 
 class Downloader:
