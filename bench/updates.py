@@ -435,6 +435,10 @@ async def run_open_loop(config: OpenLoopConfig, out: Callable[[str], None] = pri
             report(f"median of {config.runs} runs, {mix} contacts",
                    {name: median_window([r[mix][name] for r in results]) for name in ("bare", "full")},
                    out, medians=True)
+            ratios = [(r[mix]["full"].figures(), r[mix]["bare"].figures()) for r in results]
+            p99 = statistics.median(f["p99"] / max(b["p99"], 1e-9) for f, b in ratios)
+            cpu = statistics.median(f["cpu_ms"] / max(b["cpu_ms"], 1e-9) for f, b in ratios)
+            out(f"  median of the runs' own ratios (each from one run): p99 {p99:.2f}, CPU {cpu:.2f}")
     return results
 
 
@@ -454,6 +458,7 @@ def median_window(windows: list[Window]) -> Window:
 
 def report(title: str, windows: dict[str, Window], out: Callable[[str], None], *,
            medians: bool = False) -> None:
+    """Each bot's figures and the ratios full/bare (with `medians`, of the medians)."""
     out(f"{title} (load average {os.getloadavg()[0]:.1f}):")
     figures = {name: w.figures() for name, w in windows.items()}
     for name, label in (("full", "LOKIZ (full)"), ("bare", "bare aiogram")):
