@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import signal
@@ -321,6 +322,10 @@ async def run_bot(settings: Settings, *, adapters: bool = True, worker: bool = T
         if settings.web_enabled:
             host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "") else settings.http_host
             print(f"LOKIZ web studio: http://{host}:{services.http.bound_port}/", flush=True)
+        # What start-up made (modules, models, catalogues) lives as long as the process: out
+        # of the collector's sight, a collection while serving walks only what updates make.
+        gc.collect()
+        gc.freeze()
         tasks = [asyncio.create_task(adapter.run()) for adapter in running]
         if adapters:
             tasks.append(asyncio.create_task(_clean_media_periodically(services)))

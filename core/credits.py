@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from core.errors import AlreadyStarted, InsufficientCredits, InvalidAmount, KeyReused, UnknownUser
@@ -78,6 +78,17 @@ class CreditLedger:
             if known is not None:
                 return known, False
         async with self.db.transaction() as tx:
+            if contact:
+                # The common first contact: the user and their starter entry in one unit, two
+                # statements. Only the update whose INSERT made the row gets here.
+                created = await tx.users.insert_contacted(
+                    platform, platform_user_id, display_name=display_name, username=username,
+                    platform_language=platform_language, now=time.time(),
+                )
+                if created is not None:
+                    user = User.from_row(created)
+                    entry = await self._settle_starter(tx, user.id, platform)
+                    return (replace(user, balance=entry.balance_after) if entry else user), True
             user, _ = await self.users.upsert(
                 tx,
                 platform,
@@ -93,17 +104,20 @@ class CreditLedger:
             await self._settle_starter(tx, user.id, platform)
             return await self._reload(tx, user.id), True
 
-    async def _settle_starter(self, tx: Transaction, user_id: int, platform: str | None = None) -> None:
+    async def _settle_starter(
+        self, tx: Transaction, user_id: int, platform: str | None = None,
+    ) -> LedgerEntry | None:
         # Once per user, whoever comes first: their first message or an admin's grant.
         if platform is None and self.platform_starter:
             row = await tx.users.by_id(user_id)
             platform = row["platform"] if row is not None else ""
         starter = self.starter_for(platform or "")
-        if starter > 0:
-            await self._append(
-                tx, user_id, starter, "starter", actor="system",
-                reason="welcome", key=f"starter:{user_id}", strict=False,
-            )
+        if starter <= 0:
+            return None
+        return await self._append(
+            tx, user_id, starter, "starter", actor="system",
+            reason="welcome", key=f"starter:{user_id}", strict=False,
+        )
 
     # --- operations -----------------------------------------------------------
     async def grant(

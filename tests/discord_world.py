@@ -26,6 +26,7 @@ from core.media.probe import VideoInfo, probe
 from tests.fakes.discord import FLAG_EPHEMERAL, FakeDiscord, FakeInteraction
 from tests.fakes.replicate import FakeReplicate
 from tests.media_factory import make_av_video, make_image, make_noisy_video
+from tests.welcome import WELCOME, only_welcome
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,7 +55,6 @@ class Media:
     big_result: Path  # a model result larger than a small upload limit
 
 
-WELCOME = "👋"  # how the first-contact welcome begins, in every language
 
 
 def make_media(work: Path) -> Media:
@@ -138,10 +138,10 @@ class World:
 
     # --- reading what the bot did ---------------------------------------------------------
     def _answers(self, interaction: FakeInteraction) -> list[int]:
-        """Follow-up messages, a first contact's welcome (which comes first, once) aside."""
+        """Follow-up messages, a first contact's welcome on its own (which comes first, once) aside."""
         return [r.message_id for r in self.discord.interaction_responses(interaction)
                 if r.kind == "followup" and r.message_id is not None
-                and not self._current(r.message_id)["content"].startswith(WELCOME)]
+                and not only_welcome(self._current(r.message_id)["content"])]
 
     async def answer(self, interaction: FakeInteraction, timeout: float = 20.0) -> JSON:
         """The message the bot's first follow-up made (a deferred command's answer)."""
@@ -197,12 +197,12 @@ class World:
         def found() -> str | None:
             for response in self.discord.interaction_responses(interaction):
                 if response.kind in ("callback", "followup") and response.ephemeral \
-                        and response.content and not response.content.startswith(WELCOME):
+                        and response.content and not only_welcome(response.content):
                     return response.content
                 if response.kind == "followup" and response.message_id is not None:
                     message = self.discord.messages.get(response.message_id)
                     if message is not None and message["flags"] & FLAG_EPHEMERAL \
-                            and not message["content"].startswith(WELCOME):
+                            and not only_welcome(message["content"]):
                         return str(message["content"])
             return None
         return str(await self.discord.wait_until(found, timeout=timeout))

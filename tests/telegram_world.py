@@ -27,6 +27,7 @@ from typing import Any
 from tests.fakes.replicate import FakeReplicate
 from tests.fakes.telegram import Call, ChatUser, FakeChat, TelegramFake
 from tests.media_factory import make_av_video, make_image
+from tests.welcome import only_welcome
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_ID = 9001
@@ -115,7 +116,6 @@ class BotProcess:
         return self.process is not None and self.process.poll() is None
 
 
-WELCOME = "👋"  # how the first-contact welcome begins, in every language
 
 
 @dataclass
@@ -212,11 +212,12 @@ class TelegramWorld:
         welcome: bool = False, **params: Any
     ) -> Call:
         """The next successful `method` call into the user's chat (made after the mark `after`);
-        a first contact's welcome, which comes first, is passed over unless `welcome`."""
+        a first contact's welcome on its own, which comes first, is passed over unless `welcome`
+        (a welcome above the answer, in the same message, is the answer)."""
         def wanted(c: Call) -> bool:
             words = str(c.params.get("text") or c.params.get("caption") or "")
             return (c.method == method and c.ok and c.params.get("chat_id") == user.chat_id
-                    and (welcome or not words.startswith(WELCOME)))
+                    and (welcome or not only_welcome(words)))
 
         return await self.telegram.wait_for(wanted, timeout=timeout, after=after, **params)
 

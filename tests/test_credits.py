@@ -27,6 +27,21 @@ async def test_first_contact_gets_starter_credits_once(db):
     assert [e.kind for e in await ledger.history(user.id)] == ["starter"]
 
 
+async def test_first_updates_arriving_together_give_the_starter_credits_once(db, database_url):
+    other = await open_database(database_url)  # a second instance on the same store
+    try:
+        ledgers = [CreditLedger(d, UserDirectory(d), starter_credits=50) for d in (db, other) * 3]
+        met = await asyncio.gather(*(ledger.ensure_user("telegram", "9", display_name="Bo")
+                                     for ledger in ledgers))
+    finally:
+        await other.close()
+    assert sorted(first for _, first in met) == [False] * 5 + [True]  # one welcome
+    [user_id] = {user.id for user, _ in met}
+    assert [user.balance for user, _ in met] == [50] * 6
+    assert [e.kind for e in await ledgers[0].history(user_id)] == ["starter"]
+    assert await ledgers[0].balance(user_id) == await ledgers[0].ledger_sum(user_id) == 50
+
+
 async def test_admin_created_user_still_gets_starter_on_first_message(db):
     ledger = CreditLedger(db, UserDirectory(db), starter_credits=50)
     user, _ = await ledger.ensure_user("telegram", "8", contact=False)

@@ -12,7 +12,6 @@ import hashlib
 import logging
 
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
@@ -23,6 +22,7 @@ from adapters.telegram.media import Downloads
 from adapters.telegram.notifier import TelegramNotifier
 from adapters.telegram.outbox import MediaSender
 from adapters.telegram.render import Renderer
+from adapters.telegram.session import KeptModelsSession
 from core.desk import Desk
 from core.notify import Notifier
 from core.redis_shared import RedisSendBudget, RedisShared, RedisUpdateClaims
@@ -48,7 +48,7 @@ class TelegramAdapter:
         token = settings.telegram_bot_token.get_secret_value()
         self.local_server = settings.telegram_api_local
         api = TelegramAPIServer.from_base(settings.telegram_api_base, is_local=self.local_server)
-        self.bot = Bot(token, session=AiohttpSession(api=api))
+        self.bot = Bot(token, session=KeptModelsSession(api=api))
         self.shared = shared
         if shared is not None:
             from adapters.telegram.shared import SendBudgetMiddleware

@@ -171,7 +171,7 @@ class Desk:
             reply.lang = reply.lang or who.lang
             if who.first and not isinstance(event, Started):  # once, whatever they asked first
                 welcome = views.welcome(who.lang, who.user.balance, self._starter(ctx.platform))
-                reply.outs.insert(0, Send(replace(welcome, ephemeral=True), ctx.message_id))
+                _greet(reply, welcome, ctx)
         return reply
 
     # --- what adapters may ask besides events --------------------------------------------------
@@ -319,6 +319,19 @@ class Desk:
     async def _awaiting(self, reply: Reply) -> Awaiting:
         session_id = _studio_session(reply) or _session_on_screen(reply)
         return await self.studio.awaiting(session_id) if session_id else Awaiting.NOTHING
+
+
+def _greet(reply: Reply, welcome: Screen, ctx: ChatContext) -> None:
+    """Put a first contact's welcome before the answer: above its words, in the same message,
+    when that message is plain text only the caller reads (one message to send, not two);
+    otherwise as a message of its own, first."""
+    first = reply.outs[0] if reply.outs else None
+    if (isinstance(first, Send) and first.session_id is None and first.screen.image is None
+            and (first.screen.ephemeral or ctx.chat_kind == "private")):
+        screen = replace(first.screen, text=f"{welcome.text}\n\n{first.screen.text}")
+        reply.outs[0] = replace(first, screen=screen)
+    else:
+        reply.outs.insert(0, Send(replace(welcome, ephemeral=True), ctx.message_id))
 
 
 def _studio_session(reply: Reply) -> str | None:

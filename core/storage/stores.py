@@ -76,6 +76,19 @@ class UserRows(_Store):
         )
         return bool(added)
 
+    async def insert_contacted(
+        self, platform: str, platform_user_id: str, *, display_name: str,
+        username: str | None, platform_language: str | None, now: float,
+    ) -> Row | None:
+        """A new user's row, created as greeted (their first message); None if they exist
+        (another update of theirs, or an admin's grant, came first)."""
+        return await self.tx.fetchone(
+            "INSERT INTO users (platform, platform_user_id, display_name, username,"
+            " platform_language, created_at, seen_at, contacted) VALUES (?, ?, ?, ?, ?, ?, ?, 1)"
+            " ON CONFLICT (platform, platform_user_id) DO NOTHING RETURNING *",
+            (platform, platform_user_id, display_name, username, platform_language, now, now),
+        )
+
     async def refresh(
         self, user_id: int, *, display_name: str, username: str | None,
         platform_language: str | None, now: float,

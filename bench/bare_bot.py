@@ -1,0 +1,36 @@
+"""The floor for bench/updates.py: a bare aiogram bot that answers `/balance` with fixed words.
+
+    python bench/bare_bot.py TOKEN API_BASE
+
+Long polling, as LOKIZ does by default; nothing else (no middleware, no database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.filters import Command
+from aiogram.types import Message
+
+# The same shape of answer as LOKIZ's (bench/updates.py waits for "Prices:").
+ANSWER = "💳 Balance: 100 credits.\nPrices: template 20 · glitch 10 · music 5."
+
+
+async def main(token: str, base: str) -> None:
+    dp = Dispatcher()
+
+    @dp.message(Command("balance"))
+    async def balance(message: Message) -> None:
+        await message.answer(ANSWER)
+
+    bot = Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(base)))
+    await bot.delete_webhook(drop_pending_updates=False)
+    await dp.start_polling(bot, allowed_updates=dp.resolve_used_update_types())
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
