@@ -18,7 +18,7 @@ import pytest
 from bot.app import build_services
 from core.catalogue import TEMPLATE, JobRequest
 from core.credits import CreditLedger
-from core.jobs import JobStatus, JobStore
+from core.jobs import Job, JobStatus, JobStore
 from core.sessions import SessionData, SessionStore, Step
 from core.settings import load_settings
 from core.social.posts import Posts
@@ -54,23 +54,32 @@ async def make_sqlite(path: Path, photo: Path, video: Path) -> dict[str, int]:
             users.append(user)
         web, _ = await ledger.ensure_user("web", "browser-1")
         await ledger.grant(users[0].id, 30, actor="admin:1", reason="thanks")
-        jobs = []
-        for user in users[:3]:
-            jobs.append(await services.engine.submit(
-                user_id=user.id, platform="telegram", chat_id=str(user.id), language="en",
+        async def submit(user_id: int, source_post: int | None = None) -> Job:
+            return await services.engine.submit(
+                user_id=user_id, platform="telegram", chat_id=str(user_id), language="en",
                 request=JobRequest(TEMPLATE, prompt="a hug", image=str(photo),
-                                   options={"duration": 4}),
-            ))
-        await services.engine.cancel(jobs[2].id)  # refunded
-        for job in jobs[:2]:
-            for _ in range(400):
+                                   options={"duration": 4}, source_post=source_post),
+            )
+
+        async def delivered(job: Job) -> None:
+            for _ in range(1000):
                 if (await services.jobs.get(job.id)).status == JobStatus.DELIVERED:
-                    break
+                    return
                 await asyncio.sleep(0.02)
+            raise AssertionError(f"job {job.id} was not delivered")
+
+        # Each delivered clip becomes a post; the second is a remix of the first.
         posts = Posts(services.db)
-        delivered = [await services.jobs.get(job.id) for job in jobs[:2]]
-        first = await posts.record_delivered(delivered[0])
-        await posts.record_delivered(delivered[1], first.id)  # a remix of the first
+        jobs = [await submit(users[0].id)]
+        await delivered(jobs[0])
+        first = await posts.of_job(jobs[0].id)
+        assert first is not None
+        jobs.append(await submit(users[1].id, source_post=first.id))
+        jobs.append(await submit(users[2].id))
+        await services.engine.cancel(jobs[2].id)  # refunded
+        await delivered(jobs[1])
+        remix = await posts.of_job(jobs[1].id)
+        assert remix is not None and remix.source_post_id == first.id
         await posts.toggle_like(first.id, users[3].id)
         await services.sessions.create(
             user_id=users[4].id, platform="telegram", chat_id="104", chat_kind="private",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ from core.screens import Screen
 from core.settings import load_settings
 from tests.fakes.backend import Script, ScriptedBackend
 from tests.fakes.notifier import RecordingNotifier
+from tests.welcome import WELCOME, after_welcome
 
 
 @pytest.fixture(scope="module")
@@ -87,16 +89,22 @@ class Local:
 
 class Drive:
     """Typed events into the Desk, as an adapter would send them. A first contact's
-    welcome comes first in its reply; these tests look at what follows it."""
+    welcome comes first in its reply (alone, or on top of a plain answer); these tests
+    look at what follows it."""
 
     def __init__(self, services) -> None:
         self.desk = services.desk
 
     async def answer(self, event: Event) -> Reply:
         reply = await self.desk.answer(event)
-        if not isinstance(event, Started) and reply.outs and isinstance(reply.outs[0], Send) \
-                and reply.outs[0].screen.text.startswith("👋"):
-            reply.outs.pop(0)
+        first = reply.outs[0] if reply.outs else None
+        if not isinstance(event, Started) and isinstance(first, Send) \
+                and first.screen.text.startswith(WELCOME):
+            rest = after_welcome(first.screen.text)
+            if rest:  # the welcome on top of the answer: the answer
+                reply.outs[0] = replace(first, screen=replace(first.screen, text=rest))
+            else:  # the welcome alone, first
+                reply.outs.pop(0)
         return reply
 
     async def video(self, who, path, caption=None):
