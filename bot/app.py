@@ -3,6 +3,12 @@
 `build_services` makes the platform-free core; `run_bot` adds every adapter
 that has a token, starts the engine and the HTTP server, and runs until a
 signal or an adapter's fatal error.
+
+Roles (PostgreSQL mode): `run` = adapters + a job worker; `run --no-worker` =
+adapters only; `worker` = a job worker only, which delivers over the platforms'
+REST APIs (no polling, no gateway). SIGTERM drains: `/readyz` turns 503, the
+adapters stop taking updates, the worker finishes its steps or hands them back
+within DRAIN_SECONDS.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from core.ratelimit import UpdateRateLimiter
 from core.sessions import SESSION_TTL, SessionStore
 from core.settings import Settings
 from core.storage import Database, open_database
+from core.storage.postgres import PostgresDatabase
 from core.studio.account import Account
 from core.studio.admin import AdminDesk
 from core.studio.studio import Studio, StudioLimits
@@ -134,7 +141,11 @@ async def build_services(settings: Settings) -> Services:
         max_concurrent=settings.max_concurrent_jobs,
         max_active_per_user=settings.max_active_jobs_per_user,
         timeout=settings.job_timeout_seconds, webhook_url=webhook_url,
+        instance_id=settings.instance_name,
     )
+    if isinstance(db, PostgresDatabase):  # jobs on the shared queue
+        engine.use_cluster(db, concurrency=settings.worker_concurrency,
+                           drain_seconds=settings.drain_seconds)
     studio = Studio(
         ledger=ledger, sessions=sessions, jobs=jobs, engine=engine, models=models,
         templates=templates, media=media,
@@ -205,43 +216,102 @@ async def _clean_media_periodically(services: Services) -> None:
         await asyncio.sleep(3600)
 
 
-async def run_bot(settings: Settings) -> None:
-    require_platform(settings)
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+async def make_rest_notifiers(services: Services) -> list[Closable]:
+    """A worker without chat adapters still delivers: each platform's notifier over its
+    REST API (Telegram's Bot API with the token, Discord's REST with the bot token), with
+    no polling and no gateway. Returns what to close."""
+    settings = services.settings
+    made: list[Closable] = []
+    if settings.telegram_bot_token is not None:
+        from adapters.telegram.app import TelegramAdapter
+
+        telegram = TelegramAdapter(settings, services.desk)  # never run: no polling
+        services.engine.with_notifier(telegram.notifier)
+        made.append(telegram)
+    if settings.discord_bot_token is not None:
+        from adapters.discord.app import DiscordAdapter
+
+        discord_ = DiscordAdapter(settings, services.desk)
+        await discord_.connect_rest()
+        services.engine.with_notifier(discord_.notifier)
+        made.append(discord_)
+    if settings.web_enabled:
+        from adapters.web.app import WebAdapter
+        from core.web_pages import WebPages
+
+        web_ = WebAdapter(settings, services.desk, WebPages(services.db))
+        services.engine.with_notifier(web_.notifier)
+        made.append(web_)
+    return made
+
+
+def require_roles(settings: Settings, *, adapters: bool, worker: bool) -> None:
+    if not (adapters and worker) and not settings.postgres:
+        raise ConfigError(
+            "DATABASE_URL: running adapters and workers as separate processes needs "
+            "PostgreSQL (postgresql://…); with SQLite use python -m bot run"
+        )
+
+
+async def run_bot(settings: Settings, *, adapters: bool = True, worker: bool = True) -> None:
+    """Run the roles asked for until SIGINT/SIGTERM (then drain) or a fatal error."""
+    require_roles(settings, adapters=adapters, worker=worker)
+    if adapters:
+        require_platform(settings)
     services = await build_services(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
-    adapters: list[Adapter] = []
+    running: list[Adapter] = []
+    rest: list[Closable] = []
     tasks: list[asyncio.Task[None]] = []
+    cluster = services.engine.cluster
     try:
-        adapters = make_adapters(services)
-        await services.engine.start()
+        if adapters:
+            running = make_adapters(services)
+        else:
+            rest = await make_rest_notifiers(services)
+        await services.engine.start(worker=worker)
         await services.http.start()
-        log.info(
-            "LOKIZ running: %s; backend %s",
-            ", ".join(type(a).__name__.removesuffix("Adapter").lower() for a in adapters),
-            services.backend.name,
-        )
+        parts = [type(a).__name__.removesuffix("Adapter").lower() for a in running]
+        if cluster is not None and worker:
+            parts.append(f"job worker {settings.instance_name} ({settings.worker_concurrency} slots)")
+        log.info("LOKIZ running: %s; backend %s", ", ".join(parts) or "nothing",
+                 services.backend.name)
         if settings.web_enabled:
             host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "") else settings.http_host
             print(f"LOKIZ web studio: http://{host}:{services.http.bound_port}/", flush=True)
-        tasks = [asyncio.create_task(adapter.run()) for adapter in adapters]
-        tasks.append(asyncio.create_task(_clean_media_periodically(services)))
+        tasks = [asyncio.create_task(adapter.run()) for adapter in running]
+        if adapters:
+            tasks.append(asyncio.create_task(_clean_media_periodically(services)))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task is not stopper and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
+        # Drain: not ready any more (load balancers stop sending), no new updates, then
+        # the worker finishes its steps or hands them back within DRAIN_SECONDS.
+        services.http.draining = True
+        log.info("LOKIZ stopping: draining")
         for task in tasks:
             task.cancel()
-        for adapter in adapters:
+        for adapter in running:
             with contextlib.suppress(Exception):
                 await adapter.close()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if cluster is not None:
+            await cluster.stop_worker()
+        for part in rest:
+            with contextlib.suppress(Exception):
+                await part.close()
         await services.close()
         log.info("LOKIZ stopped")

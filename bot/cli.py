@@ -12,11 +12,11 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from bot.commands import credits, media, migrate, posts, render, run, templates
+from bot.commands import credits, media, migrate, posts, render, run, templates, worker
 from core.errors import LokizError
 from core.settings import load_settings
 
-COMMANDS = (run, media, render, templates, credits, migrate, posts)
+COMMANDS = (run, worker, media, render, templates, credits, migrate, posts)
 
 
 def build_parser() -> argparse.ArgumentParser:

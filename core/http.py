@@ -1,4 +1,8 @@
-"""The HTTP server (aiohttp): Replicate webhooks, `/healthz`, `/metrics`.
+"""The HTTP server (aiohttp): Replicate webhooks, `/healthz`, `/readyz`, `/metrics`.
+
+`/healthz` says the process is alive; `/readyz` (what a load balancer asks) says the
+database and every registered check (`add_ready_check`: Redis, the media store…) answer
+and the instance is not draining (SIGTERM turns it false at once).
 
 Adapters may add their own routes (Telegram webhook mode) before it starts.
 """
@@ -32,6 +36,8 @@ LINGER_TIME = 2.0  # seconds to drain an unread body after answering early
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ReadyCheck = Callable[[], Awaitable[bool]]
+READY_CHECK_TIMEOUT = 3.0  # a check that does not answer in time counts as down
 
 
 def _closing(response: web.Response) -> web.Response:
@@ -73,10 +79,18 @@ class HttpServer:
             middlewares=[self._bounded_body],
         )
         self.app.router.add_get("/healthz", self.healthz)
+        self.app.router.add_get("/readyz", self.readyz)
         self.app.router.add_get("/metrics", self.metrics)
         self.app.router.add_post(REPLICATE_WEBHOOK_PATH, self.replicate_webhook)
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
+        self.draining = False  # set on SIGTERM: /readyz answers 503 from then on
+        self.ready_checks: dict[str, ReadyCheck] = {}
+
+    def add_ready_check(self, name: str, check: ReadyCheck) -> None:
+        """Make `/readyz` also ask `check` (True: reachable). For shared services (Redis,
+        the media store) that an instance cannot serve without."""
+        self.ready_checks[name] = check
 
     async def start(self) -> None:
         # A silent or idle connection is closed after keepalive_timeout (aiohttp starts that
@@ -144,6 +158,20 @@ class HttpServer:
         checks["running"] = self.engine.running_count
         return web.json_response({"status": "ok" if healthy else "down", **checks},
                                  status=200 if healthy else 503)
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        checks: dict[str, str] = {}
+        ready = not self.draining
+        named: dict[str, ReadyCheck] = {"database": self.db.ping, **self.ready_checks}
+        for name, check in named.items():
+            try:
+                async with asyncio.timeout(READY_CHECK_TIMEOUT):
+                    checks[name] = "ok" if await check() else "down"
+            except Exception as exc:  # the answer is the report, not a crash
+                checks[name] = f"down: {type(exc).__name__}"
+            ready &= checks[name] == "ok"
+        status = "draining" if self.draining else "ok" if ready else "down"
+        return web.json_response({"status": status, **checks}, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
         if self._metrics_token is not None and not hmac.compare_digest(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from core.backends.base import StartRecord
+from core.backends.base import Prediction, StartRecord
 from core.catalogue import JobRequest
 from core.credits import CreditLedger
 from core.ids import short_id
@@ -240,6 +240,54 @@ class JobStore:
     async def release_claim(self, job_id: str, owner: str) -> None:
         async with self.db.transaction() as tx:
             await tx.jobs.release_claim(job_id, owner=owner)
+
+    # --- the deployment-wide queue (PostgreSQL mode, see core.engine.cluster) ---------
+    async def admit(
+        self, owner: str, lease: float, ceiling: int, platforms: list[str], *, lock_key: int
+    ) -> tuple[str, str | None]:
+        """("job", id) now held by `owner`, ("full", None) or ("empty", None)."""
+        now = time.time()
+        async with self.db.transaction() as tx:
+            return await tx.jobs.admit(owner=owner, until=now + lease, now=now, ceiling=ceiling,
+                                       platforms=platforms, lock_key=lock_key)
+
+    async def queue_position(self, job_id: str) -> int | None:
+        async with self.db.read() as tx:
+            return await tx.jobs.queue_position(job_id, now=time.time())
+
+    async def waiting(self, limit: int) -> list[tuple[Job, int]]:
+        """The first waiting jobs in the fair order, with their positions."""
+        async with self.db.read() as tx:
+            rows = await tx.jobs.waiting(now=time.time(), limit=limit)
+        return [(Job.from_row(row), int(row["place"])) for row in rows]
+
+    async def unheld_unfinished(self) -> int:
+        async with self.db.read() as tx:
+            return await tx.jobs.unheld_unfinished(now=time.time())
+
+    async def tasks_pending(self, task_name: str) -> int:
+        async with self.db.read() as tx:
+            return await tx.jobs.tasks_pending(task_name)
+
+    async def publish_webhook(self, prediction: Prediction, channel: str) -> bool:
+        """Record a finished prediction on its active job and NOTIFY `channel` with its
+        id (on commit); False when no active job has that prediction."""
+        payload = json.dumps({"id": prediction.id, "status": prediction.status,
+                              "output": prediction.output, "error": prediction.error})
+        async with self.db.transaction() as tx:
+            job_id = await tx.jobs.store_webhook(prediction.id, payload)
+            if job_id is not None:
+                await tx.jobs.notify(channel, prediction.id)
+        return job_id is not None
+
+    async def stored_webhook(self, prediction_id: str) -> Prediction | None:
+        async with self.db.read() as tx:
+            payload = await tx.jobs.stored_webhook(prediction_id)
+        if not payload:
+            return None
+        data = json.loads(payload)
+        return Prediction(id=data["id"], status=data["status"], output=data.get("output"),
+                          error=data.get("error"))
 
     async def count_delivery_attempt(self, job_id: str) -> None:
         async with self.db.transaction() as tx:

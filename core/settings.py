@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -114,6 +115,11 @@ class Settings(BaseSettings):
     max_active_jobs_per_user: int = Field(default=2, ge=1)
     job_timeout_seconds: float = Field(default=900.0, gt=0)
 
+    # several instances (PostgreSQL mode; see README "Run several instances")
+    worker_concurrency: int = Field(default=300, ge=1, le=10_000)  # job tasks one worker holds
+    instance_id: str | None = None  # names this instance's job claims; default hostname-pid
+    drain_seconds: float = Field(default=30.0, ge=0, le=3600)  # SIGTERM: finish or hand back
+
     # the web studio (SPEC §11)
     web_studio: bool | None = None  # None: on when no platform token is set
     web_secret: SecretStr | None = None
@@ -203,6 +209,16 @@ class Settings(BaseSettings):
             raise ValueError("must look like us-east-1 (lowercase letters, digits, dashes)")
         return value
 
+    @field_validator("instance_id")
+    @classmethod
+    def _valid_instance_id(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", value):
+            raise ValueError("must be 1-64 letters, digits, dots, dashes, colons or underscores")
+        return value
+
     @field_validator("ffmpeg_binary")
     @classmethod
     def _absolute_ffmpeg(cls, value: Path | None) -> Path | None:
@@ -255,6 +271,19 @@ class Settings(BaseSettings):
     def web_enabled(self) -> bool:
         """The web studio serves: when asked to, or by default when no platform token is set."""
         return self.web_studio if self.web_studio is not None else not self.has_platform_token
+
+    @property
+    def postgres(self) -> bool:
+        """Several instances may share this database (jobs then run on its queue)."""
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def instance_name(self) -> str:
+        """INSTANCE_ID, else hostname-pid with PostgreSQL; the embedded store has one
+        instance, named "main" (a restart takes its own job claims back at once)."""
+        if self.instance_id:
+            return self.instance_id
+        return f"{socket.gethostname()}-{os.getpid()}" if self.postgres else "main"
 
     @property
     def sqlite_path(self) -> Path | None:

@@ -80,8 +80,11 @@ class LokizBot(commands.Bot):
         self.notifier = DiscordNotifier(self)
         self.downloader = Downloader(desk)
         self.connected = asyncio.Event()
+        self.rest_only = False  # a worker's client: REST calls only, no gateway, no commands
 
     async def setup_hook(self) -> None:
+        if self.rest_only:
+            return
         self.add_dynamic_items(StudioButton, StudioSelect)
         for cog in (CaptureCog(self), EffectsCog(self), RemixCog(self), AccountCog(self), AdminCog(self)):
             await self.add_cog(cog)
@@ -144,6 +147,13 @@ class DiscordAdapter:
 
     def mount(self, app: web.Application) -> None:
         """Discord reaches the bot over its gateway: no webhook routes."""
+
+    async def connect_rest(self) -> None:
+        """Log in for REST only (a worker with no gateway): results and status messages go
+        out with the bot token; no session, no events, no command sync."""
+        self.bot.rest_only = True
+        await self.bot.login(self._token)
+        self.bot.connected.set()
 
     async def run(self) -> None:
         """Log in and stay connected (discord.py reconnects) until cancelled."""

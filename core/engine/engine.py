@@ -20,6 +20,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.backends.base import Backend, Prediction
 from core.catalogue import JobRequest, ModelSpec, TemplateCatalogue
@@ -35,6 +36,10 @@ from core.jobs import ACTIVE, UNFINISHED, EndReason, Job, JobStatus, JobStore, n
 from core.media_store import MediaStore
 from core.metrics import Histogram
 from core.notify import Notifier
+
+if TYPE_CHECKING:
+    from core.engine.cluster import ClusterQueue
+    from core.storage.postgres import PostgresDatabase
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +142,22 @@ class JobEngine:
         self._interrupted: dict[str, str] = {}  # steps stopped on purpose, and why
         self._renewer: asyncio.Task[None] | None = None
         self._telling: set[asyncio.Task[None]] = set()
+        # PostgreSQL mode: jobs run on procrastinate (cluster.py), not the in-process scheduler.
+        self.cluster: ClusterQueue | None = None
+        self._positions_shown = 0.0
+
+    def use_cluster(self, db: PostgresDatabase, *, concurrency: int, drain_seconds: float) -> ClusterQueue:
+        """Run jobs on procrastinate in `db`: `MAX_CONCURRENT_JOBS` becomes a ceiling for the
+        whole deployment, enforced when a job is claimed; the fair order and queue
+        positions come from the database."""
+        from core.engine.cluster import CLUSTER_CLAIM_LEASE, ClusterQueue
+
+        self.claim_lease = min(self.claim_lease, CLUSTER_CLAIM_LEASE)
+        self.cluster = ClusterQueue(
+            self, db, concurrency=concurrency, drain_seconds=drain_seconds,
+            ceiling=self.scheduler.max_concurrent,
+        )
+        return self.cluster
 
     # --- parts and settings others read (and tests swap) ---------------------------------
     @property
@@ -169,15 +190,24 @@ class JobEngine:
         return self.scheduler.queue
 
     # --- lifecycle ---------------------------------------------------------------------
-    async def start(self) -> None:
-        """Recover what a previous run left, then start scheduling."""
+    async def start(self, *, worker: bool = True) -> None:
+        """Recover what a previous run left, then start scheduling. In PostgreSQL mode,
+        start a job worker here unless `worker` is False (adapters only)."""
         (self.media_dir / "outputs").mkdir(parents=True, exist_ok=True)
-        await self.recover()
+        if self.cluster is not None:
+            # Workers take what a crash left (stalled tokens, `ensure_tokens`).
+            await self.cluster.open()
+            if worker:
+                await self.cluster.start_worker()
+        else:
+            await self.recover()
         self.scheduler.start()
 
     async def stop(self) -> None:
         """Stop working; unfinished jobs stay stored (claims released) and resume on the
         next start."""
+        if self.cluster is not None:
+            await self.cluster.stop_worker(grace=0)  # its steps hand their jobs back
         await self.scheduler.stop()
         tasks = [*self._steps.values(), *self._telling, *([self._renewer] if self._renewer else [])]
         for task in tasks:
@@ -186,6 +216,8 @@ class JobEngine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.status.close()
+        if self.cluster is not None:
+            await self.cluster.close()
 
     async def recover(self) -> dict[str, int]:
         """Hand the scheduler every unfinished job: queued ones wait their turn, running
@@ -255,9 +287,12 @@ class JobEngine:
             await self.jobs.insert(tx, job)
             await self.ledger.charge(tx, user_id, price, job_id=job.id, reason=request.action,
                                      key=charge_key)
+            if self.cluster is not None:  # the queue entry commits with the job and its charge
+                await self.cluster.defer(tx, job.id)
         log.info("job %s queued: %s for user %s", job.id, request.action, user_id)
-        self.scheduler.push(job)
-        await self.status.queued(job, self.position(job.id) or 1)
+        if self.cluster is None:
+            self.scheduler.push(job)
+        await self.status.queued(job, await self.queue_position(job.id) or 1)
         return job
 
     async def cancel(self, job_id: str, *, user_id: int | None = None) -> int:
@@ -299,6 +334,11 @@ class JobEngine:
         if self.inbox.post(prediction):
             self.stats.webhooks_accepted += 1
             return True
+        if self.cluster is not None and await self.cluster.publish_webhook(prediction):
+            # Its job waits on another instance (or will): recorded there and woken.
+            self.inbox.drop(prediction.id)
+            self.stats.webhooks_accepted += 1
+            return True
         job = await self.jobs.by_prediction(prediction.id)
         if job is None:
             # Its create's answer may not be stored yet: the inbox keeps it for the waiter.
@@ -312,7 +352,24 @@ class JobEngine:
         return True
 
     def position(self, job_id: str) -> int | None:
+        """The job's place in this process's queue (see `queue_position` for every mode)."""
         return self.scheduler.position(job_id)
+
+    async def queue_position(self, job_id: str) -> int | None:
+        """The job's place in the queue: the in-process one, or the database's fair order."""
+        if self.cluster is not None:
+            return await self.jobs.queue_position(job_id)
+        return self.scheduler.position(job_id)
+
+    async def show_positions(self, limit: int = 20, every: float = 3.0) -> None:
+        """PostgreSQL mode: the first waiting jobs hear their new places (at most every
+        `every` seconds per process; jobs of platforms not served here are skipped)."""
+        if time.monotonic() - self._positions_shown < every:
+            return
+        self._positions_shown = time.monotonic()
+        waiting = [(job, place) for job, place in await self.jobs.waiting(limit)
+                   if job.platform in self.notifiers]
+        await self._show_positions(waiting)
 
     @property
     def alive(self) -> bool:
@@ -393,6 +450,8 @@ class JobEngine:
                 job, output = await self.runner.run(job, self.models[job.action])
             finally:
                 self.scheduler.release(job.id)
+                if self.cluster is not None:  # its generating slot is free: waiting tokens ask
+                    self.cluster.admission.wake()
             # Shared before it is recorded: any instance may deliver it, or remix it.
             output_ref = await self.media.share(output)
             if not await self.jobs.set_succeeded(job.id, output_ref):

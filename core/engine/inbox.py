@@ -32,6 +32,10 @@ class WebhookInbox:
             self._results.pop(next(iter(self._results)))
         return False
 
+    def watched(self, prediction_id: str) -> bool:
+        """Whether a job here waits for `prediction_id`."""
+        return prediction_id in self._events
+
     def take(self, prediction_id: str) -> Prediction | None:
         return self._results.pop(prediction_id, None)
 

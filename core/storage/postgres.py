@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -66,6 +67,13 @@ class _PgUnit(UnitOfWork):
         except psycopg.errors.IntegrityError as exc:
             raise ConstraintViolation(str(exc)) from exc
         return cursor.rowcount
+
+    @property
+    def connection(self) -> psycopg.AsyncConnection[Row]:
+        """The psycopg connection this unit's transaction runs on, for a library that joins
+        the transaction (procrastinate's `defer_async` with `connection=`)."""
+        assert self._conn is not None, "use the unit of work inside `async with`"
+        return self._conn
 
     async def script(self, sql: str) -> None:
         """Run a migration file as it is (several statements, no parameters)."""
@@ -143,7 +151,30 @@ class PostgresDatabase(Database):
                 )
                 log.info("database migration applied: %s", name)
                 applied.append(version)
+            # The job queue's own tables (procrastinate), once, under the same lock.
+            if not await uow.fetchval("SELECT to_regclass('procrastinate_jobs') IS NOT NULL"):
+                from procrastinate.schema import SchemaManager
+
+                await uow.script(SchemaManager.get_schema())
+                log.info("job queue schema applied (procrastinate)")
         return applied
+
+    @property
+    def url(self) -> str:
+        """The connection string (for the job queue's own pool and LISTEN connections)."""
+        return str(self.pool.conninfo)
+
+    async def listen(self, channel: str) -> AsyncIterator[str]:
+        """Payloads of NOTIFY `channel`, on a connection of its own, until cancelled."""
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", channel):
+            raise ValueError(f"bad channel name {channel!r}")
+        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        try:
+            await conn.execute(f"LISTEN {channel}".encode())
+            async for notice in conn.notifies():
+                yield notice.payload
+        finally:
+            await conn.close()
 
     async def close(self) -> None:
         await self.pool.close()

@@ -20,6 +20,7 @@ JOB_COLUMNS = (
     "delivered_message_id", "delivered_file_id", "delivery_attempts", "likes", "created_at",
     "started_at", "deadline_at", "finished_at", "updated_at", "delivery_sends",
     "delivery_unconfirmed", "owner_id", "owner_name", "creating_since", "claimed_by", "claimed_until",
+    "webhook_prediction",
 )
 _JOB_INSERTED = (
     "id", "user_id", "platform", "chat_id", "language", "session_id", "reply_to_message_id",
@@ -376,6 +377,113 @@ class JobRows(_Store):
             "UPDATE jobs SET claimed_by = NULL, claimed_until = NULL WHERE id = ? AND claimed_by = ?",
             (job_id, owner),
         )
+
+    # --- the deployment-wide queue (PostgreSQL mode) ---------------------------------
+    def _fair_order(
+        self, now: float, platforms: Sequence[str] = ()
+    ) -> tuple[str, tuple[Any, ...]]:
+        """Queued jobs nobody holds, round-robin across users: every user's first active
+        job (oldest first; one generating counts), then every user's second, and so on.
+        Columns: id, place. With `platforms`, only jobs of those platforms."""
+        order = "seq" if self.postgres else "rowid"
+        only = f" AND platform IN ({_marks(platforms)})" if platforms else ""
+        return (
+            "SELECT id, ROW_NUMBER() OVER (ORDER BY turn, created_at, n) AS place FROM"
+            f" (SELECT id, created_at, {order} AS n, status, claimed_by, claimed_until, platform,"
+            f" ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY created_at, {order}) AS turn"
+            " FROM jobs WHERE status IN ('queued', 'running')) AS active"
+            f" WHERE status = 'queued' AND (claimed_by IS NULL OR claimed_until < ?){only}",
+            (now, *platforms),
+        )
+
+    async def admit(
+        self, *, owner: str, until: float, now: float, ceiling: int, platforms: Sequence[str],
+        lock_key: int,
+    ) -> tuple[str, str | None]:
+        """Give `owner` its next job, deployment-wide, under one lock:
+
+        - first a started job nobody holds (its instance died or handed it back);
+        - else, while fewer than `ceiling` jobs generate (running, or queued and held),
+          the queued job first in the fair order (of the `platforms` it can deliver to).
+
+        Returns ("job", id), ("full", None) or ("empty", None)."""
+        await self.tx.execute("SELECT pg_advisory_xact_lock(?)", (lock_key,))
+        orphan = await self.tx.fetchone(
+            "UPDATE jobs SET claimed_by = ?, claimed_until = ? WHERE id = ("
+            " SELECT id FROM jobs WHERE status IN ('running', 'succeeded')"
+            f" AND platform IN ({_marks(platforms)})"
+            " AND (claimed_by IS NULL OR claimed_until < ?) ORDER BY created_at LIMIT 1)"
+            " RETURNING id",
+            (owner, until, *platforms, now),
+        )
+        if orphan is not None:
+            return "job", str(orphan["id"])
+        busy = int(await self.tx.fetchval(
+            "SELECT COUNT(*) FROM jobs WHERE status = 'running'"
+            " OR (status = 'queued' AND claimed_by IS NOT NULL AND claimed_until >= ?)",
+            (now,),
+        ))
+        fair, params = self._fair_order(now, platforms)  # jobs this instance can deliver
+        head = await self.tx.fetchone(f"{fair} ORDER BY place LIMIT 1", params)
+        if head is None:
+            return "empty", None
+        if busy >= ceiling:
+            return "full", None
+        changed = await self.tx.execute(
+            "UPDATE jobs SET claimed_by = ?, claimed_until = ? WHERE id = ? AND status = 'queued'",
+            (owner, until, head["id"]),
+        )
+        return ("job", str(head["id"])) if changed else ("full", None)
+
+    async def queue_position(self, job_id: str, *, now: float) -> int | None:
+        """The job's place in the fair order (1 = next to start), or None if not waiting."""
+        fair, params = self._fair_order(now)
+        found = await self.tx.fetchval(f"SELECT place FROM ({fair}) AS q WHERE id = ?",
+                                       (*params, job_id))
+        return None if found is None else int(found)
+
+    async def waiting(self, *, now: float, limit: int) -> list[Row]:
+        """The first `limit` waiting jobs in the fair order, with their `place`."""
+        fair, params = self._fair_order(now)
+        return await self.tx.fetchall(
+            f"SELECT jobs.*, q.place FROM ({fair}) AS q JOIN jobs ON jobs.id = q.id"
+            " ORDER BY q.place LIMIT ?",
+            (*params, limit),
+        )
+
+    async def unheld_unfinished(self, *, now: float) -> int:
+        """Unfinished jobs no instance holds now."""
+        return int(await self.tx.fetchval(
+            "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running', 'succeeded')"
+            " AND (claimed_by IS NULL OR claimed_until < ?)",
+            (now,),
+        ))
+
+    async def store_webhook(self, prediction_id: str, payload: str) -> str | None:
+        """Record a finished prediction on its active job; the job's id, or None."""
+        row = await self.tx.fetchone(
+            "UPDATE jobs SET webhook_prediction = ? WHERE prediction_id = ?"
+            " AND status IN ('queued', 'running') RETURNING id",
+            (payload, prediction_id),
+        )
+        return None if row is None else str(row["id"])
+
+    async def stored_webhook(self, prediction_id: str) -> str | None:
+        return await self.tx.fetchval(  # type: ignore[no-any-return]
+            "SELECT webhook_prediction FROM jobs WHERE prediction_id = ?", (prediction_id,)
+        )
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """PostgreSQL NOTIFY, sent when this transaction commits."""
+        await self.tx.execute("SELECT pg_notify(?, ?)", (channel, payload))
+
+    async def tasks_pending(self, task_name: str) -> int:
+        """procrastinate jobs of `task_name` waiting or being done."""
+        return int(await self.tx.fetchval(
+            "SELECT COUNT(*) FROM procrastinate_jobs WHERE task_name = ?"
+            " AND status IN ('todo', 'doing')",
+            (task_name,),
+        ))
 
     async def count_delivery_attempt(self, job_id: str, *, allowed: Sequence[str], now: float) -> bool:
         changed = await self.tx.execute(

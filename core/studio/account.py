@@ -54,7 +54,7 @@ class Account:
             t(lang, "account.job_price", price=job.price),
         ]
         if job.status == QUEUED:
-            position = self.engine.position(job.id)
+            position = await self.engine.queue_position(job.id)
             if position:
                 lines.append(t(lang, "account.job_position", position=position))
         if job.started_at and job.finished_at:
