@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import signal
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from core.media_store import MediaStore, media_store_from
 from core.notify import Notifier, OutputMedia
 from core.platform_files import PlatformFiles
 from core.ratelimit import UpdateRateLimiter
+from core.redis_shared import RedisRateLimiter, RedisSeenWebhooks, RedisShared, RedisTokenBucket
 from core.sessions import SESSION_TTL, SessionStore
 from core.settings import Settings
 from core.storage import Database, open_database
@@ -64,6 +66,7 @@ class Services:
     admin: AdminDesk
     desk: Desk
     http: HttpServer
+    shared: RedisShared | None = None  # REDIS_URL: what several instances share
 
     async def close(self) -> None:
         await self.engine.stop()
@@ -71,6 +74,8 @@ class Services:
         await self.backend.close()
         await self.media.close()
         await self.db.close()
+        if self.shared is not None:
+            await self.shared.close()
 
 
 class Adapter(Protocol):
@@ -90,16 +95,27 @@ class Adapter(Protocol):
     async def close(self) -> None: ...
 
 
-def make_backend(settings: Settings, media: MediaStore) -> Backend:
+REPLICATE_CREATES_PER_MINUTE = 500  # under Replicate's 600 a minute per account
+
+
+def make_backend(settings: Settings, media: MediaStore, shared: RedisShared | None = None) -> Backend:
     if settings.backend == "replicate":
         from core.backends.replicate import ReplicateBackend
 
         assert settings.replicate_api_token is not None
+        token = settings.replicate_api_token.get_secret_value()
         configured = settings.replicate_webhook_secret
+        shared_creates = None
+        if shared is not None:  # one budget per account, over every instance
+            account = hashlib.sha256(token.encode()).hexdigest()[:16]
+            per_minute = REPLICATE_CREATES_PER_MINUTE
+            shared_creates = RedisTokenBucket(shared, f"replicate-creates:{account}",
+                                              per_minute / 60.0, per_minute / 6.0)
         return ReplicateBackend(
-            settings.replicate_api_token.get_secret_value(), settings.replicate_base_url,
+            token, settings.replicate_base_url,
             webhook_secret=configured.get_secret_value() if configured else None,
             media=media,  # MEDIA_PUBLIC: inputs go as presigned URLs instead of uploads
+            shared_creates=shared_creates,
         )
     from core.backends.local import LocalBackend
 
@@ -121,9 +137,11 @@ async def build_services(settings: Settings) -> Services:
         raise
     # A session cannot outlive the media it works on; with MEDIA_URL its files are keys.
     sessions = SessionStore(db, ttl=min(SESSION_TTL, settings.media_ttl_hours * 3600), media=media)
+    shared = RedisShared.from_url(settings.redis_url, settings.redis_key_prefix) \
+        if settings.redis_url else None
     models = build_models(settings)
     templates = TemplateCatalogue.load(settings.templates_file)
-    backend = make_backend(settings, media)
+    backend = make_backend(settings, media, shared)
 
     async def fit_output(path: Path, limit: int) -> OutputMedia:
         fitted = await fit_video(path, limit, path.with_suffix(f".fit{limit}.mp4"))
@@ -155,15 +173,19 @@ async def build_services(settings: Settings) -> Services:
     http = HttpServer(db=db, engine=engine, jobs=jobs, host=settings.http_host,
                       port=settings.http_port, webhooks=backend if webhook_url else None,
                       metrics_token=settings.metrics_token.get_secret_value()
-                      if settings.metrics_token else None)
+                      if settings.metrics_token else None,
+                      seen=RedisSeenWebhooks(shared) if shared else None)
+    if shared is not None:
+        http.add_check("redis", shared.ping)
     account = Account(studio, jobs, engine)
     admin = AdminDesk(ledger, jobs, db, settings.admins)
     desk = Desk(studio, account, admin, PlatformFiles(db, media),
-                starter_credits=settings.starter_credits, rate_limiter=UpdateRateLimiter())
+                starter_credits=settings.starter_credits,
+                rate_limiter=RedisRateLimiter(shared) if shared else UpdateRateLimiter())
     return Services(
         settings=settings, db=db, ledger=ledger, jobs=jobs, sessions=sessions, media=media,
         backend=backend, engine=engine, studio=studio, account=account, admin=admin, desk=desk,
-        http=http,
+        http=http, shared=shared,
     )
 
 
@@ -182,11 +204,11 @@ def make_adapters(services: Services) -> list[Adapter]:
     if settings.telegram_bot_token is not None:
         from adapters.telegram.app import TelegramAdapter
 
-        adapters.append(TelegramAdapter(settings, services.desk))
+        adapters.append(TelegramAdapter(settings, services.desk, shared=services.shared))
     if settings.discord_bot_token is not None:
         from adapters.discord.app import DiscordAdapter
 
-        adapters.append(DiscordAdapter(settings, services.desk))
+        adapters.append(DiscordAdapter(settings, services.desk, shared=services.shared))
     if settings.web_enabled:
         from adapters.web.app import WebAdapter
         from core.web_pages import WebPages

@@ -150,3 +150,8 @@ class RateLimited(LokizError):
 
 class NotAdmin(LokizError):
     key = "error.not_admin"
+
+
+class SharedStoreDown(Exception):
+    """The shared store (Redis) did not answer: the work that needs it is refused, so the
+    sender retries later, rather than done without the shared state."""

@@ -18,9 +18,10 @@ from aiohttp import web
 
 from core.backends.base import Backend, BackendError, WebhookInvalid
 from core.engine import JobEngine
+from core.errors import SharedStoreDown
 from core.jobs import JobStore
 from core.storage import Database
-from core.webhooks import SeenWebhooks, WebhookRejected, webhook_id_of
+from core.webhooks import SeenWebhooks, WebhookIds, WebhookRejected, webhook_id_of
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class HttpServer:
         body_timeout: float = BODY_TIMEOUT,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         metrics_token: str | None = None,
+        seen: WebhookIds | None = None,
     ) -> None:
         """`webhooks`: the backend whose deliveries the webhook route verifies and reads
         (None: the route answers 404)."""
@@ -69,7 +71,8 @@ class HttpServer:
         self.port = port
         self._webhooks = webhooks
         self._metrics_token = metrics_token
-        self._seen = SeenWebhooks()
+        self._seen: WebhookIds = seen or SeenWebhooks()
+        self._checks: dict[str, Callable[[], Awaitable[bool]]] = {}
         self.body_limits = dict(body_limits)
         self.streamed: set[str] = set()
         self.body_timeout = body_timeout
@@ -110,6 +113,11 @@ class HttpServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def add_check(self, name: str, check: Callable[[], Awaitable[bool]]) -> None:
+        """A shared service the instance needs (e.g. "redis"): reported by the health check,
+        which is down while `check()` is False."""
+        self._checks[name] = check
 
     def stream_body(self, path: str) -> None:
         """Let the POST route `path` read its own body as a stream, under its own size and
@@ -152,6 +160,10 @@ class HttpServer:
         except Exception as exc:  # the answer is the report, not a crash
             checks["database"] = f"down: {type(exc).__name__}"
         healthy &= checks["database"] == "ok"
+        for name, check in self._checks.items():
+            up = await check()
+            checks[name] = "ok" if up else "down"
+            healthy &= up
         checks["engine"] = "ok" if self.engine.alive else "stopped"
         healthy &= self.engine.alive
         checks["queued"] = self.engine.queue_depth()
@@ -234,7 +246,12 @@ class HttpServer:
         except Exception:  # e.g. no secret yet: the sender retries later
             log.exception("cannot verify Replicate webhooks")
             return web.Response(status=503)
-        if not self._seen.first_time(webhook_id_of(request.headers)):
+        try:
+            first = await self._seen.claim(webhook_id_of(request.headers))
+        except SharedStoreDown as exc:  # Replicate retries; the poll is the fallback
+            log.warning("Replicate webhook not taken: %s", exc)
+            return web.Response(status=503)
+        if not first:
             return web.Response(status=200, text="duplicate")
         await self.engine.on_webhook(prediction)
         return web.Response(status=200, text="ok")

@@ -1,9 +1,20 @@
-"""Per-user update rate limiting (a token bucket per user)."""
+"""Per-user update rate limiting (a token bucket per user).
+
+`UpdateRateLimiter` is the in-process limiter of a single instance; several instances
+share `core.redis_shared.RedisRateLimiter` instead. Both are a `RateLimiter`.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from typing import Protocol
+
+
+class RateLimiter(Protocol):
+    async def check(self, key: str) -> bool:
+        """True when `key` may go on now (and counts it)."""
+        ...
 
 
 class UpdateRateLimiter:
@@ -26,3 +37,6 @@ class UpdateRateLimiter:
         if len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
         return allowed
+
+    async def check(self, key: str) -> bool:
+        return self.allow(key)

@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     discord_bot_token: SecretStr | None = None
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
+    # Discord sharded over processes: this process runs these shards ("0" or "0,1") of
+    # DISCORD_SHARD_COUNT; both unset: one process, one shard, as before.
+    discord_shard_ids: str | None = None
+    discord_shard_count: int | None = Field(default=None, ge=1, le=4096)
+    # the setWebhook of webhook mode (Telegram allows at most 100 connections)
+    telegram_webhook_max_connections: int = Field(default=40, ge=1, le=100)
+    # with REDIS_URL: how long an instance holds an update it is handling (renewed while it
+    # runs); a killed instance's update is taken by another after this long
+    telegram_update_lease_seconds: float = Field(default=30.0, ge=1, le=600)
 
     # generation
     replicate_api_token: SecretStr | None = None
@@ -75,7 +84,9 @@ class Settings(BaseSettings):
 
     # storage and media
     database_url: str = "sqlite:///data/lokiz.db"
+    # shared by several instances: update isolation and dedupe, rate and send budgets, …
     redis_url: str | None = None
+    redis_key_prefix: str = "lokiz:"
     media_dir: Path = Path("data/media")
     # s3://bucket/prefix: media shared by every instance; MEDIA_DIR becomes a local cache
     media_url: str | None = None
@@ -142,6 +153,42 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_url", "discord_shard_ids", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("discord_shard_count", mode="before")
+    @classmethod
+    def _empty_count_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value.strip())
+            if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+                raise ValueError("must look like redis://host:6379/0 (or rediss://, unix://)")
+            return value.strip()
+        return value
+
+    @field_validator("redis_key_prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_:.-]{1,64}", value):
+            raise ValueError("must be 1-64 letters, digits or _ : . - (like lokiz:)")
+        return value
+
+    @field_validator("discord_shard_ids")
+    @classmethod
+    def _valid_shard_ids(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = [p.strip() for p in value.split(",")]
+            if not all(p.isascii() and p.isdigit() for p in parts):
+                raise ValueError("must be shard numbers separated by commas, like 0 or 0,1")
+        return value
 
     @field_validator("admin_ids")
     @classmethod
@@ -240,6 +287,12 @@ class Settings(BaseSettings):
                     "S3_SECRET_ACCESS_KEY: MEDIA_URL=s3://… needs S3_SECRET_ACCESS_KEY")
         elif self.media_public:
             raise ValueError("MEDIA_PUBLIC: needs MEDIA_URL=s3://… (a local folder is private)")
+        if (self.discord_shard_ids is None) != (self.discord_shard_count is None):
+            raise ValueError("DISCORD_SHARD_IDS: set it together with DISCORD_SHARD_COUNT")
+        if self.discord_shard_count is not None and any(
+            shard >= self.discord_shard_count for shard in self.shard_ids
+        ):
+            raise ValueError("DISCORD_SHARD_IDS: each shard must be below DISCORD_SHARD_COUNT")
         if self.max_active_jobs_per_user > self.max_concurrent_jobs:
             raise ValueError(
                 "MAX_ACTIVE_JOBS_PER_USER: cannot exceed MAX_CONCURRENT_JOBS"
@@ -256,6 +309,13 @@ class Settings(BaseSettings):
         if self.generator:
             return self.generator
         return "replicate" if self.replicate_api_token else "local"
+
+    @property
+    def shard_ids(self) -> list[int]:
+        """DISCORD_SHARD_IDS as numbers (sorted, without repeats); [] when unset."""
+        if self.discord_shard_ids is None:
+            return []
+        return sorted({int(p) for p in self.discord_shard_ids.split(",")})
 
     @property
     def has_platform_token(self) -> bool:
@@ -305,8 +365,11 @@ class Settings(BaseSettings):
             self.web_access_code,
         ]
         found = [v.get_secret_value() for v in values if v and v.get_secret_value()]
-        database_password = url_password(self.database_url)
-        return [*found, database_password] if database_password else found
+        for url in (self.database_url, self.redis_url):
+            password = url_password(url) if url else None
+            if password:
+                found.append(password)
+        return found
 
 
 def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides: Any) -> Settings:
@@ -320,7 +383,7 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         if loc:
             variable = str(loc[0]).upper()
             given = error.get("input")
-            if variable in ("DATABASE_URL", "MEDIA_URL", "S3_ENDPOINT_URL") and isinstance(
+            if variable in ("DATABASE_URL", "MEDIA_URL", "S3_ENDPOINT_URL", "REDIS_URL") and isinstance(
                 given, str
             ):
                 given = redact_url(given)

@@ -16,6 +16,7 @@ import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from typing import Protocol
 
 SECRET_PREFIX = "whsec_"
 DEFAULT_TOLERANCE = 300  # seconds a signed timestamp may be off our clock
@@ -112,6 +113,15 @@ def webhook_id_of(headers: Mapping[str, str]) -> str:
     return ""
 
 
+class WebhookIds(Protocol):
+    """Webhook ids already taken: in this process (`SeenWebhooks`) or by every instance
+    (`core.redis_shared.RedisSeenWebhooks`)."""
+
+    async def claim(self, webhook_id: str) -> bool:
+        """True the first time `webhook_id` is offered, False for a repeat."""
+        ...
+
+
 class SeenWebhooks:
     """Remembers recent webhook ids (bounded, expiring) to spot repeated deliveries.
 
@@ -134,6 +144,9 @@ class SeenWebhooks:
         while len(self._seen) > self._max_size:
             self._seen.popitem(last=False)
         return True
+
+    async def claim(self, webhook_id: str) -> bool:
+        return self.first_time(webhook_id)
 
     def __contains__(self, webhook_id: object) -> bool:
         return webhook_id in self._seen

@@ -29,7 +29,7 @@ pytest_plugins = ["tests.media_factory"]
 for _name in list(os.environ):
     if _name.startswith(("TELEGRAM_", "DISCORD_", "REPLICATE_", "S3_")) or _name in (
         "DATABASE_URL", "GENERATOR", "ADMIN_IDS", "PUBLIC_URL", "MEDIA_DIR", "MEDIA_URL",
-        "MEDIA_PUBLIC",
+        "MEDIA_PUBLIC", "REDIS_URL", "REDIS_KEY_PREFIX",
     ):
         del os.environ[_name]
 
@@ -118,3 +118,45 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 @pytest.fixture
 def ledger(db: Database) -> CreditLedger:
     return CreditLedger(db, UserDirectory(db), starter_credits=0)
+
+
+# The Redis server the tests use (the local one by default). Each test session keeps its
+# keys under `lokiz_test_<random>:` and deletes them afterwards; nothing else is touched.
+REDIS_SERVER = os.environ.get("LOKIZ_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_session_prefix() -> Iterator[str]:
+    """This session's key prefix on the test Redis (its keys deleted afterwards).
+
+    Skips, saying why, when no server answers; under CI=true that is a failure.
+    """
+    import redis
+
+    client = redis.Redis.from_url(REDIS_SERVER, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        reason = f"Redis unreachable at {redact_url(REDIS_SERVER)}: {exc}".strip()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI needs the service: start it in .ci/run)")
+        pytest.skip(reason)
+    prefix = f"lokiz_test_{secrets.token_hex(6)}:"
+    try:
+        yield prefix
+    finally:
+        for key in client.scan_iter(match=f"{prefix}*", count=500):
+            client.delete(key)
+        client.close()
+
+
+@pytest.fixture
+def redis_url(redis_session_prefix: str) -> str:
+    """The test Redis's URL; use it with `redis_prefix`, never without a prefix."""
+    return REDIS_SERVER
+
+
+@pytest.fixture
+def redis_prefix(redis_session_prefix: str) -> str:
+    """A key prefix of this test's own (under the session's, deleted with it)."""
+    return f"{redis_session_prefix}{secrets.token_hex(4)}:"

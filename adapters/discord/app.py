@@ -13,6 +13,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable
+from typing import Any
 
 import discord
 import discord.gateway
@@ -34,7 +35,9 @@ from adapters.discord.presses import Presses
 from adapters.discord.render import InteractionReplier, MessageReplier
 from adapters.discord.translator import CatalogueTranslator
 from core.desk import ChatContext, Desk, Event
+from core.errors import SharedStoreDown
 from core.notify import Notifier
+from core.redis_shared import RedisShared, RedisWindowLock
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,8 +67,12 @@ def point_discord_py(api: str | None, gateway: str | None) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
 
 
+IDENTIFY_WINDOW = 5.0  # seconds between two IDENTIFYs of one bucket (max_concurrency 1)
+
+
 class LokizBot(commands.Bot):
-    def __init__(self, settings: Settings, desk: Desk) -> None:
+    def __init__(self, settings: Settings, desk: Desk, *, shared: RedisShared | None = None,
+                 **sharding: Any) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),  # no message-content intent: not needed
@@ -73,7 +80,11 @@ class LokizBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             max_ratelimit_timeout=MAX_RATELIMIT_WAIT,
             guild_ready_timeout=1.0,
+            **sharding,
         )
+        # Several processes of one bot space their IDENTIFYs through Redis (one per 5 s).
+        self._identify = RedisWindowLock(shared, "discord-identify", IDENTIFY_WINDOW) \
+            if shared is not None else None
         self.desk = desk
         self.default_language = settings.default_language
         self.presses = Presses(self)
@@ -95,6 +106,19 @@ class LokizBot(commands.Bot):
             log.warning("discord: application commands not synced (%s); keeping the last set", exc)
         else:
             log.info("discord: %d application commands synced", len(synced))
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        if self._identify is None:
+            await super().before_identify_hook(shard_id, initial=initial)
+            return
+        # The bucket of a shard is shard_id % max_concurrency; without GET /gateway/bot
+        # (DISCORD_SHARD_COUNT given) discord.py assumes max_concurrency 1: one bucket.
+        try:
+            await self._identify.take(0)
+        except SharedStoreDown:
+            log.warning("discord: identify lock unavailable; waiting %gs instead", IDENTIFY_WINDOW)
+            if not initial:
+                await asyncio.sleep(IDENTIFY_WINDOW)
 
     async def on_ready(self) -> None:
         self.connected.set()
@@ -135,14 +159,26 @@ class LokizBot(commands.Bot):
             await self.desk.serve(make(message_context(message)), MessageReplier(self, message))
 
 
+class ShardedLokizBot(LokizBot, commands.AutoShardedBot):
+    """LOKIZ on some shards of a bot sharded over processes (DISCORD_SHARD_IDS of
+    DISCORD_SHARD_COUNT): Discord sends each guild's events (and DMs, to shard 0) to its
+    shard only, and presses carry all they need, so any process may own any shard."""
+
+
 class DiscordAdapter:
     """The composition root's handle on Discord (its `Adapter` protocol)."""
 
-    def __init__(self, settings: Settings, desk: Desk) -> None:
+    def __init__(self, settings: Settings, desk: Desk, *, shared: RedisShared | None = None) -> None:
         assert settings.discord_bot_token is not None
         point_discord_py(settings.discord_api_base, settings.discord_gateway_url)
         self._token = settings.discord_bot_token.get_secret_value()
-        self.bot = LokizBot(settings, desk)
+        if settings.discord_shard_count is not None:
+            self.bot: LokizBot = ShardedLokizBot(
+                settings, desk, shared=shared, shard_ids=settings.shard_ids,
+                shard_count=settings.discord_shard_count)
+            log.info("discord: shards %s of %d", settings.shard_ids, settings.discord_shard_count)
+        else:
+            self.bot = LokizBot(settings, desk, shared=shared)
         self.notifier: Notifier = self.bot.notifier
 
     def mount(self, app: web.Application) -> None:

@@ -25,6 +25,7 @@ from adapters.telegram.outbox import MediaSender
 from adapters.telegram.render import Renderer
 from core.desk import Desk
 from core.notify import Notifier
+from core.redis_shared import RedisSendBudget, RedisShared, RedisUpdateClaims
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,18 +41,32 @@ def webhook_secret(token: str, configured: str | None) -> str:
 class TelegramAdapter:
     """Given its settings and the Desk; `notifier` is the engine's voice in Telegram chats."""
 
-    def __init__(self, settings: Settings, desk: Desk) -> None:
+    def __init__(self, settings: Settings, desk: Desk, *, shared: RedisShared | None = None) -> None:
+        """`shared` (REDIS_URL): isolation, update claims and the send budget live in Redis,
+        for several replicas of one bot."""
         assert settings.telegram_bot_token is not None
         token = settings.telegram_bot_token.get_secret_value()
         self.local_server = settings.telegram_api_local
         api = TelegramAPIServer.from_base(settings.telegram_api_base, is_local=self.local_server)
         self.bot = Bot(token, session=AiohttpSession(api=api))
+        self.shared = shared
+        if shared is not None:
+            from adapters.telegram.shared import SendBudgetMiddleware
+
+            self.bot.session.middleware(SendBudgetMiddleware(RedisSendBudget(shared, str(self.bot.id))))
         sender = MediaSender(self.bot, desk.files)
         self.renderer = Renderer(self.bot, desk, sender)
         self.downloads = Downloads(self.bot, desk, local_server=self.local_server,
                                    max_download_mb=settings.max_download_mb)
         self.notifier: Notifier = TelegramNotifier(self.bot, sender, local_server=self.local_server)
-        self.dp = build_dispatcher(desk, self.renderer, self.downloads)
+        fsm = None
+        if shared is not None:
+            from adapters.telegram.shared import fsm_parts
+
+            fsm = fsm_parts(shared, settings.telegram_update_lease_seconds)
+        self.dp = build_dispatcher(desk, self.renderer, self.downloads, shared=fsm)
+        self.max_connections = settings.telegram_webhook_max_connections
+        self.lease = settings.telegram_update_lease_seconds
         self.webhook_url: str | None = None
         self.secret: str | None = None
         if settings.telegram_webhook:
@@ -62,18 +77,38 @@ class TelegramAdapter:
 
     def mount(self, app: web.Application) -> None:
         """The webhook route (routes must exist before the HTTP server starts, before run())."""
-        if self.webhook_url is not None:
-            SimpleRequestHandler(
-                self.dp, self.bot, handle_in_background=True, secret_token=self.secret
-            ).register(app, path=WEBHOOK_PATH)
+        if self.webhook_url is None:
+            return
+        if self.shared is not None:  # replicas: each update once, in the foreground
+            from adapters.telegram.shared import ClaimingWebhookHandler
+
+            claims = RedisUpdateClaims(self.shared, f"telegram:{self.bot.id}", lease=self.lease)
+            ClaimingWebhookHandler(self.dp, self.bot, claims, secret_token=self.secret).register(
+                app, path=WEBHOOK_PATH)
+            return
+        SimpleRequestHandler(
+            self.dp, self.bot, handle_in_background=True, secret_token=self.secret
+        ).register(app, path=WEBHOOK_PATH)
 
     async def run(self) -> None:
         await publish_commands(self.bot)
         if self.webhook_url is not None:
-            await self.bot.set_webhook(
-                self.webhook_url, secret_token=self.secret,
-                allowed_updates=self.dp.resolve_used_update_types(),
-            )
+            assert self.secret is not None
+            if self.shared is not None:
+                from adapters.telegram.shared import set_webhook_once
+
+                if not await set_webhook_once(
+                    self.bot, self.shared, url=self.webhook_url, secret=self.secret,
+                    max_connections=self.max_connections,
+                    allowed_updates=self.dp.resolve_used_update_types(),
+                ):
+                    log.info("telegram: the webhook was already set by another instance")
+            else:
+                await self.bot.set_webhook(
+                    self.webhook_url, secret_token=self.secret,
+                    max_connections=self.max_connections,
+                    allowed_updates=self.dp.resolve_used_update_types(),
+                )
             log.info("telegram: receiving updates by webhook at %s", self.webhook_url)
             await asyncio.Event().wait()  # the HTTP server feeds the dispatcher
             return

@@ -37,7 +37,7 @@ from core.desk.events import (
 )
 from core.errors import LokizError
 from core.i18n import t
-from core.ratelimit import UpdateRateLimiter
+from core.ratelimit import RateLimiter, UpdateRateLimiter
 from core.screens import Screen
 from core.sessions import Awaiting, Step
 from core.studio import views
@@ -75,13 +75,13 @@ Handler = Callable[[Any, Caller], Awaitable[Reply]]
 
 class Desk:
     def __init__(self, studio: Studio, account: Account, admin: AdminDesk, files: FileIds,
-                 *, starter_credits: int, rate_limiter: UpdateRateLimiter | None = None) -> None:
+                 *, starter_credits: int, rate_limiter: RateLimiter | None = None) -> None:
         self.studio = studio
         self.account = account
         self.admin = admin
         self.files = files
         self.starter_credits = starter_credits
-        self.rate_limiter = rate_limiter or UpdateRateLimiter()
+        self.rate_limiter: RateLimiter = rate_limiter or UpdateRateLimiter()
         intake = studio.intake
         self._handlers: dict[type[Event], Handler] = {
             Started: self._started,
@@ -118,7 +118,7 @@ class Desk:
                      acknowledge: Callable[[], Awaitable[None]] | None = None) -> Reply:
         """What the core answers to `event` (never raises for what a user can cause)."""
         ctx = event.ctx
-        if not self.rate_limiter.allow(f"{ctx.platform}:{ctx.user_id}"):
+        if not await self.rate_limiter.check(f"{ctx.platform}:{ctx.user_id}"):
             lang = await self.language(ctx.platform, ctx.user_id, ctx.language_code)
             return Reply([_alert(lang, "error.slow_down")], lang=lang)
         who: Caller | None = None

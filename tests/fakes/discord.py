@@ -30,6 +30,11 @@ network dropped) gets nothing over the wire; it only keeps a backlog replayed if
 it RESUMEs, which makes it live again. An interaction goes to one session: the
 most recently IDENTIFY'd live one, so a bot restarted after a crash gets the
 presses, not the dead session of the process before it.
+
+Sharding is Discord's: an IDENTIFY with ``shard: [i, n]`` gets a READY carrying
+``shard: [i, n]`` and only the guilds with ``(guild_id >> 22) % n == i``; their events and
+interactions go to that session alone, DMs to shard 0. Each interaction records the
+session (and shard) it was dispatched to: only that session's process holds its token.
 """
 
 from __future__ import annotations
@@ -252,6 +257,10 @@ class FakeInteraction:
     modal_submitted: bool = False
     autocomplete_choices: list[JSON] | None = None
     expired: bool = False
+    # The gateway session it was dispatched to: its id and its shard ([id, count], None when
+    # the session is not sharded); a reply can only come from that session's process.
+    session_id: str | None = None
+    shard: tuple[int, int] | None = None
 
     @property
     def acknowledged(self) -> bool:
@@ -1254,6 +1263,15 @@ class FakeDiscord:
     @property
     def connected(self) -> bool:
         return bool(self._live_sessions())
+
+    def live_shards(self) -> list[tuple[int, int] | None]:
+        """The shard of every live gateway session (None: an unsharded one)."""
+        return [s.shard for s in self._live_sessions()]
+
+    def guilds_sent_to(self, shard: tuple[int, int]) -> set[int]:
+        """The guilds a live session of ``shard`` was sent (GUILD_CREATE)."""
+        return {int(p["d"]["id"]) for s in self._live_sessions() if s.shard == shard
+                for p in s.backlog if p.get("t") == "GUILD_CREATE"}
 
     async def wait_until_connected(self, timeout: float = 5.0) -> None:
         await self.wait_until(lambda: self.connected, timeout=timeout)
@@ -2584,9 +2602,10 @@ class FakeDiscord:
         )
         self.interactions[interaction_id] = record
         self._by_token[token] = record
-        await self._broadcast(
+        for session in await self._broadcast(
             "INTERACTION_CREATE", lambda s: copy.deepcopy(payload), guild_id, first_only=True
-        )
+        ):
+            record.session_id, record.shard = session.session_id, session.shard
         self._notify()
         return record
 
@@ -2609,8 +2628,8 @@ class FakeDiscord:
         guild_id: int | None,
         *,
         first_only: bool = False,
-    ) -> None:
-        """Send ``event`` to the sessions that own ``guild_id``.
+    ) -> list[_GatewaySession]:
+        """Send ``event`` to the sessions that own ``guild_id`` (DMs: shard 0); returns them.
 
         Every resumable session gets it: a live one over its socket, one whose socket died
         (the process was killed, the network dropped) only in its backlog, replayed if it
@@ -2620,13 +2639,16 @@ class FakeDiscord:
         sessions = [s for s in self._sessions.values() if s.resumable and s.owns_guild(guild_id)]
         if first_only:  # _sessions is in IDENTIFY order; the sort is stable
             sessions = sorted(reversed(sessions), key=lambda s: not s.live)
+        sent: list[_GatewaySession] = []
         for session in sessions:
             data = data_for(session)
             if data is None:
                 continue
             await self._send_dispatch(session, event, data)
+            sent.append(session)
             if first_only:
-                return
+                break
+        return sent
 
     def _notify(self) -> None:
         self._changed.set()

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import email.utils
 import importlib.metadata
+import logging
 import random
 import re
 import time
@@ -30,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from replicate.client import Client
@@ -38,11 +39,19 @@ from replicate.exceptions import ReplicateError
 
 from core.backends.base import BackendError, PredictionLost
 from core.backends.replicate.payloads import PREDICTION_ID, ModelRef
+from core.errors import SharedStoreDown
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DEFAULT_API = "https://api.replicate.com"
 WEBHOOK_EVENTS = ["completed"]
+
+
+class Budget(Protocol):
+    async def acquire(self) -> None:
+        """Wait until one more request fits in the budget."""
+        ...
 
 
 class TokenBucket:
@@ -98,7 +107,10 @@ class ReplicateApi:
         max_attempts: int = 8,
         retry_base_delay: float = 0.5,
         retry_max_delay: float = 30.0,
+        shared_creates: Budget | None = None,
     ) -> None:
+        """`shared_creates`: the account's create budget over every instance (Redis), taken
+        on top of this process's own; while it cannot be reached, this process's alone."""
         if not api_token:
             raise ValueError("a Replicate API token is required")
         self._token = api_token
@@ -132,6 +144,7 @@ class ReplicateApi:
         self._creates = TokenBucket(max_creates_per_minute / 60.0, max(1.0, burst))
         self._requests = TokenBucket(max_requests_per_second, max(1.0, max_requests_per_second))
         self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._shared_creates = shared_creates
 
     # -- the public client ---------------------------------------------------------------
 
@@ -143,6 +156,11 @@ class ReplicateApi:
         if webhook_url:
             params = {"webhook": webhook_url, "webhook_events_filter": list(WEBHOOK_EVENTS)}
         await self._creates.acquire()
+        if self._shared_creates is not None:
+            try:
+                await self._shared_creates.acquire()
+            except SharedStoreDown as exc:  # a running job goes on, within our own budget
+                log.warning("shared create budget unavailable (%s); using this process's", exc)
         await self._requests.acquire()
         async with self._in_flight:
             if ref.version:

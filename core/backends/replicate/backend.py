@@ -28,6 +28,7 @@ from core.backends.base import (
 )
 from core.backends.replicate.api import (
     DEFAULT_API,
+    Budget,
     ReplicateApi,
     retry_after_of,
     watch_retry_after,
@@ -77,6 +78,7 @@ class ReplicateBackend(StartOnce):
         lookup_delay: float = 1.0,
         lookup_pages: int = 2,
         media: MediaStore | None = None,
+        shared_creates: Budget | None = None,
     ) -> None:
         super().__init__()
         self._media = media  # a public bucket (MEDIA_PUBLIC): presigned URLs, no uploads
@@ -86,7 +88,7 @@ class ReplicateBackend(StartOnce):
             max_requests_per_second=max_requests_per_second, max_in_flight=max_in_flight,
             http_timeout=http_timeout, upload_timeout=upload_timeout,
             max_attempts=max_create_attempts, retry_base_delay=retry_base_delay,
-            retry_max_delay=retry_max_delay,
+            retry_max_delay=retry_max_delay, shared_creates=shared_creates,
         )
         self._downloads = Downloader(
             http_timeout=http_timeout, download_timeout=download_timeout, redact=self._api.redact

@@ -1,0 +1,226 @@
+"""What several instances share in Redis, against a real Redis: each piece seen from two
+instances (two clients), and what happens when Redis is down."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.errors import SharedStoreDown
+from core.ratelimit import UpdateRateLimiter
+from core.redis_shared import (
+    Claim,
+    RedisRateLimiter,
+    RedisSeenWebhooks,
+    RedisSendBudget,
+    RedisShared,
+    RedisTokenBucket,
+    RedisUpdateClaims,
+    RedisWindowLock,
+)
+from tests.redis_server import OwnRedis
+
+
+@pytest.fixture
+async def two(redis_url: str, redis_prefix: str) -> AsyncIterator[tuple[RedisShared, RedisShared]]:
+    """Two instances' connections to one Redis, with one deployment's prefix."""
+    first = RedisShared.from_url(redis_url, redis_prefix)
+    second = RedisShared.from_url(redis_url, redis_prefix)
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+async def test_the_rate_limit_is_one_budget_for_a_user_across_instances(two) -> None:
+    a, b = (RedisRateLimiter(shared, burst=4, per_second=0.001) for shared in two)
+    answers = [await limiter.check("telegram:42") for limiter in (a, b, a, b, a, b)]
+    assert answers == [True] * 4 + [False] * 2
+    assert await a.check("telegram:43"), "another user has a budget of their own"
+    # Without Redis each process has its own limiter: two of them would allow twice as much.
+    local = [UpdateRateLimiter(burst=4, per_second=0.001) for _ in range(2)]
+    assert [await local[i % 2].check("telegram:42") for i in range(6)] == [True] * 6
+
+
+async def test_a_webhook_id_is_taken_by_one_instance_only(two) -> None:
+    a, b = (RedisSeenWebhooks(shared) for shared in two)
+    first = await asyncio.gather(*(seen.claim("msg_1") for seen in (a, b, a, b)))
+    assert Counter(first) == Counter({True: 1, False: 3})
+    assert await b.claim("msg_2")
+
+
+async def test_an_update_is_handled_once_and_a_dead_instance_lease_runs_out(two) -> None:
+    a, b = (RedisUpdateClaims(shared, "telegram:1", lease=0.5) for shared in two)
+    assert await a.claim(100) is Claim.NEW
+    assert await b.claim(100) is Claim.BUSY, "a copy while the first is being handled"
+    await a.finish(100)
+    assert await b.claim(100) is Claim.DONE, "a redelivery of a handled update"
+    # An instance that dies mid-update never finishes: its lease runs out, then another
+    # instance takes Telegram's redelivery.
+    assert await a.claim(101) is Claim.NEW
+    assert await b.claim(101) is Claim.BUSY
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if (claim := await b.claim(101)) is not Claim.BUSY:
+            break
+    assert claim is Claim.NEW
+    await a.finish(101)  # the first instance's late finish leaves b's lease alone
+    assert await b.claim(101) is Claim.DONE
+
+
+async def test_a_lease_is_kept_while_the_handler_runs(two) -> None:
+    a, b = (RedisUpdateClaims(shared, "telegram:1", lease=0.3) for shared in two)
+    assert await a.claim(7) is Claim.NEW
+    keeper = asyncio.create_task(a.keep(7))
+    try:
+        for _ in range(12):  # four leases long
+            await asyncio.sleep(0.1)
+            assert await b.claim(7) is Claim.BUSY
+    finally:
+        keeper.cancel()
+    await a.release(7)
+    assert await b.claim(7) is Claim.NEW, "a released update is taken again at once"
+
+
+async def test_the_send_budget_holds_over_every_instance(two) -> None:
+    """80 sends from two instances at once: no second holds more than 30 of them, and no
+    minute more than 20 into one group. Times are Redis's clock when each token was granted."""
+    a, b = (RedisSendBudget(s, "1234") for s in two)
+    sent: list[float] = []
+    group_sent: list[float] = []
+
+    async def send(budget: RedisSendBudget, chat: str, group: bool, into: list[float]) -> None:
+        into.append(await budget.acquire(chat, group=group))
+
+    await asyncio.gather(*(send((a, b)[i % 2], str(1000 + i), False, sent) for i in range(80)))
+    sent.sort()
+    assert max(sum(1 for t in sent if start <= t < start + 1.0) for start in sent) <= 30
+    assert sent[-1] - sent[0] >= 1.0, "80 sends cannot all go in one second"
+
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+        raise asyncio.CancelledError  # stop at the first wait: no minute-long test
+
+    c, d = (RedisSendBudget(s, "5678", sleep=record) for s in two)  # a fresh second budget
+    for budget in (c, d, c, d, c, d):
+        try:
+            await send(budget, "-100500", True, group_sent)
+        except asyncio.CancelledError:
+            pass
+    assert len(group_sent) == 3 and len(waits) == 3, "3 at once into a group, then 17 a minute"
+    assert all(2.0 < w <= 60 / 17 + 0.01 for w in waits)
+
+
+async def test_a_shared_request_budget_is_drawn_by_every_instance(two) -> None:
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+        raise asyncio.CancelledError
+
+    buckets = [RedisTokenBucket(s, "replicate-creates:acct", 500 / 60, 500 / 6, sleep=record)
+               for s in two]
+    taken = 0
+    for i in range(90):
+        try:
+            await buckets[i % 2].acquire()
+            taken += 1
+        except asyncio.CancelledError:
+            break
+    assert 83 <= taken < 90 and waits, "one account's burst, whichever instance creates"
+
+
+async def test_identify_windows_do_not_overlap_across_processes(two) -> None:
+    a, b = (RedisWindowLock(shared, "discord-identify", window=0.4, poll=0.02) for shared in two)
+    await a.take(0)
+    second = asyncio.create_task(b.take(0))
+    await asyncio.sleep(0.2)
+    assert not second.done(), "the second IDENTIFY waits for the first one's window"
+    await asyncio.wait_for(second, 5)
+    pttl = await two[0].client.pttl(two[0].key("lock", "discord-identify", "0"))
+    assert pttl > 0, "now the second one holds the window"
+
+
+async def test_redis_down_refuses_instead_of_going_on_without_it(tmp_path: Path) -> None:
+    server = OwnRedis(tmp_path / "redis").start()
+    shared = RedisShared.from_url(server.url, "t:")
+    try:
+        claims = RedisUpdateClaims(shared, "telegram:1")
+        assert await shared.ping()
+        assert await claims.claim(1) is Claim.NEW
+        server.kill()
+        assert not await shared.ping()
+        with pytest.raises(SharedStoreDown):
+            await claims.claim(2)
+        with pytest.raises(SharedStoreDown):
+            await RedisRateLimiter(shared).check("telegram:1")
+        with pytest.raises(SharedStoreDown):
+            await RedisSeenWebhooks(shared).claim("msg_9")
+        server.start()  # same port: the client reconnects by itself
+        for _ in range(50):
+            if await shared.ping():
+                break
+            await asyncio.sleep(0.1)
+        assert await claims.claim(2) is Claim.NEW
+    finally:
+        await shared.close()
+        server.kill()
+
+
+async def test_every_send_of_the_bot_goes_through_the_shared_budget(redis_url: str,
+                                                                    redis_prefix: str) -> None:
+    """The real aiogram Bot with the adapter's request middleware, against the fake Bot API:
+    sends into a group wait for the group's minute; other calls do not touch the budget."""
+    from adapters.telegram.shared import SendBudgetMiddleware
+    from tests.fakes.telegram import TelegramFake
+
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+        raise asyncio.CancelledError
+
+    shared = RedisShared.from_url(redis_url, redis_prefix)
+    async with TelegramFake() as fake:
+        bot = fake.make_bot()
+        bot.session.middleware(SendBudgetMiddleware(RedisSendBudget(shared, "77", sleep=record)))
+        group = fake.group(-1_000_000_000_777, "Budget club")
+        try:
+            sent = 0
+            for _ in range(5):
+                try:
+                    await bot.send_message(group.id, "hi")
+                    sent += 1
+                except asyncio.CancelledError:
+                    break
+            assert sent == 3 and len(waits) == 1, "3 at once into a group, then it waits"
+            await bot.get_me()  # not a send: no budget, no wait
+            assert len(waits) == 1
+            assert len(fake.calls_of("sendMessage")) == 3
+        finally:
+            await bot.session.close()
+            await shared.close()
+
+
+def test_settings_for_several_instances_are_checked() -> None:
+    from core.errors import ConfigError
+    from core.settings import load_settings
+
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        load_settings(None, redis_url="http://localhost:6379")
+    with pytest.raises(ConfigError, match="DISCORD_SHARD_IDS"):
+        load_settings(None, discord_shard_ids="0")
+    with pytest.raises(ConfigError, match="DISCORD_SHARD_IDS"):
+        load_settings(None, discord_shard_ids="0,2", discord_shard_count=2)
+    with pytest.raises(ConfigError, match="TELEGRAM_WEBHOOK_MAX_CONNECTIONS"):
+        load_settings(None, telegram_webhook_max_connections=101)
+    settings = load_settings(None, redis_url="redis://:hunter2@cache:6379/1",
+                             discord_shard_ids="1, 0", discord_shard_count="2")
+    assert settings.shard_ids == [0, 1]
+    assert "hunter2" in settings.secrets(), "the Redis password is scrubbed from logs"
+    assert load_settings(None, redis_url="", discord_shard_ids="").redis_url is None
