@@ -280,6 +280,11 @@ class JobStore:
                 await tx.jobs.notify(channel, prediction.id)
         return job_id is not None
 
+    async def announce(self, channel: str, payload: str = "") -> None:
+        """NOTIFY `channel` (PostgreSQL): other instances listening hear it."""
+        async with self.db.transaction() as tx:
+            await tx.jobs.notify(channel, payload)
+
     async def stored_webhook(self, prediction_id: str) -> Prediction | None:
         async with self.db.read() as tx:
             payload = await tx.jobs.stored_webhook(prediction_id)

@@ -197,3 +197,41 @@ async def test_job_durations_are_kept_in_fixed_buckets(tmp_path):
         assert 'lokiz_job_duration_seconds_sum{model="owner/model"} 16060.000' in text
     finally:
         await services.close()
+
+
+async def test_readyz_asks_the_database_and_every_registered_check_and_says_draining(tmp_path):
+    settings = load_settings(None, database_url=f"sqlite:///{tmp_path / 'r.db'}",
+                             media_dir=tmp_path / "m", http_port=0)
+    services = await build_services(settings)
+    redis_up = True
+
+    async def redis() -> bool:
+        return redis_up
+
+    async def media() -> bool:
+        raise ConnectionRefusedError("no route")
+
+    try:
+        await services.http.start()
+        base = f"http://127.0.0.1:{services.http.bound_port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/readyz") as response:
+                assert response.status == 200
+                assert await response.json() == {"status": "ok", "database": "ok"}
+            services.http.add_ready_check("redis", redis)
+            redis_up = False
+            async with http.get(f"{base}/readyz") as response:
+                assert response.status == 503
+                assert (await response.json())["redis"] == "down"
+            redis_up = True
+            services.http.add_ready_check("media", media)
+            async with http.get(f"{base}/readyz") as response:
+                body = await response.json()
+                assert response.status == 503 and body["media"] == "down: ConnectionRefusedError"
+            del services.http.ready_checks["media"]
+            services.http.draining = True
+            async with http.get(f"{base}/readyz") as response:
+                assert response.status == 503
+                assert await response.json() == {"status": "draining", "database": "ok", "redis": "ok"}
+    finally:
+        await services.close()

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from procrastinate import App, PsycopgConnector
 from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.jobs import Status
 from procrastinate.worker import Worker
 
 from core.backends.base import Prediction
@@ -51,6 +52,7 @@ ADMISSION_POLL = 1.0  # a full deployment is asked again this often (once per pr
 ADMISSION_LOCK = 0x4C4F4B4951  # pg_advisory_xact_lock key of admissions ("LOKIQ")
 RESUME_PRIORITY = 100  # re-queued tokens go before new ones
 WEBHOOK_CHANNEL = "lokiz_webhooks"
+SLOTS_CHANNEL = "lokiz_slots"  # a job left generation somewhere: waiting tokens ask again
 RETRY_SECONDS = 5  # a job stopped to be retried gets a new token this much later
 
 
@@ -143,7 +145,6 @@ class ClusterQueue:
         self._worker: asyncio.Task[None] | None = None
         self._procrastinate: Worker | None = None
         self._listener: asyncio.Task[None] | None = None
-        self.tokens_run = 0
         self._background: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------
@@ -223,7 +224,6 @@ class ClusterQueue:
     # --- the tasks -------------------------------------------------------------------
     async def _run_token(self, job_id: str) -> None:
         """One token: run one job the database hands this instance, if any."""
-        self.tokens_run += 1
         picked: str | None = None
         try:
             picked = await self.admission.next()
@@ -240,7 +240,8 @@ class ClusterQueue:
                 await asyncio.shield(self._defer_new(picked or job_id))
             raise
         finally:
-            self.admission.wake()
+            if picked is not None:  # a job held here but never generated frees its slot now
+                self.admission.wake()
 
     async def _requeue_stalled(self, timestamp: int) -> None:
         """Tokens of workers whose heartbeat stopped go back to the queue (procrastinate
@@ -248,6 +249,10 @@ class ClusterQueue:
         manager = self.app.job_manager
         stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=self.stalled_after)
         for job in stalled:
+            assert job.id is not None
+            if job.task_name != RUN_TASK:  # a periodic run of this task: the next one comes anyway
+                await manager.finish_job_by_id_async(job.id, Status.FAILED, delete_job=True)
+                continue
             with contextlib.suppress(AlreadyEnqueued):
                 await manager.retry_job(job, priority=RESUME_PRIORITY)
             log.warning("job queue: token %s of a stalled worker re-queued", job.id)
@@ -263,10 +268,22 @@ class ClusterQueue:
         """Record a finished prediction on its job and wake its waiter wherever it runs."""
         return await self.engine.jobs.publish_webhook(prediction, WEBHOOK_CHANNEL)
 
+    def slot_freed(self) -> None:
+        """A job here left generation: wake the tokens waiting here at once, and those of
+        other instances by NOTIFY (they would otherwise ask within ADMISSION_POLL)."""
+        self.admission.wake()
+        if self._listener is not None:
+            self._in_background(self.engine.jobs.announce(SLOTS_CHANNEL))
+
     async def _listen(self) -> None:
         while True:
             try:
-                async for prediction_id in self.db.listen(WEBHOOK_CHANNEL):
+                async for channel, payload in self.db.listen(WEBHOOK_CHANNEL, SLOTS_CHANNEL):
+                    if channel == SLOTS_CHANNEL:
+                        if self.admission.waiting:
+                            self.admission.wake()
+                        continue
+                    prediction_id = payload
                     if not self.engine.inbox.watched(prediction_id):
                         continue
                     found = await self.engine.jobs.stored_webhook(prediction_id)
@@ -281,4 +298,4 @@ class ClusterQueue:
 
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.warning("showing queue positions failed: %s", task.exception())
+        log.warning("a background step of the job queue failed: %s", task.exception())

@@ -451,7 +451,7 @@ class JobEngine:
             finally:
                 self.scheduler.release(job.id)
                 if self.cluster is not None:  # its generating slot is free: waiting tokens ask
-                    self.cluster.admission.wake()
+                    self.cluster.slot_freed()
             # Shared before it is recorded: any instance may deliver it, or remix it.
             output_ref = await self.media.share(output)
             if not await self.jobs.set_succeeded(job.id, output_ref):

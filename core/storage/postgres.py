@@ -164,15 +164,17 @@ class PostgresDatabase(Database):
         """The connection string (for the job queue's own pool and LISTEN connections)."""
         return str(self.pool.conninfo)
 
-    async def listen(self, channel: str) -> AsyncIterator[str]:
-        """Payloads of NOTIFY `channel`, on a connection of its own, until cancelled."""
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", channel):
-            raise ValueError(f"bad channel name {channel!r}")
+    async def listen(self, *channels: str) -> AsyncIterator[tuple[str, str]]:
+        """(channel, payload) of each NOTIFY on `channels`, on a connection of its own,
+        until cancelled."""
         conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
         try:
-            await conn.execute(f"LISTEN {channel}".encode())
+            for channel in channels:
+                if not re.fullmatch(r"[a-z_][a-z0-9_]*", channel):
+                    raise ValueError(f"bad channel name {channel!r}")
+                await conn.execute(f"LISTEN {channel}".encode())
             async for notice in conn.notifies():
-                yield notice.payload
+                yield notice.channel, notice.payload
         finally:
             await conn.close()
 
