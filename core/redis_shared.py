@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from core.errors import SharedStoreDown
+from core.ratelimit import UpdateRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,10 @@ __all__ = [
     "RedisTokenBucket", "RedisUpdateClaims", "RedisWindowLock", "SharedStoreDown",
 ]
 
-UPDATE_DONE_TTL = 24 * 3600  # Telegram keeps an undelivered update this long
+# A handled update is answered 200 and not sent again, unless that answer was lost: then
+# Telegram resends it within minutes. An hour covers that at ~100 bytes a key (≈ 50 MB at
+# 150 updates/s); an unanswered update is never marked done, whatever its age.
+UPDATE_DONE_TTL = 3600
 SEEN_WEBHOOK_TTL = 600  # ≥ twice the webhook signature tolerance
 
 
@@ -131,14 +135,20 @@ class _Bucket:
 
 class RedisRateLimiter:
     """The per-user update limit shared by every instance: `burst` at once, `per_second`
-    sustained (the in-process twin is `core.ratelimit.UpdateRateLimiter`)."""
+    sustained (the in-process twin is `core.ratelimit.UpdateRateLimiter`). While Redis is
+    down each instance limits on its own: a Discord user is still served (a Telegram
+    update never gets this far without Redis: it is refused with 503 before)."""
 
     def __init__(self, shared: RedisShared, burst: int = 12, per_second: float = 1.0) -> None:
         self._bucket = _Bucket(shared, per_second, burst)
         self._shared = shared
+        self._fallback = UpdateRateLimiter(burst, per_second)
 
     async def check(self, key: str) -> bool:
-        wait, _ = await self._bucket.take(self._shared.key("rate", key))
+        try:
+            wait, _ = await self._bucket.take(self._shared.key("rate", key))
+        except SharedStoreDown:
+            return self._fallback.allow(key)
         return wait == 0.0
 
 

@@ -157,8 +157,9 @@ async def test_redis_down_refuses_instead_of_going_on_without_it(tmp_path: Path)
         assert not await shared.ping()
         with pytest.raises(SharedStoreDown):
             await claims.claim(2)
-        with pytest.raises(SharedStoreDown):
-            await RedisRateLimiter(shared).check("telegram:1")
+        limiter = RedisRateLimiter(shared, burst=2, per_second=0.001)
+        assert [await limiter.check("discord:1") for _ in range(3)] == [True, True, False], \
+            "limited by this instance alone while Redis is down"
         with pytest.raises(SharedStoreDown):
             await RedisSeenWebhooks(shared).claim("msg_9")
         server.start()  # same port: the client reconnects by itself
@@ -224,3 +225,95 @@ def test_settings_for_several_instances_are_checked() -> None:
     assert settings.shard_ids == [0, 1]
     assert "hunter2" in settings.secrets(), "the Redis password is scrubbed from logs"
     assert load_settings(None, redis_url="", discord_shard_ids="").redis_url is None
+
+
+@pytest.mark.parametrize("shared_budget", [True, False])
+async def test_two_instances_share_one_replicate_create_budget(
+        two, shared_budget: bool) -> None:
+    """Two instances of one Replicate account, each with its own budget of 4 at once then
+    20/s: the account's limit (20 per half second) is kept only when they share it."""
+    from core.backends.replicate import ReplicateBackend
+    from tests.fakes.replicate import FakeReplicate
+
+    async with FakeReplicate(create_limit=(20, 0.5)) as fake:
+        backends = [
+            ReplicateBackend(
+                fake.token, fake.base_url, retry_base_delay=0.01, lookup_delay=0.02,
+                max_requests_per_second=1000,
+                max_creates_per_minute=100_000 if shared_budget else 1200,
+                create_burst=100_000 if shared_budget else 4,
+                shared_creates=RedisTokenBucket(shared, "replicate-creates:acct", 20, 4)
+                if shared_budget else None,
+            )
+            for shared in two
+        ]
+        try:
+            ids = await asyncio.gather(*(
+                backends[n % 2].create(f"job-{n}", "google/veo-3-fast", {"prompt": f"clip {n}"})
+                for n in range(40)))
+            assert len(set(ids)) == 40 and len(fake.predictions) == 40
+            if shared_budget:
+                assert fake.throttled == 0
+            else:
+                assert fake.throttled > 0, "each instance alone keeps its own budget, not the account's"
+        finally:
+            for backend in backends:
+                await backend.close()
+
+
+async def test_a_replicate_webhook_is_taken_by_one_instance_and_refused_while_redis_is_down(
+        tmp_path: Path) -> None:
+    """Two instances' HTTP servers with one Redis: a delivery posted to both (Replicate
+    retried it) is taken once; with Redis down it gets 503, and Replicate retries later."""
+    import base64
+    import time
+
+    import aiohttp
+
+    from bot.app import build_services
+    from core.backends.replicate import ReplicateBackend
+    from core.http import REPLICATE_WEBHOOK_PATH, HttpServer
+    from core.settings import load_settings
+    from core.webhooks import sign_webhook
+
+    secret = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+    server = OwnRedis(tmp_path / "redis").start()
+    opened = []
+    try:
+        for n in range(2):
+            settings = load_settings(None, database_url=f"sqlite:///{tmp_path / f'{n}.db'}",
+                                     media_dir=tmp_path / f"m{n}", http_port=0,
+                                     redis_url=server.url, redis_key_prefix="two:")
+            services = await build_services(settings)
+            webhooks = ReplicateBackend("r8_unused", "http://127.0.0.1:9", webhook_secret=secret)
+            assert services.shared is not None
+            http = HttpServer(db=services.db, engine=services.engine, jobs=services.jobs,
+                              host="127.0.0.1", port=0, webhooks=webhooks,
+                              seen=RedisSeenWebhooks(services.shared))
+            http.add_check("redis", services.shared.ping)
+            await http.start()
+            opened.append((services, webhooks, http))
+
+        async def deliver(http: HttpServer, webhook_id: str) -> tuple[int, str]:
+            body = b'{"id": "p1", "status": "succeeded", "output": null}'
+            stamp = str(int(time.time()))
+            headers = {"webhook-id": webhook_id, "webhook-timestamp": stamp,
+                       "webhook-signature": sign_webhook(webhook_id, stamp, body, secret)}
+            async with aiohttp.ClientSession() as client, client.post(
+                    f"http://127.0.0.1:{http.bound_port}{REPLICATE_WEBHOOK_PATH}",
+                    data=body, headers=headers) as resp:
+                return resp.status, await resp.text()
+
+        answers = await asyncio.gather(*(deliver(h, "msg_42") for _, _, h in opened))
+        assert sorted(answers) == [(200, "duplicate"), (200, "ok")]
+        server.kill()
+        assert (await deliver(opened[0][2], "msg_43"))[0] == 503
+        async with aiohttp.ClientSession() as client, client.get(
+                f"http://127.0.0.1:{opened[0][2].bound_port}/healthz") as resp:
+            assert (await resp.json())["redis"] == "down"
+    finally:
+        for services, webhooks, http in opened:
+            await http.stop()
+            await webhooks.close()
+            await services.close()
+        server.kill()

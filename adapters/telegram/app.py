@@ -112,6 +112,9 @@ class TelegramAdapter:
             log.info("telegram: receiving updates by webhook at %s", self.webhook_url)
             await asyncio.Event().wait()  # the HTTP server feeds the dispatcher
             return
+        if self.shared is not None:
+            log.warning("telegram: long polling with REDIS_URL: run one such instance only"
+                        " (replicas take updates by webhook, TELEGRAM_WEBHOOK=true)")
         await self.bot.delete_webhook(drop_pending_updates=False)
         polling = asyncio.create_task(self.dp.start_polling(
             self.bot, handle_signals=False, close_bot_session=False,
