@@ -895,10 +895,14 @@ async def run_cluster(config: ClusterConfig, infra: Infra, workdir: Path, clip: 
             report.problems = [f"{p.user.chat_id}: {p.problem}" for p in job_users.people if p.problem]
 
             deadline = time.monotonic() + config.settle_seconds
+            said = time.monotonic()
             while time.monotonic() < deadline:
-                count = len(await db.jobs())
-                if count >= report.confirmed and await db.unfinished() == 0:
+                count, unfinished = len(await db.jobs()), await db.unfinished()
+                if count >= report.confirmed and unfinished == 0:
                     break
+                if time.monotonic() - said >= 15:
+                    progress(f"  {count} jobs stored, {unfinished} not ended yet")
+                    said = time.monotonic()
                 await asyncio.sleep(1.0)
             await asyncio.sleep(2.0)  # a send just made reaches the fake's log
             if tracker is not None:
