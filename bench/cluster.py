@@ -37,30 +37,35 @@ update from /proc for every instance (and this process, to show a noisy neighbou
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
-import itertools
-import logging
-import math
-import os
-import random
-import secrets
-import signal
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script, this folder would come first on sys.path, and bench/queue.py would
+# shadow the standard library's `queue` (psycopg imports it): the repository root instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import itertools  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import secrets  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import Counter, defaultdict  # noqa: E402
+from collections.abc import AsyncIterator, Callable  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
 import aiohttp  # noqa: E402
 import psycopg  # noqa: E402

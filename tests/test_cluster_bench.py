@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import psycopg
 
-from bench.cluster import ClusterConfig, Infra, S3Access, run_cluster
+from bench.cluster import ClusterConfig, Infra, S3Access, print_report, run_cluster
 from tests.media_factory import make_av_video
 from tests.s3_server import S3Server, s3_server  # noqa: F401  (the fixture)
 
@@ -50,6 +50,7 @@ async def test_a_sigkilled_instance_loses_no_job_and_charges_none_twice(
         with psycopg.connect(postgres_database, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
+    print_report(report, CONFIG)  # shown with -s, and on a failure
     kill = report.kill
     assert kill is not None and kill.in_flight > 0 and kill.held > 0, kill  # a kill that mattered
     assert report.problems == []
