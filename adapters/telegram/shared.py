@@ -83,12 +83,17 @@ class RenewedEventIsolation(RedisEventIsolation):
     @contextlib.asynccontextmanager
     async def lock(self, key: StorageKey) -> AsyncIterator[None]:
         name = self.key_builder.build(key, "lock")
-        async with self.redis.lock(name=name, **self.lock_kwargs, lock_class=Lock) as held:
-            keeper = asyncio.create_task(self._renew(held))
+        held = self.redis.lock(name=name, **self.lock_kwargs, lock_class=Lock)
+        await held.acquire()  # Redis down here: the update is not handled (503, retried)
+        keeper = asyncio.create_task(self._renew(held))
+        try:
+            yield None
+        finally:
+            keeper.cancel()
             try:
-                yield None
-            finally:
-                keeper.cancel()
+                await held.release()
+            except (RedisError, OSError) as exc:  # handled already: the lock runs out by itself
+                log.warning("could not release an update lock: %s", exc)
 
     async def _renew(self, held: Lock) -> None:
         while True:
