@@ -117,8 +117,8 @@ def make_backend(settings: Settings, media: MediaStore, shared: RedisShared | No
         return ReplicateBackend(
             token, settings.replicate_base_url,
             webhook_secret=configured.get_secret_value() if configured else None,
-            shared_creates=shared_creates,
             media=media,  # MEDIA_PUBLIC: inputs go as presigned URLs instead of uploads
+            shared_creates=shared_creates,
         )
     from core.backends.local import LocalBackend
 

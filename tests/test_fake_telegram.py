@@ -442,3 +442,45 @@ async def test_inline_mode_queries_and_answers_are_checked_like_telegram() -> No
     async with TelegramFake() as off:
         with pytest.raises(ValueError, match="setinline"):
             await ChatUser(off, 1031, "Sam").inline_query("")
+
+
+async def test_parallel_webhooks_post_many_chats_at_once_but_one_at_a_time_per_chat() -> None:
+    held: dict[str, asyncio.Future[None]] = {}  # text -> released when set
+    arrived: list[str] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        text = (await request.json())["message"]["text"]
+        arrived.append(text)
+        held[text] = asyncio.get_running_loop().create_future()
+        await held[text]
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/tg", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    async with TelegramFake(parallel_webhooks=True) as fake:
+        bot = fake.make_bot()
+        try:
+            await bot.set_webhook(f"http://127.0.0.1:{site.port}/tg", max_connections=2)
+            ann, ben, cay = (ChatUser(fake, 1100 + i, name) for i, name in enumerate(("Ann", "Ben", "Cay")))
+            for user, text in ((ann, "a1"), (ann, "a2"), (ben, "b1"), (cay, "c1")):
+                await user.send_text(text)
+            await fake.wait_until(lambda: len(arrived) == 2, timeout=5)
+            await asyncio.sleep(0.2)
+            # Two connections at most; Ann's second waits for her first, so Ben's comes along.
+            assert arrived == ["a1", "b1"]
+            held["a1"].set_result(None)
+            await fake.wait_until(lambda: len(arrived) == 3, timeout=5)
+            held["b1"].set_result(None)
+            await fake.wait_until(lambda: len(arrived) == 4, timeout=5)
+            assert sorted(arrived[2:]) == ["a2", "c1"]
+            for text in ("a2", "c1"):
+                held[text].set_result(None)
+            await fake.wait_until(lambda: not fake.pending_updates, timeout=5)
+            assert [d.status for d in fake.webhook_deliveries] == [200] * 4
+        finally:
+            await bot.session.close()
+            await runner.cleanup()

@@ -42,7 +42,10 @@ What it imitates (and tests can rely on):
 * Webhook mode: after ``setWebhook(url, secret_token=...)`` queued updates are POSTed
   as JSON to ``url`` (http is accepted, unlike Telegram) with header
   ``X-Telegram-Bot-Api-Secret-Token``, one at a time, in order, retried every
-  ``webhook_retry_delay`` seconds until the receiver answers 2xx. A method returned in
+  ``webhook_retry_delay`` seconds until the receiver answers 2xx. With
+  ``parallel_webhooks=True`` it posts as Telegram does under load: up to the webhook's
+  ``max_connections`` updates at once, one at a time per chat (a chat's next update waits
+  for the previous one's 2xx). A method returned in
   the webhook response body (aiogram's ``handle_in_background=False``) is executed.
   ``getUpdates`` answers 409 while a webhook is set.
 
@@ -50,7 +53,7 @@ API at a glance (see each docstring):
 
 * ``TelegramFake(token=None, local=False, download_limit=20MB, upload_limit=None,
   privacy_mode=True, strict_chats=True, validate_images=True, callback_ttl=15.0,
-  webhook_retry_delay=0.5)``; ``async with`` or ``start()``/``stop()``;
+  webhook_retry_delay=0.5, parallel_webhooks=False)``; ``async with`` or ``start()``/``stop()``;
   ``base_url``, ``api_server``, ``session()``, ``make_bot()``, ``token``, ``bot_id``.
 * Observing: ``calls``, ``calls_of(method, **params)``, ``await wait_for(method_or_predicate,
   timeout=5, after=mark(), consume=True, **params)``, ``await wait_until(fn, timeout=5)``,
@@ -841,6 +844,7 @@ class TelegramFake:
         webhook_retry_delay: float = 0.5,
         inline_mode: bool = False,
         inline_ttl: float = 10.0,
+        parallel_webhooks: bool = False,
         bot_first_name: str = "LOKIZ",
         bot_username: str = "lokiz_test_bot",
     ) -> None:
@@ -856,6 +860,7 @@ class TelegramFake:
         self.webhook_retry_delay = webhook_retry_delay
         self.inline_mode = inline_mode
         self.inline_ttl = inline_ttl
+        self.parallel_webhooks = parallel_webhooks
         self.bot_first_name = bot_first_name
         self.bot_username = bot_username
 
@@ -2282,6 +2287,9 @@ class TelegramFake:
         return info
 
     async def _webhook_worker(self) -> None:
+        if self.parallel_webhooks:
+            await self._parallel_webhook_worker()
+            return
         while not self._closing and self._webhook.url:
             batch = self._deliverable(1)
             if not batch:
@@ -2293,6 +2301,41 @@ class TelegramFake:
                 self._bump()
             else:
                 await asyncio.sleep(self.webhook_retry_delay)
+
+    async def _parallel_webhook_worker(self) -> None:
+        """Up to max_connections deliveries at once; per chat, one at a time and in order."""
+        posting: dict[int, asyncio.Task[None]] = {}  # update_id -> its delivery
+        busy_chats: set[int | None] = set()
+
+        async def post(update: dict[str, Any], chat: int | None) -> None:
+            try:
+                if await self._deliver(update):
+                    self._pending = [u for u in self._pending if u["update_id"] != update["update_id"]]
+                else:
+                    await asyncio.sleep(self.webhook_retry_delay)
+            finally:
+                posting.pop(update["update_id"], None)
+                busy_chats.discard(chat)
+                self._bump()
+
+        try:
+            while not self._closing and self._webhook.url:
+                started = False
+                for update in self._deliverable(len(self._pending)):
+                    if len(posting) >= self._webhook.max_connections:
+                        break
+                    chat = _update_chat(update)
+                    if update["update_id"] in posting or (chat is not None and chat in busy_chats):
+                        continue
+                    if chat is not None:
+                        busy_chats.add(chat)
+                    posting[update["update_id"]] = asyncio.create_task(post(update, chat))
+                    started = True
+                if not started:
+                    await self._wait_change(None)
+        finally:
+            for task in list(posting.values()):
+                task.cancel()
 
     async def _deliver(self, update: dict[str, Any]) -> bool:
         assert self._client is not None
@@ -2447,6 +2490,18 @@ def _head(path: Path, size: int = 256 * 1024) -> bytes:
 
 def _update_type(update: dict[str, Any]) -> str:
     return next((k for k in update if k != "update_id"), "unknown")
+
+
+def _update_chat(update: dict[str, Any]) -> int | None:
+    """The chat an update belongs to (a callback's: its message's chat), if any."""
+    body = update.get(_update_type(update))
+    if not isinstance(body, dict):
+        return None
+    for holder in (body, body.get("message")):
+        if isinstance(holder, dict) and isinstance(holder.get("chat"), dict):
+            return int(holder["chat"]["id"])
+    sender = body.get("from")
+    return int(sender["id"]) if isinstance(sender, dict) else None
 
 
 def _without_nested_reply(msg: dict[str, Any]) -> dict[str, Any]:

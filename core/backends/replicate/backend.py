@@ -77,8 +77,8 @@ class ReplicateBackend(StartOnce):
         retry_max_delay: float = 30.0,
         lookup_delay: float = 1.0,
         lookup_pages: int = 2,
-        shared_creates: Budget | None = None,
         media: MediaStore | None = None,
+        shared_creates: Budget | None = None,
     ) -> None:
         super().__init__()
         self._media = media  # a public bucket (MEDIA_PUBLIC): presigned URLs, no uploads
