@@ -40,11 +40,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this folder would come first on sys.path, and bench/queue.py would
-# shadow the standard library's `queue` (psycopg imports it): the repository root instead.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402

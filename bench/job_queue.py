@@ -2,7 +2,7 @@
 their procrastinate workers share one database; N jobs from N/2 users go through a
 scripted backend under a deployment-wide ceiling.
 
-    python -m bench.queue [--jobs 400] [--ceiling 40] [--concurrency 150] [--seconds 0.3]
+    python -m bench.job_queue [--jobs 400] [--ceiling 40] [--concurrency 150] [--seconds 0.3]
 
 Prints the wall time, jobs/s, the peak of jobs generating at once (must stay at or under
 the ceiling), how the jobs split between the instances, and the counts that must hold:
