@@ -317,3 +317,25 @@ async def test_a_replicate_webhook_is_taken_by_one_instance_and_refused_while_re
             await webhooks.close()
             await services.close()
         server.kill()
+
+
+async def test_an_isolation_lock_lost_mid_update_is_not_renewed_again_and_again(two, caplog) -> None:
+    # A handler outliving its lease loses the user's lock; renewing it can never succeed
+    # again, so the keeper stops (it once logged a warning every few milliseconds).
+    import logging
+
+    from aiogram.fsm.storage.base import StorageKey
+    from aiogram.fsm.storage.redis import DefaultKeyBuilder
+
+    from adapters.telegram.shared import RenewedEventIsolation
+
+    a, _ = two
+    keys = DefaultKeyBuilder(prefix=a.key("fsm"), with_bot_id=True)
+    isolation = RenewedEventIsolation(a.client, keys, lease=0.3)
+    key = StorageKey(bot_id=1, chat_id=2, user_id=3)
+    with caplog.at_level(logging.WARNING, logger="adapters.telegram.shared"):
+        async with isolation.lock(key):
+            await a.client.delete(keys.build(key, "lock"))  # its lease ran out
+            await asyncio.sleep(0.55)  # five renewal times
+    renewals = [r for r in caplog.records if "renew" in r.getMessage() or "lock lost" in r.getMessage()]
+    assert len(renewals) == 1, [r.getMessage() for r in renewals]

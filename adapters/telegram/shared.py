@@ -52,7 +52,7 @@ from aiogram.types import Update
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from redis.asyncio.lock import Lock
-from redis.exceptions import RedisError
+from redis.exceptions import LockError, RedisError
 
 from core.errors import SharedStoreDown
 from core.redis_shared import Claim, RedisSendBudget, RedisShared, RedisUpdateClaims
@@ -100,7 +100,10 @@ class RenewedEventIsolation(RedisEventIsolation):
             await asyncio.sleep(self.lease / 3)
             try:
                 await held.reacquire()
-            except (RedisError, OSError) as exc:
+            except LockError as exc:  # not ours any more (it ran out): nothing left to renew
+                log.warning("update lock lost while handling: %s", exc)
+                return
+            except (RedisError, OSError) as exc:  # Redis unreachable for now: try again
                 log.warning("could not renew an update lock: %s", exc)
 
 
