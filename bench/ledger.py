@@ -80,16 +80,20 @@ async def bench(store: str, server: str, users: int, ops: int, tasks: int, round
             await asyncio.gather(*(worker() for _ in range(tasks)))
 
         async def bares(ops_range: range) -> None:
-            # Baseline: bare one-statement transactions, as many, as concurrent.
-            sem = asyncio.Semaphore(tasks)
+            # Baseline: bare one-statement transactions, as many, by as many workers.
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for i in ops_range:
+                queue.put_nowait(i)
 
-            async def bare(i: int) -> None:
-                async with sem, db.transaction() as tx:
-                    await tx.execute(
-                        "UPDATE users SET seen_at = ? WHERE id = ?", (i, people[i % users].id)
-                    )
+            async def worker() -> None:
+                while not queue.empty():
+                    i = queue.get_nowait()
+                    async with db.transaction() as tx:
+                        await tx.execute(
+                            "UPDATE users SET seen_at = ? WHERE id = ?", (i, people[i % users].id)
+                        )
 
-            await asyncio.gather(*(bare(i) for i in ops_range))
+            await asyncio.gather(*(worker() for _ in range(tasks)))
 
         # Alternating rounds, so a busy neighbour slows both sides alike.
         elapsed = baseline = 0.0
