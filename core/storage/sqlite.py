@@ -222,13 +222,16 @@ class SqliteDatabase(Database):
             self._checkpoint = asyncio.ensure_future(self._checkpoint_wal())
 
     async def _checkpoint_wal(self) -> None:
-        # On a connection of its own, in a thread. PASSIVE alone never catches up with a
-        # steady stream of commits (the log is only rewound once all of it is copied), so
-        # RESTART: new writers wait while it runs, on aiosqlite's thread, never on the loop
-        # (the loop's connection does not wait; its units take the thread path meanwhile).
+        # On a connection of its own, in a thread. PASSIVE copies the log without stopping
+        # writers, but never catches up with a steady stream of commits (the log is only
+        # rewound once all of it is copied); RESTART then copies what came meanwhile and
+        # rewinds it. New writers wait only for that short remainder, on aiosqlite's thread,
+        # never on the loop (the loop's connection does not wait: its units take the
+        # thread path meanwhile).
         def checkpoint() -> None:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=5)
             try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 conn.execute("PRAGMA wal_checkpoint(RESTART)")
             except sqlite3.Error as exc:
                 log.debug("WAL checkpoint skipped: %s", exc)
