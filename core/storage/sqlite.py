@@ -222,23 +222,27 @@ class SqliteDatabase(Database):
             self._checkpoint = asyncio.ensure_future(self._checkpoint_wal())
 
     async def _checkpoint_wal(self) -> None:
-        # On a connection of its own, in a thread. PASSIVE copies the log without stopping
-        # writers, but never catches up with a steady stream of commits (the log is only
-        # rewound once all of it is copied); RESTART then copies what came meanwhile and
-        # rewinds it. New writers wait only for that short remainder, on aiosqlite's thread,
-        # never on the loop (the loop's connection does not wait: its units take the
-        # thread path meanwhile).
-        def checkpoint() -> None:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=5)
+        # First PASSIVE on a connection of its own, in a thread: it copies the log into the
+        # database while writers go on. It never catches up with a steady stream of commits
+        # (the log is only rewound once all of it is copied), so a second PASSIVE copies the
+        # remainder between this process's units, holding their lock: the units wait on the
+        # asyncio lock for that short copy (never on the loop, never in SQLite's busy-wait
+        # sleeps), and the next writer starts the log from the beginning.
+        def bulk() -> None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=0)
             try:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                conn.execute("PRAGMA wal_checkpoint(RESTART)")
             except sqlite3.Error as exc:
                 log.debug("WAL checkpoint skipped: %s", exc)
             finally:
                 conn.close()
 
-        await asyncio.to_thread(checkpoint)
+        await asyncio.to_thread(bulk)
+        async with self._line.lock:
+            try:
+                await self._line.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                log.debug("WAL checkpoint skipped: %s", exc)
 
     async def schema_version(self) -> int:
         async with self.read() as uow:
