@@ -43,8 +43,11 @@ class FileNotifier:
 async def main(mode: str, count: int) -> None:
     services = await build_services(load_settings(None))
     services.engine.with_notifier(FileNotifier(Path(os.environ["DELIVERY_LOG"])))
-    await services.engine.start()
     if mode == "submit":
+        # Every job is stored before any runs, so the crash finds some still queued
+        # however slow the submissions are on a busy machine.
+        if services.engine.cluster is not None:
+            await services.engine.cluster.open()
         image = os.environ["FRAME"]
         for i in range(count):
             user, _ = await services.ledger.ensure_user("telegram", str(100 + i % 4))
@@ -55,6 +58,7 @@ async def main(mode: str, count: int) -> None:
             await services.engine.submit(user_id=user.id, platform="telegram", chat_id=str(i),
                                          language="en", request=request)
         print("submitted", flush=True)
+    await services.engine.start()
     while True:
         unfinished = await services.jobs.with_status("queued", "running", "succeeded")
         if not unfinished and mode == "recover":

@@ -203,3 +203,38 @@ async def test_the_engine_makes_each_delivered_clip_a_post_once_and_captions_a_r
     await services.engine.finish(first, Delivered("again", "again"))
     assert (await services.posts.of_job(first.id)).id == post.id
     assert len([p for p in [await services.posts.get(post.id + n) for n in range(5)] if p]) == 3
+
+
+class HeldAfterSend(RecordingNotifier):
+    """The chat has the clip, but the send's answer is held: the job is not yet recorded
+    as delivered (the window a quick 👍 lands in)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def deliver(self, job, media, screen):
+        receipt = await super().deliver(job, media, screen)
+        self.sent.set()
+        await self.release.wait()
+        return receipt
+
+
+async def test_a_like_pressed_between_the_send_and_its_record_waits_for_the_post(services, av_video):
+    notifier = HeldAfterSend()
+    services.engine.notifiers["telegram"] = notifier
+    services.engine._pacer._interval = 0.01
+    await services.engine.start()
+    alice, _ = await services.ledger.ensure_user("telegram", "1", username="alice")
+    job = await services.engine.submit(user_id=alice.id, platform="telegram", chat_id=ROOM,
+                                       language="en", request=JobRequest("template", prompt="a cat",
+                                                                         image=str(av_video)))
+    await asyncio.wait_for(notifier.sent.wait(), 30)
+    press = asyncio.create_task(services.desk.answer(Pressed(ctx("2"), act.Like(job.id).pack())))
+    await asyncio.sleep(0.3)
+    assert not press.done(), "the press waits for the record, it is not refused"
+    notifier.release.set()
+    reply = await asyncio.wait_for(press, 10)
+    assert "Liked" in said(reply), said(reply)
+    assert (await services.posts.of_job(job.id)).likes == 1

@@ -105,6 +105,9 @@ class FairScheduler:
         return len(self.queue)
 
     def push(self, job: Job) -> None:
+        """Queue a job once: a second push of a queued or started job changes nothing."""
+        if job.id in self._queued or job.id in self._tasks:
+            return
         self._queued[job.id] = job
         self.queue.push(job.user_id, job.id)
         self._wakeup.set()

@@ -8,14 +8,16 @@ chat admins, asked lazily through `is_chat_admin` only when a non-owner deletes)
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from core import actions as act
 from core import job_screens
 from core.i18n import t
-from core.jobs import Job
+from core.jobs import SUCCEEDED, Job
 from core.screens import Button, Screen
 from core.social import FEED_PAGE_SIZE, Deleted, FeedPage, Post, PostGone, Posts
 from core.social.screens import (
@@ -33,6 +35,10 @@ from core.studio.replies import Alert, ChatContext, Edit, FeedClip, Reply, Send,
 from core.studio.workshop import Workshop, refuse
 
 AdminCheck = Callable[[], Awaitable[bool]]
+
+# A result's message reaches the chat a moment before its post is stored (the delivered
+# transition records both); a press in between waits this long for the post.
+POST_RECORD_WAIT = 5.0
 
 
 async def _nobody() -> bool:
@@ -127,7 +133,7 @@ class Social:
 
     async def like_result(self, ctx: ChatContext, who: Caller, job: Job) -> Reply:
         """👍 under a delivered result (its buttons carry the job: the post is made after)."""
-        post = await self.posts.of_job(job.id)
+        post = await self._post_of_result(job.id)
         if post is None:
             return refuse(who.lang, "error.job_not_ready")
         return await self.like(ctx, who, post, job)
@@ -144,7 +150,7 @@ class Social:
                                       source_post=post.id)
 
     async def remix_result(self, ctx: ChatContext, who: Caller, job: Job) -> Reply:
-        post = await self.posts.of_job(job.id)
+        post = await self._post_of_result(job.id)
         if post is not None:  # a deleted post's clip is not remixed any more
             return await self.remix(ctx, who, post) if not post.deleted else refuse(who.lang, "social.post.gone")
         output = await self.shop.media.here(job.output_path) if job.output_path else None
@@ -156,7 +162,7 @@ class Social:
 
     async def delete_result(self, ctx: ChatContext, who: Caller, job_id: str, is_admin: AdminCheck) -> Reply:
         """🗑 under a result: the owner (or an admin of the chat) takes its post down."""
-        post = await self.posts.of_job(job_id)
+        post = await self._post_of_result(job_id)
         if post is None:
             return refuse(who.lang, "error.job_not_found")
         outcome = await self._delete(ctx, who, post.id, is_admin)
@@ -173,6 +179,19 @@ class Social:
         return post.id if post is not None and not post.deleted else None
 
     # --- helpers ---------------------------------------------------------------------------
+    async def _post_of_result(self, job_id: str) -> Post | None:
+        """A result's post; while its job is still being delivered (sent, not yet
+        recorded), wait for the record rather than refuse the press."""
+        deadline = time.monotonic() + POST_RECORD_WAIT
+        while True:
+            post = await self.posts.of_job(job_id)
+            if post is not None:
+                return post
+            job = await self.shop.jobs.get(job_id)
+            if job is None or job.status != SUCCEEDED or time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(0.05)
+
     async def result_buttons(self, ctx: ChatContext, job: Job, likes: int) -> Screen:
         from core.studio.results import again_prefix  # results imports this module
 
