@@ -332,3 +332,40 @@ async def test_a_migration_merged_below_the_newest_one_is_still_applied(database
         assert await db.migrate() == []
     finally:
         await db.close()
+
+
+@pytest.mark.both_stores
+async def test_the_ledger_keeps_its_entries_and_rules_across_migration_14(database_url, monkeypatch):
+    # A database made before 014 (the ledger rebuilt on SQLite, its job index narrowed)
+    # keeps every entry, and the rebuilt table moves balances and refuses what it refused.
+    import core.storage.postgres as pg_store
+    import core.storage.sqlite as sqlite_store
+
+    for module in (sqlite_store, pg_store):
+        monkeypatch.setattr(module, "migrations", lambda d: [m for m in migrations(d) if m[0] < 14])
+    db = await open_database(database_url)
+    ledger = CreditLedger(db, UserDirectory(db), starter_credits=10)
+    alice, _ = await ledger.ensure_user("telegram", "1")
+    await ledger.charge_now(alice.id, 4, job_id="j1")
+    await ledger.refund_now("j1")
+    await ledger.charge_now(alice.id, 3, job_id="j2")
+    before = await ledger.history(alice.id, 10)
+    await db.close()
+    monkeypatch.undo()
+
+    db = await open_database(database_url)
+    try:
+        ledger = CreditLedger(db, UserDirectory(db), starter_credits=10)
+        assert await ledger.history(alice.id, 10) == before
+        assert (await ledger.refund_now("j2")).delta == 3  # found through the narrowed index
+        assert await ledger.refund_now("j2") is not None and await ledger.balance(alice.id) == 10
+        entry = await ledger.charge_now(alice.id, 10, job_id="j3")
+        assert entry.id > before[0].id and await ledger.balance(alice.id) == 0
+        with pytest.raises(InsufficientCredits):
+            await ledger.charge_now(alice.id, 1, job_id="j4")
+        assert await ledger.balance(alice.id) == await ledger.ledger_sum(alice.id) == 0
+        async with db.transaction() as uow:
+            with pytest.raises(Exception, match="append-only"):
+                await uow.execute("DELETE FROM ledger")
+    finally:
+        await db.close()
