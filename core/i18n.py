@@ -7,7 +7,6 @@ merged into one catalogue, so each part of the product owns its own file.
 from __future__ import annotations
 
 import json
-import string
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -49,4 +48,4 @@ def t(lang: str, key: str, /, **params: Any) -> str:
     template = texts.get(key) or catalogue(DEFAULT_LANGUAGE).get(key)
     if template is None:
         return key
-    return string.Formatter().vformat(template, (), _SafeDict(params))
+    return template.format_map(_SafeDict(params))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -45,3 +46,21 @@ async def test_the_walk_on_the_local_backend_delivers_a_real_clip(world: Telegra
     assert sent["width"] == info.width and sent["height"] == info.height
     await world.wait_job(sami, "delivered")
     assert "Balance: 30 credits" in (await world.say(sami, "/balance")).text
+
+
+async def test_answers_quote_the_users_message_in_groups_but_not_in_private(world: TelegramWorld) -> None:
+    tg = world.telegram
+    lou = world.user("Lou")
+    mark = tg.mark()
+    await lou.send_text("/balance")
+    private = await world.reply_to(lou, "sendMessage", after=mark)
+    assert "reply_parameters" not in private.params, "the message right above needs no quote"
+
+    group = world.group("Quote club")
+    ada = world.user("Ada", chat=group)
+    mark = tg.mark()
+    sent = await ada.send_text("/balance")
+    answer = await world.reply_to(ada, "sendMessage", after=mark)
+    quoted = answer.params["reply_parameters"]
+    quoted = quoted if isinstance(quoted, dict) else json.loads(quoted)
+    assert quoted["message_id"] == sent.message_id, "in a group the answer says whom it answers"

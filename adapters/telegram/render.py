@@ -80,6 +80,13 @@ class Renderer:
 
     async def render(self, reply: Reply, ctx: ChatContext, *, skip_alerts: bool = False,
                      pressed: Message | None = None) -> None:
+        # In a private chat the user's message is right above the answer: quoting it adds
+        # nothing (and the quote comes back inside every answer, parsed again). Groups quote.
+        just_sent = ctx.message_id if ctx.chat_kind == "private" and pressed is None else None
+
+        def quoted(message_id: str | None) -> str | None:
+            return None if message_id == just_sent else message_id
+
         for out in reply.outs:
             if isinstance(out, Edit) and out.buttons_only and pressed is not None \
                     and str(pressed.message_id) == out.message_id:
@@ -89,7 +96,7 @@ class Renderer:
                     await self.set_buttons(int(ctx.chat_id), pressed.message_id, patched)
                     continue
             if isinstance(out, Send):
-                await self.send(ctx, out.screen, reply_to=out.reply_to, session_id=out.session_id,
+                await self.send(ctx, out.screen, reply_to=quoted(out.reply_to), session_id=out.session_id,
                                 hint=self._hint(ctx, reply, out.session_id))
             elif isinstance(out, Edit):
                 await self.edit(ctx, out)
@@ -100,7 +107,7 @@ class Renderer:
             elif isinstance(out, SendFeed):
                 await self.send_feed(ctx, out)
             elif isinstance(out, Alert) and not skip_alerts:
-                await self.send(ctx, Screen(out.text), reply_to=ctx.message_id)
+                await self.send(ctx, Screen(out.text), reply_to=quoted(ctx.message_id))
 
     # --- new messages ------------------------------------------------------------
     async def send(
