@@ -780,34 +780,55 @@ class DiscordJobUsers:
         self.config = config
         self.people = [DiscordJobUser(DISCORD_JOB_USER_BASE + i, channels[i % len(channels)])
                        for i in range(config.discord_jobs)]
+        self.retries = 0  # preparing interactions that failed and were tried again
 
     def _buttons(self, message_id: int) -> list[str]:
         message = self.fake.messages.get(message_id) or {"components": []}
         return [c.get("label", "") for row in message["components"] for c in row.get("components", [])
                 if c.get("type") == 2]
 
+    async def _act_until(self, act: Callable[[], Any], result: Callable[[FakeInteraction], Any],
+                         what: str) -> Any:
+        """Act (a command or a press) and wait for `result(interaction)`. A member whose
+        interaction failed (not acknowledged within its 3 s) tries again, up to 3 times."""
+        for _ in range(3):
+            interaction: FakeInteraction = await act()
+            start = time.monotonic()
+
+            def done_or_failed(i: FakeInteraction = interaction, t: float = start) -> Any:
+                value = result(i)
+                if value:
+                    return ("done", value)
+                if i.id not in self.fake.acked_at and time.monotonic() - t > DISCORD_ACK_TIMEOUT + 2:
+                    return ("failed", None)
+                return None
+
+            try:
+                state, value = await self.fake.wait_until(done_or_failed, timeout=self.config.reply_timeout)
+            except TimeoutError:
+                raise RuntimeError(f"no {what}") from None
+            if state == "done":
+                return value
+            self.retries += 1
+        raise RuntimeError(f"no {what}: the interaction failed 3 times")
+
     async def _press_until(self, person: DiscordJobUser, label: str, then: str) -> None:
         """Press `label` on the studio message; wait until it shows `then` (a button or words)."""
         mid = person.message_id
 
-        def shows() -> bool:
+        def shows(_: FakeInteraction) -> bool:
             message = self.fake.messages.get(mid)
             return message is not None and (then in message["content"] or then in self._buttons(mid))
 
-        await self.fake.press(person.user_id, mid, label)
-        try:
-            await self.fake.wait_until(shows, timeout=self.config.reply_timeout)
-        except TimeoutError:
-            raise RuntimeError(f"no {then!r} after {label}") from None
+        await self._act_until(lambda: self.fake.press(person.user_id, mid, label), shows,
+                              f"{then!r} after {label}")
 
     async def prepare_one(self, person: DiscordJobUser) -> None:
         fake = self.fake
         try:
             video = fake.add_attachment(self.clip, "clip.mp4", "video/mp4", ephemeral=True)
-            asked = await fake.slash(person.user_id, person.channel, "capture", {"at": "1"},
-                                     attachments={"video": video})
 
-            def studio() -> int | None:
+            def studio(asked: FakeInteraction) -> int | None:
                 for r in asked.responses:
                     if r.kind == "followup" and r.message_id is not None:
                         message = fake.messages.get(r.message_id)
@@ -816,10 +837,10 @@ class DiscordJobUsers:
                             return r.message_id
                 return None
 
-            try:
-                person.message_id = await fake.wait_until(studio, timeout=self.config.reply_timeout)
-            except TimeoutError:
-                raise RuntimeError("no studio after /capture") from None
+            person.message_id = await self._act_until(
+                lambda: fake.slash(person.user_id, person.channel, "capture", {"at": "1"},
+                                   attachments={"video": video}),
+                studio, "studio after /capture")
             await self._press_until(person, MUSIC_LABEL, MOOD_LABEL)
             await self._press_until(person, MOOD_LABEL, "credits")
             person.ready = True
@@ -945,6 +966,7 @@ class ClusterReport:
     discord_prepared: int = 0
     discord_confirmed: int = 0
     discord_confirm_answered: int = 0
+    discord_prep_retries: int = 0
     submitted: int = 0
     platform_of: dict[str, str] = field(default_factory=dict)  # job -> telegram | discord
     discord_rest_sends: int = 0  # successful REST sends carrying a job's audio (repeats included)
@@ -1219,6 +1241,7 @@ async def run_cluster(config: ClusterConfig, infra: Infra, workdir: Path, clip: 
             report.prepared = sum(p.ready for p in job_users.people)
             discord_people = discord_jobs.people if discord_jobs is not None else []
             report.discord_prepared = sum(p.ready for p in discord_people)
+            report.discord_prep_retries = discord_jobs.retries if discord_jobs is not None else 0
             progress(f"{report.prepared + report.discord_prepared} job users at their ✅ Confirm; "
                      f"running {config.seconds:g} s of load at {config.rate:g} actions/s over "
                      f"{config.users} users ({config.discord_users} on Discord)")
@@ -1399,7 +1422,9 @@ def print_report(report: ClusterReport, config: ClusterConfig) -> None:
     print(f"job users: Telegram {report.prepared}/{config.jobs - config.discord_jobs}, Discord "
           f"{report.discord_prepared}/{config.discord_jobs} reached ✅ Confirm; pressed "
           f"{report.confirmed} + {report.discord_confirmed}, answered {report.confirm_answered} + "
-          f"{report.discord_confirm_answered}; presses that made no job: {report.confirms_without_job}")
+          f"{report.discord_confirm_answered}; presses that made no job: {report.confirms_without_job}; "
+          f"Discord interactions tried again while preparing (failed the first time): "
+          f"{report.discord_prep_retries}")
     if report.problems:
         print(f"  problems ({len(report.problems)}): " + "; ".join(report.problems[:5]))
     statuses = ", ".join(f"{s} {n}" for s, n in sorted(report.statuses.items()))
