@@ -17,22 +17,34 @@ What runs (all real, all on this machine):
 - the fake Bot API (tests/fakes/telegram.py), posting updates to the balancer as Telegram
   does: up to `max_connections` at once, one at a time per chat, redelivered until a 2xx;
 - the fake Replicate API (tests/fakes/replicate.py) with signed webhooks, its real limit
-  of 600 creates a minute, and a random model time per prediction.
+  of 600 creates a minute, and a random model time per prediction;
+- the fake Discord (tests/fakes/discord.py: REST, gateway, CDN), sharded as Discord is:
+  instance n runs shard n - 1 of `--instances` (`DISCORD_SHARD_IDS`/`DISCORD_SHARD_COUNT`),
+  so the SIGKILL takes a shard down too, and the restarted instance IDENTIFYs it again.
+  Two guilds per shard, one channel each; a guild's interactions go to its shard only.
 
 The load is open loop: `--users` chat users with think time, `--rate` actions a second
 in all (Poisson arrivals), each action by a user with no action in flight (`/balance`;
-a user's first action is their first contact). Latency is the update's send to the first
-successful Bot API call into that user's chat, matched per user. Separately, `--jobs`
-users each open a frame (send a clip), pick 🎵 Music → a mood before the measurement
-(ffmpeg work, not measured), then press ✅ Confirm during its first part: paid jobs, all
-in flight when one instance is SIGKILLed; it is restarted `--restart-after` s later.
+a user's first action is their first contact). `--discord-share` of the users are Discord
+members, who run the `/balance` slash command in a guild channel. Latency is the update's
+send to the first successful Bot API call into that user's chat, matched per user; on
+Discord, the interaction's send to the first response carrying the answer (a message, an
+edit or a follow-up; not a "thinking…" defer). Separately, `--jobs` users (the same share
+of them on Discord) each open a frame (send a clip; on Discord `/capture` with the clip
+attached), pick 🎵 Music → a mood before the measurement (ffmpeg work, not measured), then
+press ✅ Confirm during its first part: paid jobs, all in flight when one instance is
+SIGKILLed; it is restarted `--restart-after` s later.
 
-It prints update→reply p50/p99 before, during (kill → the restarted instance ready) and
-after the kill; jobs submitted, delivered, refunded, duplicated and lost, counted from the
-Bot API's own calls (every sendAudio, per job: a Counter, never a set); the ledger
-invariant (every balance = its ledger sum, each job charged once, none both delivered and
-refunded); how long until the killed instance's jobs were taken up again; CPU seconds per
-update from /proc for every instance (and this process, to show a noisy neighbour).
+It prints update→reply and interaction→answer p50/p99 before, during (kill → the restarted
+instance ready; on Discord → its shard connected again) and after the kill; Discord
+interactions that failed (sent to the dead shard: nothing can answer them after their
+3 s); jobs submitted, delivered, refunded, duplicated and lost per platform, counted from
+the platforms' own records (Telegram: every sendAudio; Discord: every message the bot made
+carrying the job's audio, deleted ones included; per job: a Counter, never a set); the
+ledger invariant over both (every balance = its ledger sum, each job charged once, none
+both delivered and refunded); how long until the killed instance's jobs (of both
+platforms) were taken up again; CPU seconds per update or interaction from /proc for
+every instance (and this process, to show a noisy neighbour).
 """
 
 from __future__ import annotations
@@ -50,7 +62,9 @@ import logging  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
+import re  # noqa: E402
 import secrets  # noqa: E402
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
@@ -69,8 +83,10 @@ from aiohttp import web  # noqa: E402
 
 from core.catalogue import MUSIC, build_models  # noqa: E402
 from core.settings import load_settings  # noqa: E402
+from tests.fakes.discord import FakeDiscord, FakeInteraction  # noqa: E402
 from tests.fakes.replicate import FakeReplicate  # noqa: E402
 from tests.fakes.telegram import Call, ChatUser, TelegramFake  # noqa: E402
+from tests.welcome import only_welcome  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TERMINAL = ("delivered", "failed", "canceled", "timed_out")
@@ -78,6 +94,11 @@ TELEGRAM_PATH = "/webhooks/telegram"
 REPLICATE_PATH = "/webhooks/replicate"
 CHAT_USER_BASE = 5_000_000
 JOB_USER_BASE = 7_000_000
+DISCORD_USER_BASE = 870_000_000_000_000_000
+DISCORD_JOB_USER_BASE = 880_000_000_000_000_000
+DISCORD_CHANNEL_BASE = 860_000_000_000_000_000
+DISCORD_GUILDS_PER_SHARD = 2  # one channel each; users spread over them
+DISCORD_ACK_TIMEOUT = 3.0  # Discord's: an interaction unacknowledged after 3 s has failed
 CLAIM_LEASE = 10.0  # core.engine.cluster.CLUSTER_CLAIM_LEASE: a claim newer than kill + this was taken after it
 MUSIC_LABEL, MOOD_LABEL, CONFIRM_PREFIX = "🎵 Music", "🌙 Lo-fi chill", "✅ Confirm"
 P99_TARGET_MS = 200.0
@@ -103,8 +124,18 @@ class ClusterConfig:
     prep_concurrency: int = 8  # job users opening their frame at once, before the run
     settle_seconds: float = 600.0  # after the run, how long the jobs get to end
     reply_timeout: float = 90.0
+    discord_share: float = 0.3  # share of the chat users and of the job users on Discord
     log_level: str = "INFO"
     seed: int = 1
+    logs: str = ""  # a folder to keep the instances' logs in (they are deleted otherwise)
+
+    @property
+    def discord_jobs(self) -> int:
+        return round(self.jobs * self.discord_share)
+
+    @property
+    def discord_users(self) -> int:
+        return round(self.users * self.discord_share)
 
 
 # --- the shared services ------------------------------------------------------------
@@ -440,17 +471,23 @@ def any_reply(call: Call) -> bool:
 
 @dataclass
 class Sample:
-    sent: float  # perf_counter at the update's send
+    sent: float  # perf_counter at the update's (the interaction's) send
     latency: float | None  # None: no reply within reply_timeout
+    platform: str = "telegram"
+    shard: int | None = None  # Discord: the shard the interaction was sent to
 
 
 class ChatLoad:
     """Open-loop chat actions at `rate`/s by users with no action in flight."""
 
-    def __init__(self, fake: TelegramFake, chats: ChatLog, config: ClusterConfig) -> None:
+    def __init__(self, fake: TelegramFake, chats: ChatLog, config: ClusterConfig,
+                 discord: BenchDiscord | None = None, channels: list[int] | None = None) -> None:
         self.fake = fake
         self.chats = chats
         self.config = config
+        self.discord = discord
+        self.channels = channels or []
+        self.discord_users = config.discord_users if discord is not None and self.channels else 0
         self.rng = random.Random(config.seed)
         self.users: dict[int, ChatUser] = {}
         self.busy: set[int] = set()
@@ -496,6 +533,9 @@ class ChatLoad:
                 return index
 
     async def _act(self, index: int) -> None:
+        if index < self.discord_users:
+            await self._act_on_discord(index)
+            return
         self.busy.add(index)
         user = self._user(index)
         reply = self.chats.expect(user.chat_id, any_reply)
@@ -509,6 +549,27 @@ class ChatLoad:
             except TimeoutError:
                 self.chats.forget(user.chat_id, reply)
                 self.samples.append(Sample(sent, None))
+        finally:
+            self.busy.discard(index)
+
+
+    async def _act_on_discord(self, index: int) -> None:
+        """`/balance` in one of the guild channels: interaction → its answer."""
+        assert self.discord is not None
+        self.busy.add(index)
+        try:
+            sent = time.perf_counter()
+            try:
+                asked = await self.discord.slash(DISCORD_USER_BASE + index,
+                                                 self.channels[index % len(self.channels)], "balance")
+            except RuntimeError:  # no session connected at all
+                self.samples.append(Sample(sent, None, "discord"))
+                return
+            self.sent += 1
+            shard = asked.shard[0] if asked.shard else None
+            got = await self.discord.answered(asked, self.config.reply_timeout,
+                                              DISCORD_ACK_TIMEOUT + 2.0)
+            self.samples.append(Sample(sent, None if got is None else got - sent, "discord", shard))
         finally:
             self.busy.discard(index)
 
@@ -532,7 +593,8 @@ class JobUsers:
         self.chats = chats
         self.clip = clip
         self.config = config
-        self.people = [JobUser(ChatUser(fake, JOB_USER_BASE + i, f"Maker{i}")) for i in range(config.jobs)]
+        self.people = [JobUser(ChatUser(fake, JOB_USER_BASE + i, f"Maker{i}"))
+                       for i in range(config.jobs - config.discord_jobs)]
 
     async def _wait(self, chat: int, check: Callable[[Call], bool], what: str,
                     act: Callable[[], Any]) -> Call:
@@ -613,6 +675,216 @@ class JobUsers:
         await asyncio.gather(*tasks)
 
 
+# --- Discord ------------------------------------------------------------------------------
+
+CALLBACK_PATH = re.compile(r"/interactions/(\d+)/[^/]+/callback")
+WEBHOOK_PATH = re.compile(r"/webhooks/\d+/([^/]+)(?:/messages/[^/]+)?")
+ANSWER_CALLBACKS = (4, 7, 9)  # a message, an edit of the pressed one, a form: the answer itself
+
+
+class BenchDiscord(FakeDiscord):
+    """The fake Discord, noting when each interaction was acknowledged and first answered
+    (the callback or follow-up carrying the answer, not a "thinking…" defer), with waiters
+    per interaction: thousands of waiting users cannot each rescan the calls."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.acked_at: dict[int, float] = {}
+        self.answered_at: dict[int, float] = {}
+        self._answer_waiters: dict[int, asyncio.Future[float]] = {}
+
+    async def _serve(self, request: web.Request, call: Any) -> web.Response:
+        response = await super()._serve(request, call)
+        if response.status < 300 and not call.answer_lost:
+            now = time.perf_counter()
+            interaction: int | None = None
+            answer = False
+            if (hit := CALLBACK_PATH.fullmatch(call.path)) is not None:
+                interaction = int(hit[1])
+                answer = (call.json or {}).get("type") in ANSWER_CALLBACKS
+            elif call.method in ("POST", "PATCH") and (hit := WEBHOOK_PATH.fullmatch(call.path)):
+                record = self._by_token.get(hit[1])
+                interaction, answer = (record.id, True) if record is not None else (None, False)
+            if interaction is not None:
+                self.acked_at.setdefault(interaction, now)
+                if answer and interaction not in self.answered_at:
+                    self.answered_at[interaction] = now
+                    future = self._answer_waiters.pop(interaction, None)
+                    if future is not None and not future.done():
+                        future.set_result(now)
+        return response
+
+    async def answered(self, interaction: FakeInteraction, within: float, ack_within: float) -> float | None:
+        """perf_counter of the interaction's answer; None if it never came (given up once it
+        was not even acknowledged in `ack_within` s: Discord shows "interaction failed")."""
+        if interaction.id in self.answered_at:
+            return self.answered_at[interaction.id]
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._answer_waiters[interaction.id] = future
+        try:
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(asyncio.shield(future), ack_within)
+            if interaction.id not in self.acked_at:
+                return None
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(future, max(0.0, within - ack_within))
+            return None
+        finally:
+            self._answer_waiters.pop(interaction.id, None)
+
+    def bot_messages(self) -> list[dict[str, Any]]:
+        """Every message the bot made, those deleted since included (what users were shown)."""
+        mine = str(self.bot_id)
+        return [m for m in itertools.chain(self.messages.values(), self.deleted_messages.values())
+                if m["author"]["id"] == mine]
+
+
+def shard_of(guild_id: int, count: int) -> int:
+    return (guild_id >> 22) % count
+
+
+def discord_world(fake: FakeDiscord, shards: int) -> list[int]:
+    """Guilds spread over the shards (Discord routes by `(guild_id >> 22) % shards`), one
+    channel each; returns the channel ids."""
+    channels: list[int] = []
+    base = 50_000_000_000 * shards  # a multiple of `shards`, so shard_of(guild) == s below
+    for g in range(DISCORD_GUILDS_PER_SHARD):
+        for s in range(shards):
+            guild = (base + g * shards + s) << 22
+            assert shard_of(guild, shards) == s
+            channel = DISCORD_CHANNEL_BASE + len(channels)
+            fake.guild(guild, f"Bench {s}.{g}")
+            fake.channel(guild, channel, f"bench-{s}-{g}")
+            channels.append(channel)
+    return channels
+
+
+@dataclass
+class DiscordJobUser:
+    user_id: int
+    channel: int
+    message_id: int = 0  # the studio message whose buttons lead to the job
+    ready: bool = False
+    confirmed_at: float | None = None
+    answered: bool = False
+    problem: str | None = None
+
+
+class DiscordJobUsers:
+    """Discord members who `/capture` a clip, pick 🎵 Music and a mood (before the run),
+    then press ✅ Confirm (during it): one paid job each."""
+
+    def __init__(self, fake: BenchDiscord, channels: list[int], clip: Path, config: ClusterConfig) -> None:
+        self.fake = fake
+        self.clip = clip.read_bytes()
+        self.config = config
+        self.people = [DiscordJobUser(DISCORD_JOB_USER_BASE + i, channels[i % len(channels)])
+                       for i in range(config.discord_jobs)]
+        self.retries = 0  # preparing interactions that failed and were tried again
+
+    def _buttons(self, message_id: int) -> list[str]:
+        message = self.fake.messages.get(message_id) or {"components": []}
+        return [c.get("label", "") for row in message["components"] for c in row.get("components", [])
+                if c.get("type") == 2]
+
+    async def _act_until(self, act: Callable[[], Any], result: Callable[[FakeInteraction], Any],
+                         what: str) -> Any:
+        """Act (a command or a press) and wait for `result(interaction)`. A member whose
+        interaction failed (not acknowledged within its 3 s) tries again, up to 3 times."""
+        for _ in range(3):
+            interaction: FakeInteraction = await act()
+            start = time.monotonic()
+
+            def done_or_failed(i: FakeInteraction = interaction, t: float = start) -> Any:
+                value = result(i)
+                if value:
+                    return ("done", value)
+                if i.id not in self.fake.acked_at and time.monotonic() - t > DISCORD_ACK_TIMEOUT + 2:
+                    return ("failed", None)
+                return None
+
+            try:
+                state, value = await self.fake.wait_until(done_or_failed, timeout=self.config.reply_timeout)
+            except TimeoutError:
+                raise RuntimeError(f"no {what}") from None
+            if state == "done":
+                return value
+            self.retries += 1
+        raise RuntimeError(f"no {what}: the interaction failed 3 times")
+
+    async def _press_until(self, person: DiscordJobUser, label: str, then: str) -> None:
+        """Press `label` on the studio message; wait until it shows `then` (a button or words)."""
+        mid = person.message_id
+
+        def shows(_: FakeInteraction) -> bool:
+            message = self.fake.messages.get(mid)
+            return message is not None and (then in message["content"] or then in self._buttons(mid))
+
+        await self._act_until(lambda: self.fake.press(person.user_id, mid, label), shows,
+                              f"{then!r} after {label}")
+
+    async def prepare_one(self, person: DiscordJobUser) -> None:
+        fake = self.fake
+        try:
+            video = fake.add_attachment(self.clip, "clip.mp4", "video/mp4", ephemeral=True)
+
+            def studio(asked: FakeInteraction) -> int | None:
+                for r in asked.responses:
+                    if r.kind == "followup" and r.message_id is not None:
+                        message = fake.messages.get(r.message_id)
+                        if message is not None and MUSIC_LABEL in self._buttons(r.message_id) \
+                                and not only_welcome(message["content"]):
+                            return r.message_id
+                return None
+
+            person.message_id = await self._act_until(
+                lambda: fake.slash(person.user_id, person.channel, "capture", {"at": "1"},
+                                   attachments={"video": video}),
+                studio, "studio after /capture")
+            await self._press_until(person, MUSIC_LABEL, MOOD_LABEL)
+            await self._press_until(person, MOOD_LABEL, "credits")
+            person.ready = True
+        except (RuntimeError, LookupError, ValueError) as exc:
+            person.problem = f"prepare: {exc}"
+
+    async def prepare(self) -> None:
+        gate = asyncio.Semaphore(self.config.prep_concurrency)
+
+        async def one(person: DiscordJobUser) -> None:
+            async with gate:
+                await self.prepare_one(person)
+
+        await asyncio.gather(*(one(p) for p in self.people))
+
+    async def confirm_one(self, person: DiscordJobUser) -> None:
+        try:
+            label = next(b for b in self._buttons(person.message_id) if b.startswith(CONFIRM_PREFIX))
+            press = await self.fake.press(person.user_id, person.message_id, label)
+        except (StopIteration, LookupError, ValueError, RuntimeError) as exc:
+            person.problem = f"confirm: {exc!r}"
+            return
+        person.confirmed_at = time.perf_counter()
+        deadline = time.monotonic() + DISCORD_ACK_TIMEOUT + 2.0
+        while time.monotonic() < deadline:
+            if press.id in self.fake.acked_at:
+                person.answered = True
+                return
+            await asyncio.sleep(0.1)
+
+    async def confirm_over(self, seconds: float) -> None:
+        ready = [p for p in self.people if p.ready]
+        rng = random.Random(self.config.seed + 2)
+        times = sorted(rng.uniform(0, seconds) for _ in ready)
+        start = time.perf_counter()
+        tasks = []
+        for person, at in zip(ready, times, strict=True):
+            delay = start + at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(self.confirm_one(person)))
+        await asyncio.gather(*tasks)
+
+
 # --- the database, as an operator would read it -------------------------------------------
 
 
@@ -638,8 +910,8 @@ class Ledger:
         return list(await cursor.fetchall())
 
     async def jobs(self) -> dict[str, dict[str, Any]]:
-        rows = await self.rows("SELECT id, status, chat_id, user_id, claimed_by, claimed_until,"
-                               " prediction_id FROM jobs")
+        rows = await self.rows("SELECT id, status, platform, chat_id, user_id, owner_id, claimed_by,"
+                               " claimed_until, prediction_id FROM jobs")
         return {str(r["id"]): r for r in rows}
 
     async def unfinished(self) -> int:
@@ -669,7 +941,11 @@ class KillRecord:
     ready_at: float = 0.0  # the restarted instance answered /readyz
     held: int = 0  # unfinished jobs the victim held (claimed) at the kill
     in_flight: int = 0  # unfinished jobs in the whole deployment at the kill
-    sends_in_flight: int = 0  # the victim's jobs between "succeeded" and "delivered"
+    sends_in_flight: int = 0  # the victim's Telegram jobs between "succeeded" and "delivered"
+    discord_sends_in_flight: int = 0  # the same for its Discord jobs (their duplicates must be 0)
+    held_discord: int = 0  # of `held`, Discord jobs
+    shard: int | None = None  # the Discord shard the victim ran
+    discord_back_at: float = 0.0  # perf_counter when its shard was connected again
     restart_cpu: float = 0.0  # CPU the restarted instance spent starting (imports, migrations check)
     resumed_after: dict[str, float] = field(default_factory=dict)  # job -> seconds after the kill
 
@@ -687,9 +963,19 @@ class ClusterReport:
     confirmed: int = 0
     confirm_answered: int = 0
     problems: list[str] = field(default_factory=list)
+    discord_prepared: int = 0
+    discord_confirmed: int = 0
+    discord_confirm_answered: int = 0
+    discord_prep_retries: int = 0
     submitted: int = 0
+    platform_of: dict[str, str] = field(default_factory=dict)  # job -> telegram | discord
+    discord_rest_sends: int = 0  # successful REST sends carrying a job's audio (repeats included)
+    discord_nonce_repeats: int = 0  # sends Discord answered with the message a nonce already made
+    discord_unattributed: int = 0  # bot messages with audio that name no job
+    discord_unmentioned: int = 0  # results in a server not mentioning their owner (not notified)
     statuses: Counter[str] = field(default_factory=Counter)
-    sends: Counter[str] = field(default_factory=Counter)  # job -> successful sendAudio calls
+    # job -> successful sendAudio calls (Telegram); messages carrying its audio (Discord)
+    sends: Counter[str] = field(default_factory=Counter)
     charges: Counter[str] = field(default_factory=Counter)
     refunds: Counter[str] = field(default_factory=Counter)
     broken_balances: int = 0
@@ -698,6 +984,7 @@ class ClusterReport:
     unfinished: int = 0
     predictions: int = 0
     updates_delivered: int = 0  # webhook posts answered 2xx (handled updates)
+    interactions: int = 0  # Discord interactions sent to the bot during the run
     webhook_posts: Counter[int | None] = field(default_factory=Counter)  # status -> posts
     cpu: dict[str, float] = field(default_factory=dict)
     bench_cpu: float = 0.0
@@ -734,25 +1021,72 @@ class ClusterReport:
     def uncharged(self) -> int:
         return self.submitted - len(self.charges)
 
-    def window(self, name: str) -> list[float]:
+    def counts(self, platform: str) -> PlatformCounts:
+        jobs = [j for j, p in self.platform_of.items() if p == platform]
+        sends = [self.sends[j] for j in jobs]
+        return PlatformCounts(
+            submitted=len(jobs),
+            delivered=sum(1 for n in sends if n >= 1),
+            refunded=sum(1 for j in jobs if self.refunds[j] >= 1),
+            duplicated=sum(n - 1 for n in sends if n > 1),
+            lost=sum(1 for j in jobs if not self.sends[j] and not self.refunds[j]),
+            both=sum(1 for j in jobs if self.sends[j] >= 1 and self.refunds[j] >= 1),
+        )
+
+    def kill_window(self, platform: str) -> tuple[float, float]:
+        """Kill → the instance ready again (Telegram) or its shard connected again (Discord)."""
         k = self.kill
-        lat = [s for s in self.samples if s.latency is not None]
+        assert k is not None
+        end = k.ready_at or self.ended
+        if platform == "discord":
+            end = max(end, k.discord_back_at or self.ended)
+        return k.at, end
+
+    def window(self, name: str, platform: str = "telegram") -> list[float]:
+        k = self.kill
+        lat = [s for s in self.samples if s.latency is not None and s.platform == platform]
         if k is None:
             return [s.latency for s in lat if name == "before"]  # type: ignore[misc]
-        bounds = {"before": (self.started, k.at), "during": (k.at, k.ready_at or self.ended),
-                  "after": (k.ready_at or self.ended, self.ended + 1e9)}[name]
+        start, end = self.kill_window(platform)
+        bounds = {"before": (self.started, start), "during": (start, end),
+                  "after": (end, self.ended + 1e9)}[name]
         return [s.latency for s in lat if bounds[0] <= s.sent < bounds[1]]  # type: ignore[misc]
 
     @property
     def unanswered(self) -> int:
-        return sum(1 for s in self.samples if s.latency is None)
+        """Telegram updates with no reply (Telegram redelivers, so none is expected)."""
+        return sum(1 for s in self.samples if s.latency is None and s.platform == "telegram")
+
+    def discord_failed(self) -> tuple[int, int]:
+        """Unanswered interactions: (those sent to the killed shard while it was down, or just
+        before the kill; Discord shows them "interaction failed" and nothing can answer them
+        once their 3 s are up), (all others)."""
+        k = self.kill
+        failed = [s for s in self.samples if s.latency is None and s.platform == "discord"]
+        if k is None:
+            return 0, len(failed)
+        start, end = self.kill_window("discord")
+        grace = DISCORD_ACK_TIMEOUT + 2.0
+        killed = sum(1 for s in failed if s.shard == k.shard and start - grace <= s.sent < end)
+        return killed, len(failed) - killed
 
     def counts_ok(self) -> bool:
         k = self.kill
         return (self.lost == 0 and self.double_charges == 0 and self.both == 0
                 and self.uncharged == 0 and self.broken_balances == 0
                 and self.delivered + self.refunded == self.submitted
-                and self.duplicated <= (k.sends_in_flight if k else 0))
+                and self.counts("telegram").duplicated <= (k.sends_in_flight if k else 0)
+                and self.counts("discord").duplicated == 0)
+
+
+@dataclass(frozen=True)
+class PlatformCounts:
+    submitted: int
+    delivered: int
+    refunded: int
+    duplicated: int
+    lost: int
+    both: int
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -763,8 +1097,12 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def instance_env(infra: Infra, telegram: TelegramFake, replicate: FakeReplicate, lb: str,
-                 config: ClusterConfig) -> dict[str, str]:
-    return {
+                 config: ClusterConfig, discord: FakeDiscord | None = None) -> dict[str, str]:
+    chat = {} if discord is None else {
+        "DISCORD_BOT_TOKEN": discord.token, "DISCORD_API_BASE": discord.base_url,
+        "DISCORD_GATEWAY_URL": discord.gateway_url, "DISCORD_SHARD_COUNT": str(config.instances),
+    }
+    return {**chat,
         "TELEGRAM_BOT_TOKEN": telegram.token, "TELEGRAM_API_BASE": telegram.base_url,
         "TELEGRAM_WEBHOOK": "true", "TELEGRAM_WEBHOOK_SECRET": secrets.token_urlsafe(24),
         "TELEGRAM_UPDATE_LEASE_SECONDS": f"{config.update_lease:g}",
@@ -807,7 +1145,8 @@ async def _track_resume(db: Ledger, kill: KillRecord, held: dict[str, dict[str, 
 
 
 async def _kill_and_restart(instances: list[Instance], db: Ledger, http: aiohttp.ClientSession,
-                            report: ClusterReport, config: ClusterConfig) -> asyncio.Task[None]:
+                            report: ClusterReport, config: ClusterConfig,
+                            discord: FakeDiscord | None) -> asyncio.Task[None]:
     jobs = await db.jobs()
     held_by: Counter[str] = Counter(j["claimed_by"] for j in jobs.values()
                                     if j["status"] not in TERMINAL and j["claimed_by"])
@@ -820,7 +1159,13 @@ async def _kill_and_restart(instances: list[Instance], db: Ledger, http: aiohttp
             if j["claimed_by"] == victim.id and j["status"] not in TERMINAL}
     kill.held = len(held)
     kill.in_flight = sum(1 for j in jobs.values() if j["status"] not in TERMINAL)
-    kill.sends_in_flight = sum(1 for j in held.values() if j["status"] == "succeeded")
+    kill.sends_in_flight = sum(1 for j in held.values()
+                               if j["status"] == "succeeded" and j["platform"] == "telegram")
+    kill.discord_sends_in_flight = sum(1 for j in held.values()
+                                       if j["status"] == "succeeded" and j["platform"] == "discord")
+    kill.held_discord = sum(1 for j in held.values() if j["platform"] == "discord")
+    if discord is not None:
+        kill.shard = victim.index - 1
     log.warning("SIGKILLed %s holding %d of %d unfinished jobs", victim.id, kill.held, kill.in_flight)
     tracker = asyncio.create_task(_track_resume(db, kill, held, kill_wall, 300.0))
     await asyncio.sleep(config.restart_after)
@@ -830,6 +1175,12 @@ async def _kill_and_restart(instances: list[Instance], db: Ledger, http: aiohttp
     victim.sample_cpu()
     kill.restart_cpu = victim.cpu_last
     log.warning("%s restarted and ready %.1f s after the kill", victim.id, kill.ready_at - kill.at)
+    if discord is not None:
+        await discord.wait_until(lambda: (kill.shard, config.instances) in discord.live_shards(),
+                                 timeout=120)
+        kill.discord_back_at = time.perf_counter()
+        log.warning("discord shard %s connected again %.1f s after the kill", kill.shard,
+                    kill.discord_back_at - kill.at)
     return tracker
 
 
@@ -846,6 +1197,12 @@ async def run_cluster(config: ClusterConfig, infra: Infra, workdir: Path, clip: 
     for _ in range(config.jobs):
         replicate.script_next(1, model=bark, delay=rng.uniform(config.model_min, config.model_max))
     chats = ChatLog(telegram)
+    discord: BenchDiscord | None = None
+    channels: list[int] = []
+    if config.discord_jobs or config.discord_users:
+        discord = BenchDiscord(shard_count=config.instances, interaction_ack_timeout=DISCORD_ACK_TIMEOUT)
+        await discord.start()
+        channels = discord_world(discord, config.instances)
     instances: list[Instance] = []
     balancer = await Balancer([]).start()
     cpu_task: asyncio.Task[None] | None = None
@@ -856,33 +1213,53 @@ async def run_cluster(config: ClusterConfig, infra: Infra, workdir: Path, clip: 
 
             database = await open_database(infra.database_url)  # schema and queue tables, once
             await database.close()
-            env = instance_env(infra, telegram, replicate, balancer.url, config)
+            env = instance_env(infra, telegram, replicate, balancer.url, config, discord)
             instances = [Instance(i + 1, env, workdir) for i in range(config.instances)]
+            if discord is not None:
+                for instance in instances:  # instance n runs shard n - 1 of the deployment
+                    instance.env["DISCORD_SHARD_IDS"] = str(instance.index - 1)
             balancer.backends.extend(i.url for i in instances)
             for instance in instances:
                 instance.start()
             await asyncio.gather(*(i.wait_ready(http) for i in instances))
             await telegram.wait_until(
                 lambda: any(c.method == "setWebhook" and c.ok for c in telegram.calls), timeout=60)
+            if discord is not None:
+                fake = discord
+                shards = {(s, config.instances) for s in range(config.instances)}
+                await fake.wait_until(
+                    lambda: set(fake.live_shards()) == shards
+                    and {"balance", "capture"} <= {c["name"] for c in fake.commands()},
+                    timeout=120)
             cpu_task = asyncio.create_task(_watch_cpu(instances))
             progress(f"{config.instances} instances ready; preparing {config.jobs} job users "
-                     f"(clip → frame → 🎵 Music → mood)")
+                     f"({config.discord_jobs} on Discord; clip → frame → 🎵 Music → mood)")
             job_users = JobUsers(telegram, chats, clip, config)
-            await job_users.prepare()
+            discord_jobs = DiscordJobUsers(discord, channels, clip, config) if discord is not None else None
+            await asyncio.gather(job_users.prepare(),
+                                 *([discord_jobs.prepare()] if discord_jobs is not None else []))
             report.prepared = sum(p.ready for p in job_users.people)
-            progress(f"{report.prepared} job users at their ✅ Confirm; running {config.seconds:g} s "
-                     f"of load at {config.rate:g} actions/s over {config.users} users")
+            discord_people = discord_jobs.people if discord_jobs is not None else []
+            report.discord_prepared = sum(p.ready for p in discord_people)
+            report.discord_prep_retries = discord_jobs.retries if discord_jobs is not None else 0
+            progress(f"{report.prepared + report.discord_prepared} job users at their ✅ Confirm; "
+                     f"running {config.seconds:g} s of load at {config.rate:g} actions/s over "
+                     f"{config.users} users ({config.discord_users} on Discord)")
 
-            load = ChatLoad(telegram, chats, config)
+            load = ChatLoad(telegram, chats, config, discord, channels)
             posts_before = len(telegram.webhook_deliveries)
+            interactions_before = len(discord.interactions) if discord is not None else 0
             cpu_before = {i.id: i.cpu for i in instances}
             report.started = time.perf_counter()
             chat_task = asyncio.create_task(load.run(config.seconds))
-            confirm_task = asyncio.create_task(job_users.confirm_over(config.seconds * config.confirm_share))
+            confirm_task = asyncio.gather(
+                job_users.confirm_over(config.seconds * config.confirm_share),
+                *([discord_jobs.confirm_over(config.seconds * config.confirm_share)]
+                  if discord_jobs is not None else []))
             tracker: asyncio.Task[None] | None = None
             if config.kill_at > 0:
                 await asyncio.sleep(config.seconds * config.kill_at)
-                tracker = await _kill_and_restart(instances, db, http, report, config)
+                tracker = await _kill_and_restart(instances, db, http, report, config, discord)
                 progress(f"killed {report.kill.victim if report.kill else '?'}; restarted")
             await chat_task
             report.ended = time.perf_counter()
@@ -894,12 +1271,15 @@ async def run_cluster(config: ClusterConfig, infra: Infra, workdir: Path, clip: 
             report.confirmed = sum(p.confirmed_at is not None for p in job_users.people)
             report.confirm_answered = sum(p.answered for p in job_users.people)
             report.problems = [f"{p.user.chat_id}: {p.problem}" for p in job_users.people if p.problem]
+            report.problems += [f"discord {p.user_id}: {p.problem}" for p in discord_people if p.problem]
+            report.discord_confirmed = sum(p.confirmed_at is not None for p in discord_people)
+            report.discord_confirm_answered = sum(p.answered for p in discord_people)
 
             deadline = time.monotonic() + config.settle_seconds
             said = time.monotonic()
             while time.monotonic() < deadline:
                 count, unfinished = len(await db.jobs()), await db.unfinished()
-                if count >= report.confirmed and unfinished == 0:
+                if count >= report.confirmed + report.discord_confirmed and unfinished == 0:
                     break
                 if time.monotonic() - said >= 15:
                     progress(f"  {count} jobs stored, {unfinished} not ended yet")
@@ -918,12 +1298,20 @@ async def run_cluster(config: ClusterConfig, infra: Infra, workdir: Path, clip: 
             report.submitted = len(jobs)
             report.unfinished = sum(1 for j in jobs.values() if j["status"] not in TERMINAL)
             report.statuses = Counter(str(j["status"]) for j in jobs.values())
-            by_chat: dict[str, list[str]] = defaultdict(list)
+            report.platform_of = {jid: str(j["platform"]) for jid, j in jobs.items()}
+            by_chat: dict[str, list[str]] = defaultdict(list)  # Telegram: one chat per job user
+            by_owner: dict[str, list[str]] = defaultdict(list)  # Discord: members share channels
             for jid, job in jobs.items():
-                by_chat[str(job["chat_id"])].append(jid)
-            report.jobs_per_chat_over_one = sum(1 for ids in by_chat.values() if len(ids) > 1)
+                if job["platform"] == "discord":
+                    by_owner[str(job["owner_id"])].append(jid)
+                else:
+                    by_chat[str(job["chat_id"])].append(jid)
+            report.jobs_per_chat_over_one = sum(
+                1 for ids in itertools.chain(by_chat.values(), by_owner.values()) if len(ids) > 1)
             confirmed_chats = {str(p.user.chat_id) for p in job_users.people if p.confirmed_at}
-            report.confirms_without_job = len(confirmed_chats - set(by_chat))
+            confirmed_members = {str(p.user_id) for p in discord_people if p.confirmed_at}
+            report.confirms_without_job = len(confirmed_chats - set(by_chat)) + len(
+                confirmed_members - set(by_owner))
             sends_per_chat = Counter(str(c.params.get("chat_id")) for c in telegram.calls
                                      if c.method == "sendAudio" and c.ok)
             for chat, ids in by_chat.items():
@@ -931,6 +1319,8 @@ async def run_cluster(config: ClusterConfig, infra: Infra, workdir: Path, clip: 
                 report.sends[ids[0]] = sends_per_chat.get(chat, 0)
                 for jid in ids[1:]:
                     report.sends[jid] = 0
+            if discord is not None:
+                count_discord_deliveries(discord, jobs, report)
             report.charges = await db.entries("charge")
             report.refunds = await db.entries("refund")
             report.broken_balances = await db.broken_balances()
@@ -938,6 +1328,8 @@ async def run_cluster(config: ClusterConfig, infra: Infra, workdir: Path, clip: 
             posts = telegram.webhook_deliveries[posts_before:]
             report.webhook_posts = Counter(d.status for d in posts)
             report.updates_delivered = sum(1 for d in posts if d.status is not None and 200 <= d.status < 300)
+            if discord is not None:
+                report.interactions = len(discord.interactions) - interactions_before
             report.balancer = {"answered": dict(balancer.answered), "refused": dict(balancer.refused)}
             report.bench_cpu = time.process_time() - bench_cpu_start
         finally:
@@ -948,7 +1340,37 @@ async def run_cluster(config: ClusterConfig, infra: Infra, workdir: Path, clip: 
             await balancer.stop()
             await telegram.stop()
             await replicate.stop()
+            if discord is not None:
+                await discord.stop()
     return report
+
+
+def count_discord_deliveries(discord: BenchDiscord, jobs: dict[str, dict[str, Any]],
+                             report: ClusterReport) -> None:
+    """Per Discord job, the messages the bot made carrying its audio (`lokiz-<job id>.<ext>`,
+    as the notifier names it): every channel message and interaction follow-up, deleted ones
+    included. A Counter of messages, not a set of jobs: a second message is a duplicate the
+    member sees; a send Discord answered with the message its nonce already made is not."""
+    ids = {jid for jid, j in jobs.items() if j["platform"] == "discord"}
+    for jid in ids:
+        report.sends[jid] = 0
+    for message in discord.bot_messages():
+        audio = [a for a in message.get("attachments") or []
+                 if str(a.get("content_type") or "").startswith("audio/")
+                 or str(a.get("filename", "")).startswith("lokiz-")]
+        named = {str(a["filename"]).removeprefix("lokiz-").rsplit(".", 1)[0] for a in audio}
+        hits = named & ids
+        for jid in hits:
+            report.sends[jid] += 1
+            if f"<@{jobs[jid].get('owner_id')}>" not in message["content"]:
+                report.discord_unmentioned += 1
+        if audio and not hits:
+            report.discord_unattributed += 1
+    sends = [c for c in discord.calls
+             if c.method == "POST" and 200 <= c.status < 300 and c.files
+             and any(f.filename.startswith("lokiz-") for f in c.files)]
+    report.discord_rest_sends = len(sends)
+    report.discord_nonce_repeats = discord.nonce_repeats
 
 
 # --- the report ---------------------------------------------------------------------------
@@ -962,32 +1384,47 @@ def print_report(report: ClusterReport, config: ClusterConfig) -> None:
     k = report.kill
     print(f"\n== {config.instances} instances · {config.users} users at {config.rate:g}/s for "
           f"{config.seconds:g} s · {config.jobs} jobs ==")
-    print(f"chat actions sent: {report.chat_sent} (no idle user: {report.no_idle_user}); "
-          f"unanswered within {config.reply_timeout:g} s: {report.unanswered}")
-    for name in ("before", "during", "after"):
-        values = report.window(name)
-        ms = [v * 1000 for v in values]
-        extra = ""
-        if k is not None and name == "during":
-            extra = f" (kill → {k.victim} ready again, {k.ready_at - k.at:.1f} s)"
-        target = ""
-        if name != "during":
-            p99 = percentile(ms, 99)
-            target = f"  target p99 < {P99_TARGET_MS:g} ms [{mark(p99 < P99_TARGET_MS)}]"
-        print(f"update→reply {name:<6}: n {len(ms):>6}  p50 {percentile(ms, 50):7.1f} ms  "
-              f"p99 {percentile(ms, 99):8.1f} ms  max {max(ms, default=math.nan):8.1f} ms{extra}{target}")
+    on_discord = sum(1 for s in report.samples if s.platform == "discord")
+    killed, failed = report.discord_failed()
+    print(f"chat actions sent: {report.chat_sent} ({on_discord} of them Discord /balance; no idle "
+          f"user: {report.no_idle_user}); Telegram unanswered within {config.reply_timeout:g} s: "
+          f"{report.unanswered}; Discord interactions failed: {killed} sent to the killed shard "
+          f"while it was down, {failed} others")
+    for platform, label in (("telegram", "update→reply"), ("discord", "interaction→answer")):
+        if platform == "discord" and not on_discord:
+            continue
+        for name in ("before", "during", "after"):
+            values = report.window(name, platform)
+            ms = [v * 1000 for v in values]
+            extra = ""
+            if k is not None and name == "during":
+                start, end = report.kill_window(platform)
+                what = f"{k.victim} ready again" if platform == "telegram" else f"shard {k.shard} back"
+                extra = f" (kill → {what}, {end - start:.1f} s)"
+            target = ""
+            if name != "during":
+                p99 = percentile(ms, 99)
+                target = f"  target p99 < {P99_TARGET_MS:g} ms [{mark(p99 < P99_TARGET_MS)}]"
+            print(f"{label:>18} {name:<6}: n {len(ms):>6}  p50 {percentile(ms, 50):7.1f} ms  "
+                  f"p99 {percentile(ms, 99):8.1f} ms  max {max(ms, default=math.nan):8.1f} ms{extra}{target}")
     if k is not None:
         resumed = list(k.resumed_after.values())
         not_resumed = k.held - len(resumed)
         worst = max(resumed, default=math.nan)
-        print(f"kill: SIGKILL {k.victim} holding {k.held} of {k.in_flight} jobs in flight "
-              f"({k.sends_in_flight} of them delivering); its jobs taken up again after "
+        shard = f" and Discord shard {k.shard}" if k.shard is not None else ""
+        print(f"kill: SIGKILL {k.victim}{shard} holding {k.held} of {k.in_flight} jobs in flight "
+              f"({k.held_discord} Discord; delivering: {k.sends_in_flight} Telegram, "
+              f"{k.discord_sends_in_flight} Discord); its jobs taken up again after "
               f"median {statistics.median(resumed) if resumed else math.nan:.1f} s, "
-              f"last {worst:.1f} s; not taken up: {not_resumed}  "
+              f"last {worst:.1f} s (Discord jobs: {sum(1 for j in k.resumed_after if report.platform_of.get(j) == 'discord')} "
+              f"of {k.held_discord} taken up); not taken up: {not_resumed}  "
               f"target < {RESUME_TARGET_S:g} s [{mark(not_resumed == 0 and worst < RESUME_TARGET_S)}]")
-    print(f"job users: {report.prepared}/{config.jobs} reached ✅ Confirm; pressed "
-          f"{report.confirmed}, answered {report.confirm_answered}; presses that made no job: "
-          f"{report.confirms_without_job}")
+    print(f"job users: Telegram {report.prepared}/{config.jobs - config.discord_jobs}, Discord "
+          f"{report.discord_prepared}/{config.discord_jobs} reached ✅ Confirm; pressed "
+          f"{report.confirmed} + {report.discord_confirmed}, answered {report.confirm_answered} + "
+          f"{report.discord_confirm_answered}; presses that made no job: {report.confirms_without_job}; "
+          f"Discord interactions tried again while preparing (failed the first time): "
+          f"{report.discord_prep_retries}")
     if report.problems:
         print(f"  problems ({len(report.problems)}): " + "; ".join(report.problems[:5]))
     statuses = ", ".join(f"{s} {n}" for s, n in sorted(report.statuses.items()))
@@ -998,19 +1435,29 @@ def print_report(report: ClusterReport, config: ClusterConfig) -> None:
                    f"both {report.both}")
     print(f"{counts_line}  [{mark(report.lost == 0 and report.both == 0 and report.delivered + report.refunded == report.submitted)}]")
     allowed = k.sends_in_flight if k else 0
-    print(f"Telegram duplicates: {report.duplicated} (sends in flight at the kill: {allowed})  "
-          f"[{mark(report.duplicated <= allowed)}]; Discord: not in this run")
+    for platform in ("telegram", "discord"):
+        c = report.counts(platform)
+        print(f"  {platform:<8}: submitted {c.submitted}, delivered {c.delivered}, refunded "
+              f"{c.refunded}, duplicated {c.duplicated}, lost {c.lost}, both {c.both}")
+    tg, dc = report.counts("telegram"), report.counts("discord")
+    print(f"Telegram duplicates: {tg.duplicated} (sends in flight at the kill: {allowed})  "
+          f"[{mark(tg.duplicated <= allowed)}]; Discord duplicates: {dc.duplicated} (target 0; "
+          f"result sends {report.discord_rest_sends}, answered by an earlier nonce's message "
+          f"{report.discord_nonce_repeats}; audio messages naming no job "
+          f"{report.discord_unattributed}; results not mentioning their owner "
+          f"{report.discord_unmentioned})  [{mark(dc.duplicated == 0)}]")
     print(f"ledger: jobs charged twice (or refunded twice) {report.double_charges}, never charged "
           f"{report.uncharged}; balances ≠ ledger sum {report.broken_balances}; chats with more "
           f"than one job {report.jobs_per_chat_over_one}  "
           f"[{mark(report.double_charges == 0 and report.uncharged == 0 and report.broken_balances == 0)}]")
     restart = k.restart_cpu if k else 0.0
     total_cpu = sum(report.cpu.values()) - restart
-    updates = max(1, report.updates_delivered)
+    updates = max(1, report.updates_delivered + report.interactions)
     per = ", ".join(f"{name} {cpu:.1f} s" for name, cpu in sorted(report.cpu.items()))
-    print(f"CPU: instances {total_cpu:.1f} s ({per}) for {report.updates_delivered} updates handled "
-          f"(webhook posts {dict(report.webhook_posts)}) → {total_cpu / updates * 1000:.1f} ms CPU "
-          f"per update (jobs' work included; the restart's own start-up, {restart:.1f} s, left out); this process (load, fakes, balancer) "
+    print(f"CPU: instances {total_cpu:.1f} s ({per}) for {report.updates_delivered} Telegram updates "
+          f"handled (webhook posts {dict(report.webhook_posts)}) and {report.interactions} Discord "
+          f"interactions → {total_cpu / updates * 1000:.1f} ms CPU "
+          f"per update or interaction (jobs' work included; the restart's own start-up, {restart:.1f} s, left out); this process (load, fakes, balancer) "
           f"{report.bench_cpu:.1f} s")
     print(f"balancer: {report.balancer}")
     print(f"\ncounts {'met' if report.counts_ok() else 'NOT met'} (acceptance rests on the counts)")
@@ -1026,7 +1473,13 @@ async def bench(config: ClusterConfig) -> int:
             print(f"services: PostgreSQL database {urlsplit(infra.database_url).path[1:]} (dropped "
                   f"after), Redis prefix {infra.redis_prefix}, S3 {infra.s3.endpoint} bucket "
                   f"{infra.s3.bucket}; load {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-            report = await run_cluster(config, infra, work / "run", clip)
+            try:
+                report = await run_cluster(config, infra, work / "run", clip)
+            finally:
+                if config.logs:
+                    Path(config.logs).mkdir(parents=True, exist_ok=True)
+                    for path in (work / "run").glob("*.log"):
+                        shutil.copy(path, Path(config.logs) / path.name)
     print_report(report, config)
     return 0 if report.counts_ok() else 1
 
@@ -1047,8 +1500,11 @@ def parse_args(argv: list[str] | None = None) -> ClusterConfig:
     parser.add_argument("--worker-concurrency", type=int, default=d.worker_concurrency)
     parser.add_argument("--update-lease", type=float, default=d.update_lease,
                         help="TELEGRAM_UPDATE_LEASE_SECONDS")
+    parser.add_argument("--discord-share", type=float, default=d.discord_share,
+                        help="share of the chat users and of the job users on Discord (0: none)")
     parser.add_argument("--log-level", default=d.log_level)
     parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--logs", default=d.logs, help="keep the instances' logs in this folder")
     a = parser.parse_args(argv)
     if a.instances < 2:
         parser.error("--instances must be at least 2 (one is killed)")
@@ -1056,7 +1512,8 @@ def parse_args(argv: list[str] | None = None) -> ClusterConfig:
         instances=a.instances, users=a.users, rate=a.rate, jobs=a.jobs, seconds=a.seconds,
         kill_at=a.kill_at, restart_after=a.restart_after, model_min=a.model_min,
         model_max=a.model_max, worker_concurrency=a.worker_concurrency,
-        update_lease=a.update_lease, log_level=a.log_level, seed=a.seed,
+        update_lease=a.update_lease, discord_share=a.discord_share, log_level=a.log_level,
+        seed=a.seed, logs=a.logs,
     )
 
 

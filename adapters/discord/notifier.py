@@ -47,6 +47,8 @@ class DiscordNotifier:
         # What Discord said the upload limit is in a channel (Interaction.filesize_limit):
         # it knows about boosts; the guild's premium tier is the fallback.
         self._limits: dict[str, int] = {}
+        # Whether a channel this process does not cache is in a server (looked up once).
+        self._in_server: dict[str, bool] = {}
 
     # --- upload limit --------------------------------------------------------------
     def learn_limit(self, channel_id: str, limit: int | None) -> None:
@@ -101,10 +103,9 @@ class DiscordNotifier:
         except Exception as exc:  # nothing was sent yet
             raise NotDelivered(str(exc)) from exc
         channel = self.bot.get_partial_messageable(int(job.chat_id))
-        cached = self.bot.get_channel(int(job.chat_id))
         text = screen.text
         mentions = discord.AllowedMentions.none()
-        if getattr(cached, "guild", None) is not None and job.owner_id and job.owner_id.isdigit():
+        if job.owner_id and job.owner_id.isdigit() and await self._server_channel(job.chat_id):
             text = f"<@{job.owner_id}> {text}"
             mentions = discord.AllowedMentions(users=[discord.Object(int(job.owner_id))],
                                                everyone=False, roles=False, replied_user=False)
@@ -133,6 +134,24 @@ class DiscordNotifier:
         return Receipt(str(message.id), file_id)
 
     # --- helpers -----------------------------------------------------------------------
+    async def _server_channel(self, chat_id: str) -> bool:
+        """Whether the job's channel is in a server, where the result mentions its owner. The
+        cache knows the channels of this process's shards; a channel of another shard's guild
+        (any worker delivers) or any channel in a worker with no gateway is looked up once
+        over REST. A failed look-up sends without the mention rather than not at all."""
+        cached = self.bot.get_channel(int(chat_id))
+        if cached is not None:
+            return getattr(cached, "guild", None) is not None
+        known = self._in_server.get(chat_id)
+        if known is None:
+            try:
+                fetched = await self.bot.fetch_channel(int(chat_id))
+            except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.warning("discord: channel %s not looked up (%s); no mention", chat_id, exc)
+                return False
+            known = self._in_server[chat_id] = getattr(fetched, "guild", None) is not None
+        return known
+
     async def _ready(self) -> None:
         """Wait until the client is connected (after a restart, recovery starts before it is)."""
         try:
