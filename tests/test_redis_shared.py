@@ -414,3 +414,26 @@ async def test_a_command_makes_no_task_of_its_own_yet_a_silent_redis_still_times
         loop.set_task_factory(factory)
         await shared.close()
         server.kill()
+
+
+async def test_sends_waiting_for_the_budget_ask_redis_one_at_a_time(tmp_path: Path) -> None:
+    # More sends than the budget allows: they go out at its rate, in order, and only the
+    # first in line asks Redis (every waiter asking for each token made the CPU grow with
+    # the square of the queue). The budget still holds across instances.
+    server = OwnRedis(tmp_path / "redis").start()
+    first, second = (RedisShared.from_url(server.url, "t:") for _ in range(2))
+    try:
+        a, b = (RedisSendBudget(s, "42", per_second=12) for s in (first, second))  # 10/s, 2 saved
+        await first.client.config_resetstat()
+        sends = 16
+        granted = await asyncio.gather(*((a, b)[i % 2].acquire(str(i), group=False)
+                                         for i in range(sends)))
+        stats = await first.client.info("commandstats")
+        asks = stats["cmdstat_evalsha"]["calls"]
+        assert asks <= 3 * sends, f"{asks} asks for {sends} sends"  # about one per instance a token
+        spread = max(granted) - min(granted)
+        assert spread >= (sends - 2) / 10 - 0.15, "no faster than the budget"
+    finally:
+        await first.close()
+        await second.close()
+        server.kill()
