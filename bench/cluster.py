@@ -1249,6 +1249,8 @@ async def run_cluster(config: ClusterConfig, infra: Infra, workdir: Path, clip: 
             load = ChatLoad(telegram, chats, config, discord, channels)
             posts_before = len(telegram.webhook_deliveries)
             interactions_before = len(discord.interactions) if discord is not None else 0
+            for instance in instances:
+                instance.sample_cpu()  # now, not the watcher's last reading (start-up left out)
             cpu_before = {i.id: i.cpu for i in instances}
             report.started = time.perf_counter()
             chat_task = asyncio.create_task(load.run(config.seconds))

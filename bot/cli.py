@@ -19,6 +19,17 @@ from core.settings import load_settings
 COMMANDS = (run, worker, media, render, templates, credits, migrate, posts)
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop where it is installed (a dependency off Windows): the same
+    asyncio, at less CPU for each socket round trip, and an update is mostly those (the
+    webhook, Redis, PostgreSQL, the Bot API). The standard loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bot",
@@ -40,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.logging import setup_logging
 
         setup_logging(settings)
-        return asyncio.run(args.handler(args, settings))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            return runner.run(args.handler(args, settings))
     except LokizError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -339,3 +339,101 @@ async def test_an_isolation_lock_lost_mid_update_is_not_renewed_again_and_again(
             await asyncio.sleep(0.55)  # five renewal times
     renewals = [r for r in caplog.records if "renew" in r.getMessage() or "lock lost" in r.getMessage()]
     assert len(renewals) == 1, [r.getMessage() for r in renewals]
+
+
+async def test_the_replicas_isolate_each_user_in_redis_but_read_no_fsm_state_there(
+        tmp_path: Path) -> None:
+    # The replicas' dispatcher needs an FSM storage for aiogram's isolation only: sessions
+    # live in the core. Each update locks its user in Redis and pays no round trip for an
+    # (always empty) aiogram state; a handler that kept such state would fail loudly.
+    from aiogram.fsm.storage.base import StorageKey
+
+    from adapters.telegram.shared import fsm_parts
+
+    server = OwnRedis(tmp_path / "redis").start()
+    shared = RedisShared.from_url(server.url, "t:")
+    try:
+        storage, isolation = fsm_parts(shared, lease=5)
+        key = StorageKey(bot_id=1, chat_id=2, user_id=3)
+        await shared.client.config_resetstat()
+        async with isolation.lock(key):
+            assert await storage.get_state(key) is None
+            assert await storage.get_data(key) == {}
+        stats = await shared.client.info("commandstats")
+        assert stats["cmdstat_set"]["calls"] == 1, "the user's lock is taken in Redis"
+        # The one GET is the lock's release script's (commands in a script count too).
+        assert stats["cmdstat_get"]["calls"] == 1, stats
+        with pytest.raises(RuntimeError):
+            await storage.set_state(key, "some-state")
+        with pytest.raises(RuntimeError):
+            await storage.set_data(key, {"a": 1})
+        await storage.set_state(key, None)  # clearing nothing is fine
+    finally:
+        await shared.close()
+        server.kill()
+
+
+async def test_a_command_makes_no_task_of_its_own_yet_a_silent_redis_still_times_out(
+        tmp_path: Path) -> None:
+    # redis-py's socket_timeout ran each command's write as a task of its own (wait_for):
+    # a tenth of a command's CPU. The answer still waits under the timeout, so a Redis
+    # that stops answering (not gone: stopped) is still SharedStoreDown, not a hang.
+    import os
+    import signal
+
+    server = OwnRedis(tmp_path / "redis").start()
+    shared = RedisShared.from_url(server.url, "t:")
+    shared.client.connection_pool.connection_kwargs["socket_timeout"] = 0.5
+    loop = asyncio.get_running_loop()
+    made: list[object] = []
+    factory = loop.get_task_factory()
+
+    def counting(loop: asyncio.AbstractEventLoop, coro, **kwargs):  # type: ignore[no-untyped-def]
+        made.append(coro)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    try:
+        claims = RedisUpdateClaims(shared, "telegram:1")
+        await shared.ping()  # connected
+        loop.set_task_factory(counting)
+        for update_id in range(20):
+            assert await claims.claim(update_id) is Claim.NEW
+            await claims.finish(update_id)
+        loop.set_task_factory(factory)
+        assert made == [], f"{len(made)} tasks for 40 commands"
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            started = loop.time()
+            with pytest.raises(SharedStoreDown):
+                await claims.claim(99)
+            assert loop.time() - started < 5
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+    finally:
+        loop.set_task_factory(factory)
+        await shared.close()
+        server.kill()
+
+
+async def test_sends_waiting_for_the_budget_ask_redis_one_at_a_time(tmp_path: Path) -> None:
+    # More sends than the budget allows: they go out at its rate, in order, and only the
+    # first in line asks Redis (every waiter asking for each token made the CPU grow with
+    # the square of the queue). The budget still holds across instances.
+    server = OwnRedis(tmp_path / "redis").start()
+    first, second = (RedisShared.from_url(server.url, "t:") for _ in range(2))
+    try:
+        a, b = (RedisSendBudget(s, "42", per_second=12) for s in (first, second))  # 10/s, 2 saved
+        await first.client.config_resetstat()
+        sends = 16
+        granted = await asyncio.gather(*((a, b)[i % 2].acquire(str(i), group=False)
+                                         for i in range(sends)))
+        stats = await first.client.info("commandstats")
+        asks = stats["cmdstat_evalsha"]["calls"]
+        assert asks <= 3 * sends, f"{asks} asks for {sends} sends"  # about one per instance a token
+        spread = max(granted) - min(granted)
+        assert spread >= (sends - 2) / 10 - 0.15, "no faster than the budget"
+    finally:
+        await first.close()
+        await second.close()
+        server.kill()

@@ -1,8 +1,10 @@
 """Telegram across several instances (`REDIS_URL`): what the replicas share.
 
-- aiogram's `RedisStorage` + `RedisEventIsolation`: one user's updates are handled one
-  at a time whichever replica takes them (the lock is polled every 5 ms, not 100 ms, and
-  renewed while held, so a killed replica's lock runs out after one lease, not 60 s);
+- aiogram's `RedisEventIsolation`: one user's updates are handled one at a time whichever
+  replica takes them (the lock is polled every 5 ms, not 100 ms, and renewed while held,
+  so a killed replica's lock runs out after one lease, not 60 s). Its FSM storage keeps
+  no state (`NoStateStorage`): sessions live in the core, so reading an empty state from
+  Redis for every update was a round trip for nothing;
 - `ClaimingWebhookHandler`: updates handled in the foreground and taken once by update_id
   (a lease while handling, "done" after), answered 503 when Redis is down so Telegram
   retries later: an update is never handled without isolation;
@@ -18,13 +20,14 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
-from aiogram.fsm.storage.base import StorageKey
-from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisEventIsolation, RedisStorage
+from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
+from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisEventIsolation
 from aiogram.methods import (
     CopyMessage,
     CopyMessages,
@@ -84,7 +87,9 @@ class RenewedEventIsolation(RedisEventIsolation):
     async def lock(self, key: StorageKey) -> AsyncIterator[None]:
         name = self.key_builder.build(key, "lock")
         held = self.redis.lock(name=name, **self.lock_kwargs, lock_class=Lock)
-        await held.acquire()  # Redis down here: the update is not handled (503, retried)
+        # A random token: redis-py's default (uuid1) costs more than the SET it goes with.
+        # Redis down here: the update is not handled (503, retried).
+        await held.acquire(token=secrets.token_hex(16))
         keeper = asyncio.create_task(self._renew(held))
         try:
             yield None
@@ -107,10 +112,33 @@ class RenewedEventIsolation(RedisEventIsolation):
                 log.warning("could not renew an update lock: %s", exc)
 
 
-def fsm_parts(shared: RedisShared, lease: float) -> tuple[RedisStorage, RedisEventIsolation]:
+class NoStateStorage(BaseStorage):
+    """aiogram's FSM storage for the replicas' dispatcher, which needs one for its isolation
+    only: LOKIZ keeps no aiogram state (sessions live in the core, as in polling mode,
+    where the FSM is off). Every update reads "no state" without a Redis round trip; a
+    handler that tried to keep aiogram state would fail loudly instead of losing it."""
+
+    async def set_state(self, key: StorageKey, state: StateType = None) -> None:
+        if state is not None:
+            raise RuntimeError("LOKIZ keeps no aiogram FSM state: keep it in the core's sessions")
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        return None
+
+    async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
+        if data:
+            raise RuntimeError("LOKIZ keeps no aiogram FSM data: keep it in the core's sessions")
+
+    async def get_data(self, key: StorageKey) -> dict[str, Any]:
+        return {}
+
+    async def close(self) -> None:
+        return None
+
+
+def fsm_parts(shared: RedisShared, lease: float) -> tuple[BaseStorage, RedisEventIsolation]:
     keys = DefaultKeyBuilder(prefix=shared.key("fsm"), with_bot_id=True)
-    return (RedisStorage(shared.client, key_builder=keys),
-            RenewedEventIsolation(shared.client, keys, lease))
+    return NoStateStorage(), RenewedEventIsolation(shared.client, keys, lease)
 
 
 def is_group(chat_id: Any) -> bool:
