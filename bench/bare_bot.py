@@ -2,7 +2,9 @@
 
     python bench/bare_bot.py TOKEN API_BASE
 
-Long polling, as LOKIZ does by default; nothing else (no middleware, no database).
+Long polling, as LOKIZ does by default; nothing else (no middleware, no database). It
+runs on the event loop `python -m bot` runs on (uvloop where installed), so the two
+bots differ by what LOKIZ does, not by their loops.
 """
 
 from __future__ import annotations
@@ -32,5 +34,14 @@ async def main(token: str, base: str) -> None:
     await dp.start_polling(bot, allowed_updates=dp.resolve_used_update_types())
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(main(sys.argv[1], sys.argv[2]))
