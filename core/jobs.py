@@ -270,6 +270,17 @@ class JobStore:
         async with self.db.read() as tx:
             return await tx.jobs.tasks_pending(task_name)
 
+    async def tokens_missing(self, task_name: str) -> int:
+        """How many unfinished jobs no instance holds lack a token of `task_name` (PostgreSQL
+        mode): the unheld jobs, less the tokens that hold no job (waiting to run, or asking
+        for work); a token running a job is counted by the job it holds."""
+        async with self.db.read() as tx:
+            now = time.time()
+            unheld = await tx.jobs.unheld_unfinished(now=now)
+            held = await tx.jobs.held_unfinished(now=now)
+            pending = await tx.jobs.tasks_pending(task_name)
+        return unheld - max(0, pending - held)
+
     async def publish_webhook(self, prediction: Prediction, channel: str) -> bool:
         """Record a finished prediction on its active job and NOTIFY `channel` with its
         id (on commit); False when no active job has that prediction."""

@@ -208,3 +208,31 @@ async def test_a_webhook_on_one_instance_wakes_the_waiter_on_another(world: Worl
     await asyncio.wait_for(run, 10)
     assert await world.status(job.id) == JobStatus.DELIVERED
     assert Counter(j for j, _, _ in world.notifier.delivered) == {job.id: 1}
+
+
+async def test_a_job_left_without_a_token_while_others_run_gets_one_from_the_stalled_check(world: World):
+    # A token that found nothing to do (a dead instance's claim still stood) has ended; the
+    # job it would have taken must not wait for a restart. The periodic stalled check gives
+    # it a token, counting the tokens that run jobs by the jobs they hold.
+    world.backend.scripts[world.models[MUSIC].model_id] = Script(seconds=1.5)
+    engine = world.engine("a", ceiling=2)
+    await engine.start()
+    assert engine.cluster is not None
+    running = [await world.submit(engine, await world.user(f"r{i}"), prompt=f"r{i}") for i in range(2)]
+    deadline = time.monotonic() + 20
+    while (await engine.jobs.counts_by_status())["running"] < 2:
+        assert time.monotonic() < deadline, "the first two jobs never ran"
+        await asyncio.sleep(0.02)
+    user = await world.user("stranded")
+    stranded = Job(**{**running[0].__dict__, "id": new_job_id(), "user_id": user,
+                      "chat_id": str(user), "status": JobStatus.QUEUED, "prediction_id": None})
+    async with world.db.transaction() as tx:  # stored and charged; its token is lost
+        await engine.jobs.insert(tx, stranded)
+        await world.ledger.charge(tx, user, stranded.price, job_id=stranded.id, reason=MUSIC)
+    assert await engine.jobs.tasks_pending(RUN_TASK) == 2  # the two running jobs' tokens
+
+    await engine.cluster._requeue_stalled(int(time.time()))
+    await world.until_ended([*(j.id for j in running), stranded.id], timeout=30)
+    assert await world.status(stranded.id) == "delivered"
+    assert Counter(j for j, _, _ in world.notifier.delivered) == Counter(
+        [*(j.id for j in running), stranded.id])

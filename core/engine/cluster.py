@@ -11,7 +11,9 @@ one queue, and any worker runs (and delivers) any job.
   once) finds the job held or ended and does nothing more: charged once, one
   prediction, one delivery.
 - `lokiz.requeue_stalled` runs every 5 s (`queueing_lock` only: with `lock` it can stall
-  itself) and re-queues the tokens of workers whose heartbeat stopped.
+  itself) and re-queues the tokens of workers whose heartbeat stopped; then it gives a
+  new token to every unheld unfinished job no free token will pick up (a token that
+  found nothing while a dead instance's claim still stood has ended).
 - A worker told to stop waits `DRAIN_SECONDS` for its steps, then cancels them; each
   cancelled token defers a new one, so the job it held goes to another worker.
 - A Replicate webhook may land on any instance: it records the outcome in the job row
@@ -213,8 +215,12 @@ class ClusterQueue:
         await task.defer_async(job_id=job_id)
 
     async def ensure_tokens(self) -> int:
-        """Defer tokens for unfinished jobs nobody holds, beyond the tokens pending."""
-        missing = await self.engine.jobs.unheld_unfinished() - await self.engine.jobs.tasks_pending(RUN_TASK)
+        """Defer a token for each unfinished job nobody holds and no free token will pick up.
+
+        Runs at start-up and with every stalled check: a token can end with nothing to do
+        while a dead instance's claim still stands (its jobs free up only when the claim's
+        lease runs out), and the jobs it would have taken must not wait for a restart."""
+        missing = await self.engine.jobs.tokens_missing(RUN_TASK)
         for _ in range(max(0, missing)):
             await self._defer_new("")
         if missing > 0:
@@ -256,6 +262,7 @@ class ClusterQueue:
             with contextlib.suppress(AlreadyEnqueued):
                 await manager.retry_job(job, priority=RESUME_PRIORITY)
             log.warning("job queue: token %s of a stalled worker re-queued", job.id)
+        await self.ensure_tokens()
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

@@ -472,6 +472,14 @@ class JobRows(_Store):
             (now,),
         ))
 
+    async def held_unfinished(self, *, now: float) -> int:
+        """Unfinished jobs an instance holds now (each by the one step running it)."""
+        return int(await self.tx.fetchval(
+            "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running', 'succeeded')"
+            " AND claimed_by IS NOT NULL AND claimed_until >= ?",
+            (now,),
+        ))
+
     async def store_webhook(self, prediction_id: str, payload: str) -> str | None:
         """Record a finished prediction on its active job; the job's id, or None."""
         row = await self.tx.fetchone(
