@@ -72,9 +72,9 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import Counter, defaultdict  # noqa: E402
-from collections.abc import AsyncIterator, Callable  # noqa: E402
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, TypeVar  # noqa: E402
 from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
 import aiohttp  # noqa: E402
@@ -584,6 +584,20 @@ class JobUser:
     problem: str | None = None
 
 
+T = TypeVar("T")
+
+
+async def _at_most(limit: int, work: Callable[[T], Awaitable[None]], items: Iterable[T]) -> None:
+    """`work` on every item, at most `limit` at once."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(item: T) -> None:
+        async with gate:
+            await work(item)
+
+    await asyncio.gather(*(one(item) for item in items))
+
+
 class JobUsers:
     """Users who open a frame, pick 🎵 Music and a mood (before the run), then press
     ✅ Confirm (during it): one paid job each."""
@@ -638,13 +652,7 @@ class JobUsers:
             person.problem = f"prepare: {exc}"
 
     async def prepare(self) -> None:
-        gate = asyncio.Semaphore(self.config.prep_concurrency)
-
-        async def one(person: JobUser) -> None:
-            async with gate:
-                await self.prepare_one(person)
-
-        await asyncio.gather(*(one(p) for p in self.people))
+        await _at_most(self.config.prep_concurrency, self.prepare_one, self.people)
 
     async def confirm_one(self, person: JobUser) -> None:
         chat = person.user.chat_id
@@ -848,13 +856,7 @@ class DiscordJobUsers:
             person.problem = f"prepare: {exc}"
 
     async def prepare(self) -> None:
-        gate = asyncio.Semaphore(self.config.prep_concurrency)
-
-        async def one(person: DiscordJobUser) -> None:
-            async with gate:
-                await self.prepare_one(person)
-
-        await asyncio.gather(*(one(p) for p in self.people))
+        await _at_most(self.config.prep_concurrency, self.prepare_one, self.people)
 
     async def confirm_one(self, person: DiscordJobUser) -> None:
         try:
