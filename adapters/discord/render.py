@@ -194,6 +194,9 @@ class InteractionReplier:
             channel = self.bot.get_partial_messageable(int(self.interaction.channel_id or 0))
             await channel.get_partial_message(int(message_id)).edit(**kwargs)
         except (discord.Forbidden, discord.NotFound):
+            if buttons_only:  # e.g. a deleted post's result that a moderator removed: nothing to show
+                log.info("discord: buttons of message %s not updated (gone or not ours)", message_id)
+                return
             # Not a message the bot can edit by itself (e.g. an interaction reply): show it here.
             if pressed is not None and not self.thinking:
                 await self._edit_pressed(edit_kwargs(screen, True))
@@ -311,7 +314,8 @@ class MessageReplier:
                     partial = self.message.channel.get_partial_message(int(out.message_id))  # type: ignore[union-attr]
                     await partial.edit(**edit_kwargs(out.screen, out.new_media, out.buttons_only))
                 except (discord.Forbidden, discord.NotFound):
-                    await self.send(out.screen, None)
+                    if not out.buttons_only:  # new buttons alone, on a message that is gone: dropped
+                        await self.send(out.screen, None)
             elif isinstance(out, Alert):
                 await self.send(Screen(out.text), None)
             elif isinstance(out, AskText):
