@@ -241,6 +241,23 @@ async def test_inline_query_answers_the_askers_own_clips_as_cached_videos(world:
     assert shared.video.file_id == mine.video.file_id
 
 
+async def test_inline_queries_typed_too_fast_get_a_slow_down_button_and_no_clips(world: TelegramWorld):
+    yan = world.user("Yan", username="yan", language_code="ko")
+    await template_clip(world, yan)
+    queries = [await yan.inline_query("") for _ in range(40)]  # a burst of keystrokes
+    answers = [await query.wait_answer(timeout=15) for query in queries]
+    assert answers[0].button is None and len(answers[0].results) == 1, "within the limit: her clip"
+    slowed = [answer for answer in answers if answer.button is not None]
+    assert len(slowed) >= 5, "20 at once, then 2 a second"
+    for answer in slowed:
+        assert answer.results == [] and answer.is_personal and answer.cache_time <= 5
+        assert answer.button["start_parameter"] == "slow"
+        assert "잠시 뒤에 다시" in answer.button["text"], "in her client's language"
+    other = world.user("Zoe")
+    calm = await (await other.inline_query("")).wait_answer(timeout=15)
+    assert calm.button is None, "another person is not slowed down"
+
+
 # --- deleting -------------------------------------------------------------------------------------
 async def test_delete_is_for_the_owner_and_chat_admins_and_removes_the_post_everywhere(world: TelegramWorld):
     tg = world.telegram

@@ -40,11 +40,11 @@ from core.desk.events import (
     VideoSent,
 )
 from core.errors import LokizError
-from core.i18n import t
-from core.ratelimit import RateLimiter, UpdateRateLimiter
+from core.i18n import normalize_language, t
+from core.ratelimit import INLINE_BURST, INLINE_PER_SECOND, RateLimiter, UpdateRateLimiter
 from core.screens import Screen
 from core.sessions import Awaiting, Step
-from core.social.screens import InlineClip, inline_clip
+from core.social.screens import InlineAnswer, inline_clip
 from core.studio import views
 from core.studio.account import Account
 from core.studio.admin import AdminDesk
@@ -95,13 +95,17 @@ AdminHandler = Callable[[Any, Caller, AdminCheck], Awaitable[Reply]]
 
 class Desk:
     def __init__(self, studio: Studio, account: Account, admin: AdminDesk, files: FileIds,
-                 *, starter_credits: int, rate_limiter: RateLimiter | None = None) -> None:
+                 *, starter_credits: int, rate_limiter: RateLimiter | None = None,
+                 inline_rate_limiter: RateLimiter | None = None) -> None:
         self.studio = studio
         self.account = account
         self.admin = admin
         self.files = files
         self.starter_credits = starter_credits
         self.rate_limiter: RateLimiter = rate_limiter or UpdateRateLimiter()
+        # Inline queries (one per keystroke) have a bucket of their own: see INLINE_BURST.
+        self.inline_rate_limiter: RateLimiter = inline_rate_limiter or UpdateRateLimiter(
+            INLINE_BURST, INLINE_PER_SECOND)
         intake = studio.intake
         self._handlers: dict[type[Event], Handler] = {
             Started: self._started,
@@ -188,16 +192,23 @@ class Desk:
         return self.studio.temp_file(suffix)
 
     async def own_clips(self, platform: str, user_id: str, words: str,
-                        language_code: str | None = None) -> list[InlineClip]:
+                        language_code: str | None = None) -> InlineAnswer:
         """Inline mode: the asker's own recent clips (those the platform holds a file id
         of), newest first, filtered by template name or prompt words. An inline query
-        carries no chat, so nothing chat-scoped is read; a stranger gets nothing."""
+        carries no chat, so nothing chat-scoped is read; a stranger gets nothing.
+        Rate-limited per user (INLINE_BURST, then INLINE_PER_SECOND): past it nothing is
+        read, not even the user's language (their client's applies), and the answer is
+        only `slow_down`."""
+        if not await self.inline_rate_limiter.check(f"inline:{platform}:{user_id}"):
+            lang = normalize_language(language_code, self.studio.people.default_language)
+            return InlineAnswer(slow_down=t(lang, "social.inline.slow_down"))
         user = await self.studio.people.ledger.users.find(platform, user_id)
         if user is None:
-            return []
+            return InlineAnswer()
         lang = await self.language(platform, user_id, language_code)
         posts = await self.studio.social.posts.recent_posts_of(user.id, words)
-        return [inline_clip(lang, post) for post in posts if post.platform == platform and post.file_id]
+        return InlineAnswer(tuple(inline_clip(lang, post) for post in posts
+                                  if post.platform == platform and post.file_id))
 
     def template_choices(self, lang: str, typed: str = "") -> list[tuple[str, str]]:
         """(id, name) of the templates whose name or id contains `typed` (autocomplete)."""
