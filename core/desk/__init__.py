@@ -1,6 +1,6 @@
 """The Desk: the only object an adapter receives from the core (see desk.py)."""
 
-from core.desk.desk import Desk, FileIds, Outlet
+from core.desk.desk import AnswerTooLate, Desk, FileIds, Outlet
 from core.desk.events import (
     AccountAsked,
     AdminCommand,
@@ -40,7 +40,7 @@ from core.studio.replies import (
 )
 
 __all__ = [
-    "AccountAsked", "AdminCommand", "Alert", "AskText", "Awaiting", "ChatContext",
+    "AccountAsked", "AdminCommand", "Alert", "AnswerTooLate", "AskText", "Awaiting", "ChatContext",
     "ClipShared", "Desk", "Edit", "Event", "FeedAsked", "FeedClip", "FileIds", "FormAnswered",
     "GlitchShortcut", "Incoming", "InlineAnswer", "InlineClip", "LanguageChosen", "MusicAsked", "Out",
     "Outlet", "PhotoSent", "PostAsked", "PostDeleteAsked", "Pressed", "Reply", "Send", "SendFeed",

@@ -56,8 +56,15 @@ from core.studio.studio import Studio
 log = logging.getLogger(__name__)
 
 
+class AnswerTooLate(Exception):
+    """The platform no longer takes an answer to this update (a Discord interaction first
+    answered after its 3 seconds: 404 Unknown interaction). Nothing can be said any more;
+    the message says which update it was."""
+
+
 class Outlet(Protocol):
-    """How one update is answered on its platform."""
+    """How one update is answered on its platform. `acknowledge` and `render` raise
+    `AnswerTooLate` when the platform refuses the answer for having waited too long."""
 
     async def acknowledge(self) -> None:
         """The update passed the rate limit and real work starts: platforms with an
@@ -132,16 +139,23 @@ class Desk:
 
     # --- the door ---------------------------------------------------------------------------
     async def serve(self, event: Event, outlet: Outlet) -> None:
-        """Answer `event` and render the answer; if rendering fails, say so once."""
-        reply = await self.answer(event, acknowledge=outlet.acknowledge, is_chat_admin=outlet.is_chat_admin)
+        """Answer `event` and render the answer; if rendering fails, say so once. An update
+        the platform no longer lets us answer (`AnswerTooLate`) is one warning line."""
+        platform, kind = event.ctx.platform, type(event).__name__
         try:
-            await outlet.render(reply)
-        except Exception:
-            log.exception("%s: could not render the answer to %s", event.ctx.platform, type(event).__name__)
+            reply = await self.answer(event, acknowledge=outlet.acknowledge, is_chat_admin=outlet.is_chat_admin)
             try:
-                await outlet.render(_generic(reply.lang))
+                await outlet.render(reply)
+            except AnswerTooLate:
+                raise
             except Exception:
-                log.warning("%s: could not tell the user about an error", event.ctx.platform, exc_info=True)
+                log.exception("%s: could not render the answer to %s", platform, kind)
+                try:
+                    await outlet.render(_generic(reply.lang))
+                except Exception:
+                    log.warning("%s: could not tell the user about an error", platform, exc_info=True)
+        except AnswerTooLate as late:  # nothing to fix here, and nobody left to tell
+            log.warning("%s: %s not answered: %s", platform, kind, late)
 
     async def answer(self, event: Event, *,
                      acknowledge: Callable[[], Awaitable[None]] | None = None,
@@ -163,6 +177,8 @@ class Desk:
             else:
                 reply = await self._admin_handlers[type(event)](event, who, self._admin_check(ctx, is_chat_admin))
             reply.awaiting = await self._awaiting(reply)
+        except AnswerTooLate:
+            raise  # the platform takes no answer now: `serve` notes it
         except LokizError as exc:
             log.info("%s: %s refused: %s", ctx.platform, type(event).__name__, exc)
             lang = who.lang if who else await self.language(ctx.platform, ctx.user_id, ctx.language_code)
