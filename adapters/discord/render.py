@@ -128,7 +128,7 @@ class InteractionReplier:
         self.interaction = interaction
         self.defer = defer
         self.private = private  # only the caller sees the answers (e.g. /post in any chat)
-        self.lang = bot.default_language
+        self.lang: str = bot.default_language  # the caller's, once a reply says it
         self.thinking = False  # a "thinking…" message is waiting for its first follow-up
         self.thinking_ephemeral = False
         self.deadline = Deadline(FORM_DECISION_SECONDS, self.defer_update)
