@@ -242,9 +242,10 @@ async def test_inline_query_answers_the_askers_own_clips_as_cached_videos(world:
 
 
 async def test_inline_queries_typed_too_fast_get_a_slow_down_button_and_no_clips(world: TelegramWorld):
-    yan = world.user("Yan", username="yan", language_code="ko")
+    yan = world.user("Yan", username="yan")
     await template_clip(world, yan)
-    queries = [await yan.inline_query("") for _ in range(40)]  # a burst of keystrokes
+    typing = world.user("Yan", user_id=yan.id, username="yan", language_code="ko")  # a Korean client
+    queries = [await typing.inline_query("") for _ in range(40)]  # a burst of keystrokes
     answers = [await query.wait_answer(timeout=15) for query in queries]
     assert answers[0].button is None and len(answers[0].results) == 1, "within the limit: her clip"
     slowed = [answer for answer in answers if answer.button is not None]
