@@ -38,7 +38,7 @@ from core.media.fit import fit_video
 from core.media_store import MediaStore, media_store_from
 from core.notify import Notifier, OutputMedia
 from core.platform_files import PlatformFiles
-from core.ratelimit import UpdateRateLimiter
+from core.ratelimit import INLINE_BURST, INLINE_PER_SECOND, UpdateRateLimiter
 from core.redis_shared import RedisRateLimiter, RedisSeenWebhooks, RedisShared, RedisTokenBucket
 from core.sessions import SESSION_TTL, SessionStore
 from core.settings import Settings
@@ -189,7 +189,9 @@ async def build_services(settings: Settings) -> Services:
     admin = AdminDesk(ledger, jobs, db, settings.admins)
     desk = Desk(studio, account, admin, PlatformFiles(db, media),
                 starter_credits=settings.starter_credits,
-                rate_limiter=RedisRateLimiter(shared) if shared else UpdateRateLimiter())
+                rate_limiter=RedisRateLimiter(shared) if shared else UpdateRateLimiter(),
+                inline_rate_limiter=RedisRateLimiter(shared, INLINE_BURST, INLINE_PER_SECOND)
+                if shared else UpdateRateLimiter(INLINE_BURST, INLINE_PER_SECOND))
     return Services(
         settings=settings, db=db, ledger=ledger, jobs=jobs, sessions=sessions, media=media,
         backend=backend, engine=engine, studio=studio, account=account, admin=admin, desk=desk,

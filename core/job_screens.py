@@ -81,13 +81,14 @@ def failed_screen(job: Job, what: str, reason: str, refunded: int) -> Screen:
 
 def result_screen(
     job: Job, what: str, *, local_preview: bool, likes: int = 0, again: int = 0,
-    resent: bool = False, lineage: str = "",
+    resent: bool = False, lineage: str = "", post_deleted: bool = False,
 ) -> Screen:
     """A result's caption and buttons. `again` counts the Again presses it has taken (its
     version: a press of an older version is a double press); `resent` says it may be a
     second copy (after a restart); `lineage` is where a remix comes from ("remix of
     @alice's clip · generation 2"). 👍 and 🌀 are everyone's; Again, Add music and 🗑
-    are the owner's (🗑 also a chat admin's)."""
+    are the owner's (🗑 also a chat admin's). Once its post is deleted (`post_deleted`)
+    only the owner's studio actions stay: 👍, 🌀 and 🗑 were about the post."""
     lang = job.language
     caption = t(lang, "job.result", what=what, price=job.price, id=job.id)
     if lineage:
@@ -104,6 +105,8 @@ def result_screen(
         rows: tuple[tuple[Button, ...], ...] = (
             (Button(t(lang, "button.add_to_clip"), AddToClip(job.id), "primary"), again_button, like),
         )
+    elif post_deleted:
+        rows = ((Button(t(lang, "button.add_music"), AddMusic(job.id)), again_button),)
     else:
         rows = (
             (Button(t(lang, "button.remix"), Remix(job.id), "primary"),

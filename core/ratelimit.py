@@ -10,6 +10,12 @@ import time
 from collections import OrderedDict
 from typing import Protocol
 
+# Inline mode (`@bot words`) sends a query per keystroke, each a database read: its own
+# bucket per user, roomier than chat updates (typing a few words is ~20 queries at once),
+# then 2 a second sustained.
+INLINE_BURST = 20
+INLINE_PER_SECOND = 2.0
+
 
 class RateLimiter(Protocol):
     async def check(self, key: str) -> bool:

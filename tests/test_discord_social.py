@@ -255,7 +255,8 @@ async def test_delete_by_others_is_refused_and_by_the_owner_removes_the_post_eve
     assert world.buttons(updated) == ["👍 2", "🌀 Remix", "🗑 Delete"]
 
     await world.handled(await fake.press(ALICE, clip["id"], "🗑 Delete"))
-    await fake.wait_until(lambda: fake.message(clip["id"])["components"] == [])
+    # The post's 👍 / 🌀 / 🗑 go with it; its owner's Again and Add music stay.
+    await fake.wait_until(lambda: world.buttons(fake.message(clip["id"])) == ["🎵 Add music", "🔁 Again"])
     page = await feed(world, BOB)
     assert f"post {mine}" not in page["content"]
     assert f"post{mine}." not in " ".join(a["filename"] for a in page["attachments"])
@@ -277,6 +278,7 @@ async def test_a_member_with_manage_messages_may_delete_in_their_channel_only(wo
     assert f"Post {daves} deleted" in done
     assert f"post {daves}" not in (await feed(world, DAVE))["content"]
     assert fake.message(clip["id"])["attachments"]  # the message itself stays: Discord's own moderation
+    await fake.wait_until(lambda: world.buttons(fake.message(clip["id"])) == ["🎵 Add music", "🔁 Again"])
 
 
 async def test_feed_pages_turn_in_place_replacing_the_clips(world: World) -> None:

@@ -444,6 +444,32 @@ async def test_inline_mode_queries_and_answers_are_checked_like_telegram() -> No
             await ChatUser(off, 1031, "Sam").inline_query("")
 
 
+async def test_an_inline_answers_button_is_checked_and_kept_like_telegram() -> None:
+    from aiogram.types import InlineQueryResultsButton, WebAppInfo
+
+    async with TelegramFake(inline_mode=True) as fake:
+        client: Bot = fake.make_bot()
+        try:
+            query = await ChatUser(fake, 1032, "Uma").inline_query("")
+            with pytest.raises(TelegramBadRequest, match="START_PARAM_INVALID"):
+                await client.answer_inline_query(
+                    query.id, [], button=InlineQueryResultsButton(text="Go", start_parameter="no spaces"))
+            with pytest.raises(TelegramBadRequest, match="exactly one optional field"):
+                await client.answer_inline_query(query.id, [], button=InlineQueryResultsButton(
+                    text="Go", start_parameter="go", web_app=WebAppInfo(url="https://example.org")))
+            with pytest.raises(TelegramBadRequest, match="SWITCH_PM_TEXT_EMPTY"):
+                await client.answer_inline_query(
+                    query.id, [], button=InlineQueryResultsButton(text=" ", start_parameter="go"))
+            assert await client.answer_inline_query(
+                query.id, [], cache_time=2, is_personal=True,
+                button=InlineQueryResultsButton(text="Slow down", start_parameter="slow"))
+            answer = await query.wait_answer()
+            assert answer.button == {"text": "Slow down", "start_parameter": "slow"}
+            assert (answer.results, answer.cache_time) == ([], 2)
+        finally:
+            await client.session.close()
+
+
 async def test_parallel_webhooks_post_many_chats_at_once_but_one_at_a_time_per_chat() -> None:
     held: dict[str, asyncio.Future[None]] = {}  # text -> released when set
     arrived: list[str] = []

@@ -241,6 +241,24 @@ async def test_inline_query_answers_the_askers_own_clips_as_cached_videos(world:
     assert shared.video.file_id == mine.video.file_id
 
 
+async def test_inline_queries_typed_too_fast_get_a_slow_down_button_and_no_clips(world: TelegramWorld):
+    yan = world.user("Yan", username="yan")
+    await template_clip(world, yan)
+    typing = world.user("Yan", user_id=yan.id, username="yan", language_code="ko")  # a Korean client
+    queries = [await typing.inline_query("") for _ in range(40)]  # a burst of keystrokes
+    answers = [await query.wait_answer(timeout=15) for query in queries]
+    assert answers[0].button is None and len(answers[0].results) == 1, "within the limit: her clip"
+    slowed = [answer for answer in answers if answer.button is not None]
+    assert len(slowed) >= 5, "20 at once, then 2 a second"
+    for answer in slowed:
+        assert answer.results == [] and answer.is_personal and answer.cache_time <= 5
+        assert answer.button["start_parameter"] == "slow"
+        assert "잠시 뒤에 다시" in answer.button["text"], "in her client's language"
+    other = world.user("Zoe")
+    calm = await (await other.inline_query("")).wait_answer(timeout=15)
+    assert calm.button is None, "another person is not slowed down"
+
+
 # --- deleting -------------------------------------------------------------------------------------
 async def test_delete_is_for_the_owner_and_chat_admins_and_removes_the_post_everywhere(world: TelegramWorld):
     tg = world.telegram
@@ -262,10 +280,12 @@ async def test_delete_is_for_the_owner_and_chat_admins_and_removes_the_post_ever
 
     done = await world.press(uma, first, "🗑 Delete")
     assert f"Post {first_post} deleted" in done.text
-    await tg.wait_until(lambda: tg.buttons(tg.message(group.id, first.message_id)) == [])
+    studio_only = ["🎵 Add music", "🔁 Again"]  # the post's 👍 / 🌀 / 🗑 go with it
+    await tg.wait_until(lambda: tg.buttons(tg.message(group.id, first.message_id)) == studio_only)
     by_admin = await world.say(boss, f"/delete {second_post}")
     assert f"Post {second_post} deleted" in by_admin.text
     assert tg.calls_of("getChatMember", chat_id=group.id, user_id=boss.id)
+    await tg.wait_until(lambda: tg.buttons(tg.message(group.id, second.message_id)) == studio_only)
 
     mark = tg.mark()
     await uma.send_text("/feed")
@@ -279,6 +299,26 @@ async def test_delete_is_for_the_owner_and_chat_admins_and_removes_the_post_ever
     assert str(second_post) not in [r["id"] for r in inline.results]
     gone = await world.say(uma, f"/post {first_post}")
     assert "was deleted" in gone.text
+
+
+async def test_a_deleted_clips_owner_keeps_again_and_add_music_on_its_result(world: TelegramWorld):
+    tg = world.telegram
+    xena = world.user("Xena", username="xena")
+    clip = await template_clip(world, xena)
+    post = post_of(world, clip)
+    said = await world.say(xena, f"/delete {post}")
+    assert f"Post {post} deleted" in said.text
+    studio_only = ["🎵 Add music", "🔁 Again"]
+    await tg.wait_until(lambda: tg.buttons(tg.message(xena.chat_id, clip.message_id)) == studio_only)
+
+    mark = tg.mark()
+    again = await world.press(xena, clip, "🔁 Again")
+    assert "started" in again.text.lower(), again.text
+    await tg.wait_until(  # the next version of Again, still without the post's buttons
+        lambda: tg.buttons(tg.message(xena.chat_id, clip.message_id)) == ["🎵 Add music", "🔁 Again (1 started)"])
+    await delivered_after(world, xena, mark)  # the repeat is a clip (and a post) of its own
+    asked = await press_then_message(world, xena, clip, "🎵 Add music")
+    assert "music" in asked.text.lower()
 
 
 # --- ✨ Sharpest nearby --------------------------------------------------------------------------

@@ -127,7 +127,8 @@ def uploaded(interaction: discord.Interaction) -> FormFile | None:
     """The file a submitted upload form carries: its id is the field's value, the attachment
     itself is in the interaction's resolved data."""
     data: Any = interaction.data or {}
-    field = next((c for c in _walk(data.get("components") or []) if c.get("custom_id") == UPLOAD_FIELD), {})
+    field: dict[str, Any] = next(
+        (c for c in _walk(data.get("components") or []) if c.get("custom_id") == UPLOAD_FIELD), {})
     values = field.get("values") or []
     payload = ((data.get("resolved") or {}).get("attachments") or {}).get(str(values[0])) if values else None
     if payload is None:

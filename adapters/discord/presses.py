@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -15,12 +16,15 @@ from adapters.discord.components import (
     uploaded,
 )
 from adapters.discord.downloads import is_video
+from adapters.discord.render import in_time
 from core.actions import CustomPrompt
-from core.desk import FormAnswered, Pressed
+from core.desk import AnswerTooLate, FormAnswered, Pressed
 from core.i18n import t
 
 if TYPE_CHECKING:
     from adapters.discord.app import LokizBot
+
+log = logging.getLogger(__name__)
 
 
 class Presses:
@@ -34,7 +38,11 @@ class Presses:
             lang = await self.bot.language(interaction)
             modal = upload_modal(upload.session, t(lang, f"discord.upload_title.{upload.kind}"),
                                  t(lang, f"discord.upload_label.{upload.kind}"))
-            await interaction.response.send_modal(modal)
+            try:
+                with in_time(interaction):
+                    await interaction.response.send_modal(modal)
+            except AnswerTooLate as late:  # as the Desk notes it: one line, no traceback
+                log.warning("discord: the upload form not opened: %s", late)
             return
         # "Type a prompt" may open a form, which must be the first answer: no defer up front.
         defer = "form" if CustomPrompt.unpack(data) is not None else "update"

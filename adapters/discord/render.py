@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ import discord
 from adapters.discord.components import build_view, offer_upload, prompt_modal, updated_view
 from adapters.discord.feed import FeedMessage, feed_message
 from core.actions import CustomPrompt
-from core.desk import Alert, AskText, Awaiting, Edit, Out, Reply, Send, SendMedia
+from core.desk import Alert, AnswerTooLate, AskText, Awaiting, Edit, Out, Reply, Send, SendMedia
 from core.desk.deadline import Deadline
 from core.i18n import t
 from core.media.fit import fit_video
@@ -42,6 +43,7 @@ HINTS = {Awaiting.TIME: "discord.hint.time", Awaiting.CLIP: "discord.hint.clip",
 MAX_CONTENT = 2000
 NO_MENTIONS = discord.AllowedMentions.none()
 UPLOAD_TOO_LARGE = 40005
+UNKNOWN_INTERACTION = 10062  # answered after Discord's 3 s (or the interaction is not ours)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # Discord's limit for unboosted servers and DMs
 
 
@@ -89,6 +91,24 @@ def for_discord(reply: Reply, group: bool) -> Reply:
     return replace(reply, outs=outs)
 
 
+def answered_too_late(exc: BaseException) -> bool:
+    """Discord refused an interaction's answer as too late: 404, 10062 Unknown interaction."""
+    return isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_INTERACTION
+
+
+@contextlib.contextmanager
+def in_time(interaction: discord.Interaction) -> Iterator[None]:
+    """An answer Discord refused as too late, as the Desk's `AnswerTooLate` (one warning
+    line, not an error with a traceback): nothing went wrong that can be fixed here."""
+    try:
+        yield
+    except discord.NotFound as exc:
+        if not answered_too_late(exc):
+            raise
+        raise AnswerTooLate(
+            f"{interaction.type.name} interaction {interaction.id} (10062 Unknown interaction)") from None
+
+
 def open_form_button(lang: str, session_id: str) -> Button:
     return Button(t(lang, "discord.open_form"), CustomPrompt(session_id), "primary")
 
@@ -108,18 +128,19 @@ class InteractionReplier:
         self.interaction = interaction
         self.defer = defer
         self.private = private  # only the caller sees the answers (e.g. /post in any chat)
-        self.lang = bot.default_language
+        self.lang: str = bot.default_language  # the caller's, once a reply says it
         self.thinking = False  # a "thinking…" message is waiting for its first follow-up
         self.thinking_ephemeral = False
         self.deadline = Deadline(FORM_DECISION_SECONDS, self.defer_update)
 
     async def acknowledge(self) -> None:
-        if self.defer in ("thinking", "ephemeral"):
-            await self.defer_thinking(ephemeral=self.defer == "ephemeral")
-        elif self.defer == "update":
-            await self.defer_update()
-        elif self.defer == "form":
-            self.deadline.start()
+        with in_time(self.interaction):
+            if self.defer in ("thinking", "ephemeral"):
+                await self.defer_thinking(ephemeral=self.defer == "ephemeral")
+            elif self.defer == "update":
+                await self.defer_update()
+            elif self.defer == "form":
+                self.deadline.start()
 
     @property
     def responded(self) -> bool:
@@ -140,6 +161,10 @@ class InteractionReplier:
             await self.interaction.response.defer()
 
     async def render(self, reply: Reply) -> None:
+        with in_time(self.interaction):
+            await self._render(reply)
+
+    async def _render(self, reply: Reply) -> None:
         await self.deadline.settle()
         self.lang = reply.lang or self.lang
         for out in for_discord(reply, self.interaction.guild_id is not None).outs:
@@ -194,6 +219,9 @@ class InteractionReplier:
             channel = self.bot.get_partial_messageable(int(self.interaction.channel_id or 0))
             await channel.get_partial_message(int(message_id)).edit(**kwargs)
         except (discord.Forbidden, discord.NotFound):
+            if buttons_only:  # e.g. a deleted post's result that a moderator removed: nothing to show
+                log.info("discord: buttons of message %s not updated (gone or not ours)", message_id)
+                return
             # Not a message the bot can edit by itself (e.g. an interaction reply): show it here.
             if pressed is not None and not self.thinking:
                 await self._edit_pressed(edit_kwargs(screen, True))
@@ -311,7 +339,8 @@ class MessageReplier:
                     partial = self.message.channel.get_partial_message(int(out.message_id))  # type: ignore[union-attr]
                     await partial.edit(**edit_kwargs(out.screen, out.new_media, out.buttons_only))
                 except (discord.Forbidden, discord.NotFound):
-                    await self.send(out.screen, None)
+                    if not out.buttons_only:  # new buttons alone, on a message that is gone: dropped
+                        await self.send(out.screen, None)
             elif isinstance(out, Alert):
                 await self.send(Screen(out.text), None)
             elif isinstance(out, AskText):

@@ -1,6 +1,6 @@
 """The Desk: the only object an adapter receives from the core (see desk.py)."""
 
-from core.desk.desk import Desk, FileIds, Outlet
+from core.desk.desk import AnswerTooLate, Desk, FileIds, Outlet
 from core.desk.events import (
     AccountAsked,
     AdminCommand,
@@ -24,7 +24,7 @@ from core.desk.events import (
     VideoSent,
 )
 from core.sessions import Awaiting
-from core.social.screens import InlineClip
+from core.social.screens import InlineAnswer, InlineClip
 from core.studio.admin import Target
 from core.studio.replies import (
     Alert,
@@ -40,9 +40,10 @@ from core.studio.replies import (
 )
 
 __all__ = [
-    "AccountAsked", "AdminCommand", "Alert", "AskText", "Awaiting", "ChatContext", "ClipShared",
-    "Desk", "Edit", "Event", "FeedAsked", "FeedClip", "FileIds", "FormAnswered", "GlitchShortcut",
-    "Incoming", "InlineClip", "LanguageChosen", "MusicAsked", "Out", "Outlet", "PhotoSent", "PostAsked",
-    "PostDeleteAsked", "Pressed", "Reply", "Send", "SendFeed", "SendMedia", "Started", "Target",
-    "TemplateShortcut", "TextTyped", "TopAsked", "Unusable", "VideoSent",
+    "AccountAsked", "AdminCommand", "Alert", "AnswerTooLate", "AskText", "Awaiting", "ChatContext",
+    "ClipShared", "Desk", "Edit", "Event", "FeedAsked", "FeedClip", "FileIds", "FormAnswered",
+    "GlitchShortcut", "Incoming", "InlineAnswer", "InlineClip", "LanguageChosen", "MusicAsked", "Out",
+    "Outlet", "PhotoSent", "PostAsked", "PostDeleteAsked", "Pressed", "Reply", "Send", "SendFeed",
+    "SendMedia", "Started", "Target", "TemplateShortcut", "TextTyped", "TopAsked", "Unusable",
+    "VideoSent",
 ]

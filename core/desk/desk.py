@@ -40,11 +40,11 @@ from core.desk.events import (
     VideoSent,
 )
 from core.errors import LokizError
-from core.i18n import t
-from core.ratelimit import RateLimiter, UpdateRateLimiter
+from core.i18n import normalize_language, t
+from core.ratelimit import INLINE_BURST, INLINE_PER_SECOND, RateLimiter, UpdateRateLimiter
 from core.screens import Screen
 from core.sessions import Awaiting, Step
-from core.social.screens import InlineClip, inline_clip
+from core.social.screens import InlineAnswer, inline_clip
 from core.studio import views
 from core.studio.account import Account
 from core.studio.admin import AdminDesk
@@ -56,8 +56,15 @@ from core.studio.studio import Studio
 log = logging.getLogger(__name__)
 
 
+class AnswerTooLate(Exception):
+    """The platform no longer takes an answer to this update (a Discord interaction first
+    answered after its 3 seconds: 404 Unknown interaction). Nothing can be said any more;
+    the message says which update it was."""
+
+
 class Outlet(Protocol):
-    """How one update is answered on its platform."""
+    """How one update is answered on its platform. `acknowledge` and `render` raise
+    `AnswerTooLate` when the platform refuses the answer for having waited too long."""
 
     async def acknowledge(self) -> None:
         """The update passed the rate limit and real work starts: platforms with an
@@ -95,13 +102,17 @@ AdminHandler = Callable[[Any, Caller, AdminCheck], Awaitable[Reply]]
 
 class Desk:
     def __init__(self, studio: Studio, account: Account, admin: AdminDesk, files: FileIds,
-                 *, starter_credits: int, rate_limiter: RateLimiter | None = None) -> None:
+                 *, starter_credits: int, rate_limiter: RateLimiter | None = None,
+                 inline_rate_limiter: RateLimiter | None = None) -> None:
         self.studio = studio
         self.account = account
         self.admin = admin
         self.files = files
         self.starter_credits = starter_credits
         self.rate_limiter: RateLimiter = rate_limiter or UpdateRateLimiter()
+        # Inline queries (one per keystroke) have a bucket of their own: see INLINE_BURST.
+        self.inline_rate_limiter: RateLimiter = inline_rate_limiter or UpdateRateLimiter(
+            INLINE_BURST, INLINE_PER_SECOND)
         intake = studio.intake
         self._handlers: dict[type[Event], Handler] = {
             Started: self._started,
@@ -128,16 +139,23 @@ class Desk:
 
     # --- the door ---------------------------------------------------------------------------
     async def serve(self, event: Event, outlet: Outlet) -> None:
-        """Answer `event` and render the answer; if rendering fails, say so once."""
-        reply = await self.answer(event, acknowledge=outlet.acknowledge, is_chat_admin=outlet.is_chat_admin)
+        """Answer `event` and render the answer; if rendering fails, say so once. An update
+        the platform no longer lets us answer (`AnswerTooLate`) is one warning line."""
+        platform, kind = event.ctx.platform, type(event).__name__
         try:
-            await outlet.render(reply)
-        except Exception:
-            log.exception("%s: could not render the answer to %s", event.ctx.platform, type(event).__name__)
+            reply = await self.answer(event, acknowledge=outlet.acknowledge, is_chat_admin=outlet.is_chat_admin)
             try:
-                await outlet.render(_generic(reply.lang))
+                await outlet.render(reply)
+            except AnswerTooLate:
+                raise
             except Exception:
-                log.warning("%s: could not tell the user about an error", event.ctx.platform, exc_info=True)
+                log.exception("%s: could not render the answer to %s", platform, kind)
+                try:
+                    await outlet.render(_generic(reply.lang))
+                except Exception:
+                    log.warning("%s: could not tell the user about an error", platform, exc_info=True)
+        except AnswerTooLate as late:  # nothing to fix here, and nobody left to tell
+            log.warning("%s: %s not answered: %s", platform, kind, late)
 
     async def answer(self, event: Event, *,
                      acknowledge: Callable[[], Awaitable[None]] | None = None,
@@ -159,6 +177,8 @@ class Desk:
             else:
                 reply = await self._admin_handlers[type(event)](event, who, self._admin_check(ctx, is_chat_admin))
             reply.awaiting = await self._awaiting(reply)
+        except AnswerTooLate:
+            raise  # the platform takes no answer now: `serve` notes it
         except LokizError as exc:
             log.info("%s: %s refused: %s", ctx.platform, type(event).__name__, exc)
             lang = who.lang if who else await self.language(ctx.platform, ctx.user_id, ctx.language_code)
@@ -188,16 +208,23 @@ class Desk:
         return self.studio.temp_file(suffix)
 
     async def own_clips(self, platform: str, user_id: str, words: str,
-                        language_code: str | None = None) -> list[InlineClip]:
+                        language_code: str | None = None) -> InlineAnswer:
         """Inline mode: the asker's own recent clips (those the platform holds a file id
         of), newest first, filtered by template name or prompt words. An inline query
-        carries no chat, so nothing chat-scoped is read; a stranger gets nothing."""
+        carries no chat, so nothing chat-scoped is read; a stranger gets nothing.
+        Rate-limited per user (INLINE_BURST, then INLINE_PER_SECOND): past it nothing is
+        read, not even the user's language (their client's applies), and the answer is
+        only `slow_down`."""
+        if not await self.inline_rate_limiter.check(f"inline:{platform}:{user_id}"):
+            lang = normalize_language(language_code, self.studio.people.default_language)
+            return InlineAnswer(slow_down=t(lang, "social.inline.slow_down"))
         user = await self.studio.people.ledger.users.find(platform, user_id)
         if user is None:
-            return []
+            return InlineAnswer()
         lang = await self.language(platform, user_id, language_code)
         posts = await self.studio.social.posts.recent_posts_of(user.id, words)
-        return [inline_clip(lang, post) for post in posts if post.platform == platform and post.file_id]
+        return InlineAnswer(tuple(inline_clip(lang, post) for post in posts
+                                  if post.platform == platform and post.file_id))
 
     def template_choices(self, lang: str, typed: str = "") -> list[tuple[str, str]]:
         """(id, name) of the templates whose name or id contains `typed` (autocomplete)."""

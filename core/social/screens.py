@@ -201,6 +201,15 @@ class InlineClip:
     description: str
 
 
+@dataclass(frozen=True)
+class InlineAnswer:
+    """What inline mode answers: the asker's clips, or, when they typed faster than
+    INLINE_PER_SECOND allows, no clips and `slow_down` (what to tell them, translated)."""
+
+    clips: tuple[InlineClip, ...] = ()
+    slow_down: str | None = None
+
+
 def inline_clip(lang: str, post: Post) -> InlineClip:
     assert post.file_id is not None
     day = dt.datetime.fromtimestamp(post.created_at, dt.UTC).strftime("%Y-%m-%d")

@@ -70,9 +70,11 @@ class Results:
         )
         reply = Reply([Alert(t(who.lang, "job.again_started", id=repeat.id, price=repeat.price))])
         if ctx.message_id:
+            post = await self.social.posts.of_job(job.id) if job.action != MUSIC else None
             screen = job_screens.result_screen(
                 job, job_screens.describe(job, self.shop.templates, job.language),
                 local_preview=job.backend == "local", likes=job.likes, again=current + 1,
+                post_deleted=post is not None and post.deleted,  # its 👍 / 🌀 / 🗑 stay gone
             )
             reply.add(Edit(screen, ctx.message_id, buttons_only=True))
         return reply

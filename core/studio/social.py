@@ -12,6 +12,7 @@ import asyncio
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 from core import actions as act
@@ -82,7 +83,10 @@ class Social:
         if post_id is None:
             return _say(ctx, t(who.lang, "social.post.bad_id", text=_short(raw)))
         outcome = await self._delete(ctx, who, post_id, is_admin)
-        return _say(ctx, delete_answer(who.lang, outcome.value, post_id))
+        reply = _say(ctx, delete_answer(who.lang, outcome.value, post_id))
+        if outcome is Deleted.DONE:
+            await self._unpost_result_here(ctx, post_id, reply)
+        return reply
 
     async def _delete(self, ctx: ChatContext, who: Caller, post_id: int, is_admin: AdminCheck) -> Deleted:
         post = await self.posts.get(post_id)
@@ -113,6 +117,8 @@ class Social:
         reply = Reply([Alert(delete_answer(who.lang, outcome.value, post.id))])
         if outcome is Deleted.DONE and ctx.message_id:
             reply.add(Edit(Screen(t(who.lang, "social.post.deleted", id=post.id)), ctx.message_id))
+        if outcome is Deleted.DONE:
+            await self._unpost_result_here(ctx, post.id, reply)
         return reply
 
     async def like(self, ctx: ChatContext, who: Caller, post: Post, job: Job | None = None) -> Reply:
@@ -167,9 +173,27 @@ class Social:
             return refuse(who.lang, "error.job_not_found")
         outcome = await self._delete(ctx, who, post.id, is_admin)
         reply = Reply([Alert(delete_answer(who.lang, outcome.value, post.id))])
-        if outcome is Deleted.DONE and ctx.message_id:  # no 👍 / 🌀 / 🗑 on a deleted post
-            reply.add(Edit(Screen(""), ctx.message_id, buttons_only=True))
+        if outcome is Deleted.DONE and ctx.message_id:
+            reply.add(await self._unposted_result(ctx, post.job_id, ctx.message_id))
         return reply
+
+    async def _unpost_result_here(self, ctx: ChatContext, post_id: int, reply: Reply) -> None:
+        """A post deleted by `/delete` or 🗑 under `/post`: its result message, when it is in
+        this chat, loses the post's buttons too (another chat's message is not ours to edit)."""
+        post = await self.posts.get(post_id)
+        if post is not None and post.message_id and post.in_chat(ctx.platform, ctx.chat_id) \
+                and post.message_id != ctx.message_id:
+            reply.add(await self._unposted_result(ctx, post.job_id, post.message_id))
+
+    async def _unposted_result(self, ctx: ChatContext, job_id: str, message_id: str) -> Edit:
+        """A result whose post was deleted: no 👍 / 🌀 / 🗑 (the post is gone), but its
+        owner's Again and Add music stay (they work on the job, not the post)."""
+        job = await self.shop.jobs.get(job_id)
+        if job is None:
+            return Edit(Screen(""), message_id, buttons_only=True)
+        on_result = replace(ctx, message_id=message_id)  # Again presses count per result message
+        return Edit(await self.result_buttons(on_result, job, 0, post_deleted=True), message_id,
+                    buttons_only=True)
 
     async def source_of_message(self, ctx: ChatContext, message_id: str | None) -> int | None:
         """The live post delivered as `message_id` in this chat (a `/glitch` reply to it)."""
@@ -192,11 +216,13 @@ class Social:
                 return None
             await asyncio.sleep(0.05)
 
-    async def result_buttons(self, ctx: ChatContext, job: Job, likes: int) -> Screen:
+    async def result_buttons(self, ctx: ChatContext, job: Job, likes: int, *,
+                             post_deleted: bool = False) -> Screen:
+        """The buttons of the result message `ctx.message_id` (its Again version included)."""
         from core.studio.results import again_prefix  # results imports this module
 
         return job_screens.result_screen(
-            job, "", local_preview=False, likes=likes,
+            job, "", local_preview=False, likes=likes, post_deleted=post_deleted,
             again=await self.shop.ledger.presses(again_prefix(ctx, job)),
         )
 

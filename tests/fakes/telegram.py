@@ -78,7 +78,9 @@ an ``inline_query`` update (no chat, only ``chat_type``) and returns an ``Inline
 (``await q.wait_answer()``). ``answerInlineQuery`` is checked like Telegram: a query
 answered once, within ``inline_ttl`` (10 s), at most 50 results with unique ids of at
 most 64 bytes, a cached video's ``video_file_id`` a video the fake knows and a
-``title``; ``cache_time`` and ``is_personal`` are kept on the answer.
+``title``, a ``button`` (InlineQueryResultsButton) with a text and exactly one of
+``start_parameter`` (1-64 of A-Z a-z 0-9 _ -) and ``web_app``; ``cache_time``,
+``is_personal`` and ``button`` are kept on the answer.
 ``ChatUser.choose_inline_result(answer, result_id, chat=...)`` posts what a chosen
 cached video becomes: a message ``via_bot`` holding that same file.
 """
@@ -391,6 +393,7 @@ class InlineAnswer:
     cache_time: int
     is_personal: bool
     next_offset: str
+    button: dict[str, Any] | None = None  # InlineQueryResultsButton: text + start_parameter | web_app
 
 
 @dataclass
@@ -2210,8 +2213,12 @@ class TelegramFake:
         cache_time = p.get("cache_time", 300)
         if not isinstance(cache_time, int) or cache_time < 0:
             raise ApiError(400, "Bad Request: invalid cache_time specified")
+        button = p.get("button")
+        if button is not None:
+            _check_results_button(button)
         record.answer = InlineAnswer(
-            results, cache_time, bool(p.get("is_personal")), str(p.get("next_offset") or "")
+            results, cache_time, bool(p.get("is_personal")), str(p.get("next_offset") or ""),
+            button,
         )
         self._bump()
         return True
@@ -2572,6 +2579,22 @@ def _chat_member(user: dict[str, Any], status: str) -> dict[str, Any]:
             }
         )
     return member
+
+
+def _check_results_button(button: Any) -> None:
+    """An InlineQueryResultsButton as Telegram takes it: a text, and exactly one of
+    ``start_parameter`` (1-64 of A-Z a-z 0-9 _ -) and ``web_app``."""
+    if not isinstance(button, dict):
+        raise ApiError(400, "Bad Request: can't parse button JSON object")
+    if not isinstance(button.get("text"), str):
+        raise ApiError(400, 'Bad Request: can\'t parse button: Field "text" must be of type String')
+    if not button["text"].strip():
+        raise ApiError(400, "Bad Request: SWITCH_PM_TEXT_EMPTY")
+    if ("start_parameter" in button) == ("web_app" in button):
+        raise ApiError(400, "Bad Request: InlineQueryResultsButton must have exactly one optional field")
+    start = button.get("start_parameter")
+    if start is not None and not (isinstance(start, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", start)):
+        raise ApiError(400, "Bad Request: START_PARAM_INVALID")
 
 
 def _coerce(key: str, value: Any) -> Any:

@@ -7,7 +7,12 @@ import logging
 from aiogram import Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
-from aiogram.types import InlineQuery, InlineQueryResultCachedVideo, Message
+from aiogram.types import (
+    InlineQuery,
+    InlineQueryResultCachedVideo,
+    InlineQueryResultsButton,
+    Message,
+)
 
 from adapters.telegram.render import Renderer
 from core.desk import (
@@ -27,6 +32,9 @@ log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 # Telegram caches an inline answer this long; personal, so each person sees their own clips.
 INLINE_CACHE_SECONDS = 10
+# A "slow down" answer is cached briefly: the next keystroke after it asks again.
+SLOW_DOWN_CACHE_SECONDS = 2
+SLOW_DOWN_START = "slow"  # the /start parameter of its button (a plain /start: the welcome)
 MAX_INLINE_QUERY = 64  # Telegram's own limit on what can be typed after @bot
 
 
@@ -57,13 +65,19 @@ def router() -> Router:
 
     @area.inline_query()
     async def inline(query: InlineQuery, desk: Desk) -> None:
-        """The asker's own recent clips, by file id (sharing uploads nothing)."""
+        """The asker's own recent clips, by file id (sharing uploads nothing); someone typing
+        faster than the Desk's inline limit gets no clips and a "slow down" button."""
         user = query.from_user
-        clips = await desk.own_clips(PLATFORM, str(user.id), query.query[:MAX_INLINE_QUERY],
+        found = await desk.own_clips(PLATFORM, str(user.id), query.query[:MAX_INLINE_QUERY],
                                      user.language_code)
         try:
-            await query.answer([_result(item) for item in clips], cache_time=INLINE_CACHE_SECONDS,
-                               is_personal=True)
+            if found.slow_down is not None:
+                button = InlineQueryResultsButton(text=found.slow_down, start_parameter=SLOW_DOWN_START)
+                await query.answer([], cache_time=SLOW_DOWN_CACHE_SECONDS, is_personal=True,
+                                   button=button)
+            else:
+                await query.answer([_result(item) for item in found.clips],
+                                   cache_time=INLINE_CACHE_SECONDS, is_personal=True)
         except TelegramAPIError as exc:  # too late (the person typed on), or a file id gone
             log.info("telegram: inline answer not taken: %s", exc)
 
