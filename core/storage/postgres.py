@@ -19,6 +19,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from core.storage import job_queue_schema
 from core.storage.base import ConstraintViolation, Row, migrations
 from core.storage.database import Database, UnitOfWork
 
@@ -151,12 +152,9 @@ class PostgresDatabase(Database):
                 )
                 log.info("database migration applied: %s", name)
                 applied.append(version)
-            # The job queue's own tables (procrastinate), once, under the same lock.
-            if not await uow.fetchval("SELECT to_regclass('procrastinate_jobs') IS NOT NULL"):
-                from procrastinate.schema import SchemaManager
-
-                await uow.script(SchemaManager.get_schema())
-                log.info("job queue schema applied (procrastinate)")
+            # The job queue's own tables (procrastinate): installed, or upgraded by the
+            # migrations a newer procrastinate ships, under the same lock and transaction.
+            await job_queue_schema.bring_up_to_date(uow, uow.script)
         return applied
 
     @property
