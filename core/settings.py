@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # with REDIS_URL: how long an instance holds an update it is handling (renewed while it
     # runs); a killed instance's update is taken by another after this long
     telegram_update_lease_seconds: float = Field(default=30.0, ge=1, le=600)
+    # long polling with REDIS_URL: how long an update is retried in-process while Redis is
+    # unreachable (aiogram has confirmed it to Telegram already) before the user is told
+    telegram_redis_retry_seconds: float = Field(default=30.0, ge=0, le=600)
 
     # generation
     replicate_api_token: SecretStr | None = None

@@ -20,6 +20,7 @@ from adapters.telegram.commands import publish_commands
 from adapters.telegram.dispatcher import build_dispatcher
 from adapters.telegram.media import Downloads
 from adapters.telegram.notifier import TelegramNotifier
+from adapters.telegram.outage import RedisOutageRetry
 from adapters.telegram.outbox import MediaSender
 from adapters.telegram.render import Renderer
 from adapters.telegram.session import KeptModelsSession
@@ -60,11 +61,16 @@ class TelegramAdapter:
                                    max_download_mb=settings.max_download_mb)
         self.notifier: Notifier = TelegramNotifier(self.bot, sender, local_server=self.local_server)
         fsm = None
+        self.redis_retry: RedisOutageRetry | None = None
         if shared is not None:
             from adapters.telegram.shared import fsm_parts
 
             fsm = fsm_parts(shared, settings.telegram_update_lease_seconds)
-        self.dp = build_dispatcher(desk, self.renderer, self.downloads, shared=fsm)
+            if not settings.telegram_webhook:  # a polled update is not sent again: retried here
+                self.redis_retry = RedisOutageRetry(self.renderer,
+                                                    window=settings.telegram_redis_retry_seconds)
+        self.dp = build_dispatcher(desk, self.renderer, self.downloads, shared=fsm,
+                                   redis_retry=self.redis_retry)
         self.max_connections = settings.telegram_webhook_max_connections
         self.lease = settings.telegram_update_lease_seconds
         self.webhook_url: str | None = None
@@ -118,7 +124,8 @@ class TelegramAdapter:
             return
         if self.shared is not None:
             log.warning("telegram: long polling with REDIS_URL: run one such instance only"
-                        " (replicas take updates by webhook, TELEGRAM_WEBHOOK=true)")
+                        " (replicas take updates by webhook, TELEGRAM_WEBHOOK=true); while Redis"
+                        " is unreachable an update is retried for TELEGRAM_REDIS_RETRY_SECONDS")
         await self.bot.delete_webhook(drop_pending_updates=False)
         polling = asyncio.create_task(self.dp.start_polling(
             self.bot, handle_signals=False, close_bot_session=False,
@@ -137,4 +144,6 @@ class TelegramAdapter:
     async def close(self) -> None:
         with contextlib.suppress(RuntimeError):
             await self.dp.stop_polling()
+        if self.redis_retry is not None:  # updates still waiting for Redis: tell their users now
+            await self.redis_retry.give_up()
         await self.bot.session.close()

@@ -74,9 +74,11 @@ class Renderer:
         self._photo_ids = _Lru()  # image path → Telegram file id (scrubbing back re-sends nothing)
         self._kinds = _Lru()  # (chat, message) → "caption" | "text": how to edit its words
 
-    def outlet(self, ctx: ChatContext, query: CallbackQuery | None = None) -> Outlet:
-        """How the Desk answers one update here (a press is also answered as a press)."""
-        return Outlet(self, ctx, query)
+    def outlet(self, ctx: ChatContext, query: CallbackQuery | None = None, *,
+               answered: bool = False) -> Outlet:
+        """How the Desk answers one update here (a press is also answered as a press, unless
+        `answered` already: then its alerts go to the chat)."""
+        return Outlet(self, ctx, query, answered=answered)
 
     async def render(self, reply: Reply, ctx: ChatContext, *, skip_alerts: bool = False,
                      pressed: Message | None = None) -> None:
@@ -334,14 +336,16 @@ class Outlet:
     """One update's answer: rendered in its chat; a press is also answered within its deadline,
     with the core's alerts if they came in time (else empty, and the alerts go to the chat)."""
 
-    def __init__(self, renderer: Renderer, ctx: ChatContext, query: CallbackQuery | None) -> None:
+    def __init__(self, renderer: Renderer, ctx: ChatContext, query: CallbackQuery | None, *,
+                 answered: bool = False) -> None:
         self.renderer = renderer
         self.ctx = ctx
         self.query = query
+        self.answered = answered  # the press was answered before it was handled (Redis was down)
         self.deadline = Deadline(ANSWER_WITHIN, self._answer_empty)
 
     async def acknowledge(self) -> None:
-        if self.query is not None:
+        if self.query is not None and not self.answered:
             self.deadline.start()
 
     async def _answer_empty(self) -> None:
@@ -360,7 +364,7 @@ class Outlet:
         return member.status in ("administrator", "creator")
 
     async def render(self, reply: Reply) -> None:
-        late = await self.deadline.settle()
+        late = await self.deadline.settle() or self.answered
         if self.query is not None and not late:
             alerts = [alert.text for alert in reply.alerts]
             await answer(self.query, "\n".join(alerts) or None, alert=bool(alerts))

@@ -88,8 +88,10 @@ class RenewedEventIsolation(RedisEventIsolation):
         name = self.key_builder.build(key, "lock")
         held = self.redis.lock(name=name, **self.lock_kwargs, lock_class=Lock)
         # A random token: redis-py's default (uuid1) costs more than the SET it goes with.
-        # Redis down here: the update is not handled (503, retried).
-        await held.acquire(token=secrets.token_hex(16))
+        try:
+            await held.acquire(token=secrets.token_hex(16))
+        except (RedisError, OSError) as exc:  # not handled at all: 503 (webhook) or retried (polling)
+            raise SharedStoreDown(f"Redis: {type(exc).__name__}") from exc
         keeper = asyncio.create_task(self._renew(held))
         try:
             yield None

@@ -13,7 +13,9 @@ def router() -> Router:
     area = Router(name="callbacks")
 
     @area.callback_query()
-    async def press(query: CallbackQuery, ctx: ChatContext, desk: Desk, renderer: Renderer) -> None:
-        await desk.serve(Pressed(ctx, query.data), renderer.outlet(ctx, query))
+    async def press(query: CallbackQuery, ctx: ChatContext, desk: Desk, renderer: Renderer,
+                    press_answered: bool = False) -> None:
+        # press_answered: it waited for Redis (adapters.telegram.outage) and was answered then
+        await desk.serve(Pressed(ctx, query.data), renderer.outlet(ctx, query, answered=press_answered))
 
     return area
