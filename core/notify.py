@@ -63,3 +63,8 @@ class Notifier(Protocol):
         MaybeDelivered when it may have (any other error counts as "may have").
         """
         ...
+
+    async def edit_buttons(self, chat_id: str, message_id: str, screen: Screen) -> None:
+        """Replace the buttons of one of the bot's messages in any chat by id (e.g. a
+        result whose post was deleted from another chat); a message that is gone stays gone."""
+        ...

@@ -68,6 +68,19 @@ def test_migrate_twice_is_harmless(tmp_path):
     assert "applied" in first.stdout and "up to date" in second.stdout
 
 
+def test_migrate_names_each_migration_it_applied(tmp_path):
+    from core.storage.base import migrations
+
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
+    first = run_bot("migrate", env=env, cwd=tmp_path)
+    second = run_bot("migrate", env=env, cwd=tmp_path)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    for _, name, _ in migrations("sqlite"):
+        assert f"  {name}\n" in first.stdout
+    assert "up to date" not in first.stdout and "job queue" not in first.stdout
+    assert ".sql" not in second.stdout
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [

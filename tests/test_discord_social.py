@@ -281,6 +281,18 @@ async def test_a_member_with_manage_messages_may_delete_in_their_channel_only(wo
     await fake.wait_until(lambda: world.buttons(fake.message(clip["id"])) == ["🎵 Add music", "🔁 Again"])
 
 
+async def test_a_delete_typed_in_a_dm_updates_the_results_buttons_in_the_channel(
+        world: World) -> None:
+    fake = world.discord
+    clip = await make_clip(world, CAROL)
+    assert "🗑 Delete" in world.buttons(fake.message(clip["id"]))
+    dm = fake.dm(CAROL)
+    done = await said(world, CAROL, "delete", {"id": str(clip["post"])}, channel=int(dm["id"]))
+    assert f"Post {clip['post']} deleted" in done
+    # The post's 👍 / 🌀 / 🗑 go with it in the channel; its owner's Again and Add music stay.
+    await fake.wait_until(lambda: world.buttons(fake.message(clip["id"])) == ["🎵 Add music", "🔁 Again"])
+
+
 async def test_feed_pages_turn_in_place_replacing_the_clips(world: World) -> None:
     fake = world.discord
     page = await feed(world, CAROL)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -14,9 +18,11 @@ import pytest
 from procrastinate.schema import SchemaManager
 
 from core.storage import job_queue_schema
+from core.storage.base import migrations
 from core.storage.job_queue_schema import UnknownJobQueueSchema, shipped_migrations
 from core.storage.postgres import PostgresDatabase
 
+ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS = shipped_migrations()
 NEWEST = MIGRATIONS[-1][0]
 APPLIED = "job queue migration applied: "
@@ -225,3 +231,41 @@ async def test_migrate_upgrades_a_job_queue_schema_an_earlier_lokiz_left_unrecor
     assert "objects show migrations up to 03.01.00_50_post_add_heartbeat.sql" in caplog.text
     assert await recorded(old) == NEWEST
     assert old.catalog() == await fresh_catalog(schemas)
+
+
+def run_migrate(url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "migrate"], capture_output=True, text=True, cwd=cwd,
+        timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": url},
+    )
+
+
+async def test_migrate_command_names_the_job_queue_files_it_applied(schemas, tmp_path):
+    old = schemas()
+    old.build_queue_through("03.02.00_50_post_batch_defer_jobs.sql")
+    await record(old, "03.02.00_50_post_batch_defer_jobs.sql")
+    # LOKIZ's own tables already current: only the job queue is behind.
+    old.apply("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+              " applied_at DOUBLE PRECISION NOT NULL)")
+    for version, name, sql in migrations("postgresql"):
+        old.apply(sql)
+        old.apply(f"INSERT INTO schema_migrations VALUES ({version}, '{name}', 0)")
+
+    first, second = run_migrate(old.url, tmp_path), run_migrate(old.url, tmp_path)
+
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert "database is up to date" not in first.stdout
+    assert "LOKIZ migrations are up to date" in first.stdout
+    for name in files_after("03.02.00_50_post_batch_defer_jobs.sql"):
+        assert f"  {name}\n" in first.stdout
+    assert "03.02.00_50_post_batch_defer_jobs.sql" not in first.stdout
+    assert "database is up to date" in second.stdout and ".sql" not in second.stdout
+
+
+async def test_migrate_command_on_a_new_database_names_everything_it_applied(schemas, tmp_path):
+    result = run_migrate(schemas().url, tmp_path)
+    assert result.returncode == 0, result.stderr
+    for _, name, _ in migrations("postgresql"):
+        assert f"  {name}\n" in result.stdout
+    assert "applied job queue files" in result.stdout and "  schema.sql\n" in result.stdout
+    assert "up to date" not in result.stdout

@@ -4,6 +4,7 @@ instances (two clients), and what happens when Redis is down."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -206,6 +207,44 @@ async def test_every_send_of_the_bot_goes_through_the_shared_budget(redis_url: s
         finally:
             await bot.session.close()
             await shared.close()
+
+
+async def test_a_redis_outage_is_logged_once_by_the_send_budget_not_per_message(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from adapters.telegram.shared import SendBudgetMiddleware
+    from tests.fakes.telegram import ChatUser, TelegramFake
+
+    caplog.set_level(logging.INFO, logger="adapters.telegram.shared")
+    server = OwnRedis(tmp_path / "redis").start()
+    shared = RedisShared.from_url(server.url, "t:")
+    async with TelegramFake() as fake:
+        bot = fake.make_bot()
+        bot.session.middleware(SendBudgetMiddleware(RedisSendBudget(shared, "78")))
+        user = ChatUser(fake, 4242, "Ana")
+        await user.send_text("/start")
+        try:
+            await bot.send_message(user.id, "before")
+            server.kill()
+            for n in range(5):
+                await bot.send_message(user.id, f"during {n}")
+            budget_logs = [r for r in caplog.records if "send budget" in r.getMessage()]
+            assert [r.levelno for r in budget_logs] == [logging.WARNING], \
+                "one warning for the outage, not one per message"
+            server.start()
+            for _ in range(50):
+                if await shared.ping():
+                    break
+                await asyncio.sleep(0.1)
+            await bot.send_message(user.id, "after")
+            await bot.send_message(user.id, "after again")
+            budget_logs = [r for r in caplog.records if "send budget" in r.getMessage()]
+            assert [r.levelno for r in budget_logs] == [logging.WARNING, logging.INFO]
+            assert "5 messages went out without it" in budget_logs[1].getMessage()
+            assert len(fake.calls_of("sendMessage")) == 8, "every message went out"
+        finally:
+            await bot.session.close()
+            await shared.close()
+            server.kill()
 
 
 def test_settings_for_several_instances_are_checked() -> None:

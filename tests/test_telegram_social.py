@@ -321,6 +321,22 @@ async def test_a_deleted_clips_owner_keeps_again_and_add_music_on_its_result(wor
     assert "music" in asked.text.lower()
 
 
+async def test_a_delete_typed_in_a_private_chat_updates_the_results_buttons_in_the_group(
+        world: TelegramWorld):
+    tg = world.telegram
+    group = world.group("Far delete club")
+    yara = world.user("Yara", chat=group, username="yara")
+    clip = await template_clip(world, yara, group=True)
+    post = post_of(world, clip)
+    assert "🗑 Delete" in tg.buttons(tg.message(group.id, clip.message_id))
+
+    alone = world.user("Yara", user_id=yara.id, username="yara")  # her private chat with the bot
+    said = await world.say(alone, f"/delete {post}")
+    assert f"Post {post} deleted" in said.text
+    studio_only = ["🎵 Add music", "🔁 Again"]  # the post's 👍 / 🌀 / 🗑 go with it
+    await tg.wait_until(lambda: tg.buttons(tg.message(group.id, clip.message_id)) == studio_only)
+
+
 # --- ✨ Sharpest nearby --------------------------------------------------------------------------
 async def test_sharpest_nearby_moves_a_blurred_moment_to_a_sharp_frame(world: TelegramWorld, tmp_path: Path):
     blurred = tmp_path / "blurred.mp4"  # 3 s, blurred except 1.20–1.32 s and 2.60–2.72 s

@@ -133,6 +133,15 @@ class DiscordNotifier:
         log.info("job %s delivered to discord channel %s as message %s", job.id, job.chat_id, message.id)
         return Receipt(str(message.id), file_id)
 
+    # --- buttons of a message in any channel -------------------------------------------
+    async def edit_buttons(self, chat_id: str, message_id: str, screen: Screen) -> None:
+        await self._ready()
+        channel = self.bot.get_partial_messageable(int(chat_id))
+        try:
+            await channel.get_partial_message(int(message_id)).edit(view=build_view(screen))
+        except discord.NotFound:  # removed by a moderator: nothing left to update
+            log.info("discord: buttons of message %s in %s not updated (gone)", message_id, chat_id)
+
     # --- helpers -----------------------------------------------------------------------
     async def _server_channel(self, chat_id: str) -> bool:
         """Whether the job's channel is in a server, where the result mentions its owner. The

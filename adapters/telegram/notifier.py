@@ -98,6 +98,14 @@ class TelegramNotifier:
             raise send_failure(exc) from exc
         return Receipt(str(message.message_id), file_id_of(message))
 
+    async def edit_buttons(self, chat_id: str, message_id: str, screen: Screen) -> None:
+        try:
+            await with_retry(lambda: self.bot.edit_message_reply_markup(
+                chat_id=int(chat_id), message_id=int(message_id), reply_markup=keyboard(screen)))
+        except TelegramBadRequest as exc:
+            if not (not_modified(exc) or message_gone(exc)):
+                raise
+
     def _caption(self, job: Job, screen: Screen) -> dict[str, Any]:
         """The result caption; in a group it starts by mentioning who asked for it."""
         text = clip(screen.text, MAX_CAPTION - 80)

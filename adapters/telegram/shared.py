@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -155,6 +156,9 @@ class SendBudgetMiddleware(BaseRequestMiddleware):
 
     def __init__(self, budget: RedisSendBudget) -> None:
         self.budget = budget
+        # An outage is logged once when it starts and once when it ends, not per message.
+        self._down_since: float | None = None
+        self._sent_without = 0
 
     async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
                        method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
@@ -163,7 +167,17 @@ class SendBudgetMiddleware(BaseRequestMiddleware):
             try:
                 await self.budget.acquire(str(chat_id), group=is_group(chat_id))
             except SharedStoreDown as exc:
-                log.warning("send budget unavailable (%s); sending anyway", exc)
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                    log.warning("send budget unavailable (%s); sending anyway until it is back",
+                                exc)
+                self._sent_without += 1
+            else:
+                if self._down_since is not None:
+                    log.info("send budget available again after %.0f s; %d messages went out"
+                             " without it", time.monotonic() - self._down_since,
+                             self._sent_without)
+                    self._down_since, self._sent_without = None, 0
         return await make_request(bot, method)
 
 

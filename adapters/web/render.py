@@ -87,6 +87,10 @@ class WebNotifier:
             return job.status_message_id
         return await self.pages.add(job.chat_id, body)
 
+    async def edit_buttons(self, chat_id: str, message_id: str, screen: Screen) -> None:
+        body = await self.renderer.body(chat_id, screen)
+        await self.pages.change(chat_id, message_id, rows=body["rows"])
+
     async def deliver(self, job: Job, media: OutputMedia, screen: Screen) -> Receipt:
         body = await self.renderer.body(job.chat_id, screen, media)
         return Receipt(await self.pages.add(job.chat_id, body, once=f"result:{job.id}"))

@@ -12,8 +12,10 @@ import sys
 from typing import Any
 
 from core.settings import Settings
-from core.storage import open_database, redact_url
+from core.storage import Migrated, open_database, redact_url
+from core.storage.base import Dialect, migrations
 from core.storage.copy import CopyRefused, copy_database
+from core.storage.job_queue_schema import installed_version
 
 
 def register(subparsers: Any) -> None:
@@ -29,16 +31,31 @@ async def handle(args: argparse.Namespace, settings: Settings) -> int:
     db = await open_database(settings.database_url, migrate=False)
     try:
         applied = await db.migrate()
-        version = await db.schema_version()
-        if applied:
-            print(f"applied migrations {', '.join(map(str, applied))}; schema version {version}")
-        else:
-            print(f"database is up to date (schema version {version})")
+        report(applied, await db.schema_version(), db.dialect)
         if args.copy_from:
             return await copy_from(args.copy_from, db, settings)
     finally:
         await db.close()
     return 0
+
+
+def report(applied: Migrated, version: int, dialect: Dialect) -> None:
+    """Say what `migrate` applied, each file by name; "up to date" only when nothing was."""
+    if not applied:
+        print(f"database is up to date (schema version {version})")
+        return
+    if applied.versions:
+        print(f"applied migrations {', '.join(map(str, applied.versions))};"
+              f" schema version {version}")
+        names = {number: name for number, name, _ in migrations(dialect)}
+        for number in applied.versions:
+            print(f"  {names[number]}")
+    else:
+        print(f"LOKIZ migrations are up to date (schema version {version})")
+    if applied.job_queue:
+        print(f"applied job queue files (procrastinate {installed_version()}):")
+        for name in applied.job_queue:
+            print(f"  {name}")
 
 
 async def copy_from(url: str, target: Any, settings: Settings) -> int:

@@ -8,11 +8,11 @@ of the product lives in this package.
 from __future__ import annotations
 
 from core.storage.base import ConstraintViolation, Executor, Overdraft, Row
-from core.storage.database import Database, Transaction, UnitOfWork
+from core.storage.database import Database, Migrated, Transaction, UnitOfWork
 from core.storage.url import redact_url, url_password
 
 __all__ = [
-    "ConstraintViolation", "Database", "Executor", "Overdraft", "Row", "Transaction",
+    "ConstraintViolation", "Database", "Executor", "Migrated", "Overdraft", "Row", "Transaction",
     "UnitOfWork", "open_database", "redact_url",
 ]
 

@@ -15,6 +15,7 @@ import abc
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
@@ -37,6 +38,18 @@ log = logging.getLogger(__name__)
 
 # Kinds of ledger entry whose running totals /metrics reports.
 COUNTED_KINDS = ("charge", "refund")
+
+
+@dataclass
+class Migrated:
+    """What one `migrate` applied: LOKIZ's migrations by version, and the job queue's
+    (procrastinate's) SQL files by name, `schema.sql` when it was installed whole."""
+
+    versions: list[int] = field(default_factory=list)
+    job_queue: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.versions or self.job_queue)
 
 
 class UnitOfWork(Executor):
@@ -144,8 +157,8 @@ class Database(abc.ABC):
             return await uow.users.by_platform_id(platform, platform_user_id)
 
     @abc.abstractmethod
-    async def migrate(self) -> list[int]:
-        """Apply pending migrations; return the versions applied."""
+    async def migrate(self) -> Migrated:
+        """Apply pending migrations; return what was applied."""
 
     @abc.abstractmethod
     async def schema_version(self) -> int: ...

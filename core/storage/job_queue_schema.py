@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 Script = Callable[[str], Awaitable[None]]
 
+# procrastinate's whole schema, the file `SchemaManager.get_schema()` reads.
+SCHEMA_FILE = "schema.sql"
+
 # What an earlier LOKIZ left: it installed procrastinate's schema.sql and recorded nothing.
 # Each shipped 3.x file (LOKIZ never ran an older procrastinate), newest first, with a test
 # that holds once the database's schema includes that file. The newest that holds is where
@@ -105,7 +108,8 @@ async def detect(uow: Executor) -> str:
 
 async def bring_up_to_date(uow: Executor, script: Script) -> list[str]:
     """Install or upgrade the job queue's schema in `uow`'s transaction (the caller holds
-    the migration lock); return the migration files applied."""
+    the migration lock); return the files applied: `schema.sql` when installed whole, else
+    the migration files."""
     shipped = shipped_migrations()
     newest = shipped[-1][0]
     if not await uow.fetchval("SELECT to_regclass('procrastinate_jobs') IS NOT NULL"):
@@ -115,7 +119,7 @@ async def bring_up_to_date(uow: Executor, script: Script) -> list[str]:
         await record(uow, newest)
         log.info("job queue schema applied (procrastinate %s, migrations up to %s)",
                  installed_version(), newest)
-        return []
+        return [SCHEMA_FILE]
     at = await recorded(uow)
     if at is None:
         at = await detect(uow)

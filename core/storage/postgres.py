@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from core.storage import job_queue_schema
 from core.storage.base import ConstraintViolation, Row, migrations
-from core.storage.database import Database, UnitOfWork
+from core.storage.database import Database, Migrated, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,8 @@ class PostgresDatabase(Database):
             return 0
         return int(await uow.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"))
 
-    async def migrate(self) -> list[int]:
-        applied: list[int] = []
+    async def migrate(self) -> Migrated:
+        applied = Migrated()
         async with _PgUnit(self) as uow:
             # Instances that start together queue here; each reads the version after the lock.
             await uow.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
@@ -151,10 +151,10 @@ class PostgresDatabase(Database):
                     "INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, time.time())
                 )
                 log.info("database migration applied: %s", name)
-                applied.append(version)
+                applied.versions.append(version)
             # The job queue's own tables (procrastinate): installed, or upgraded by the
             # migrations a newer procrastinate ships, under the same lock and transaction.
-            await job_queue_schema.bring_up_to_date(uow, uow.script)
+            applied.job_queue = await job_queue_schema.bring_up_to_date(uow, uow.script)
         return applied
 
     @property

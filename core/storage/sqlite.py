@@ -25,7 +25,7 @@ from typing import Any
 import aiosqlite
 
 from core.storage.base import ConstraintViolation, Row, migrations
-from core.storage.database import Database, UnitOfWork
+from core.storage.database import Database, Migrated, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -265,8 +265,8 @@ class SqliteDatabase(Database):
         return {int(row["version"]) for row in await uow.fetchall(
             "SELECT version FROM schema_migrations")}
 
-    async def migrate(self) -> list[int]:
-        applied: list[int] = []
+    async def migrate(self) -> Migrated:
+        applied = Migrated()
         for version, name, sql in migrations("sqlite"):
             # One transaction per file, the version read inside it: a second process
             # starting at the same moment waits on the write lock, then skips the file.
@@ -285,7 +285,7 @@ class SqliteDatabase(Database):
                     "INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, time.time())
                 )
             log.info("database migration applied: %s", name)
-            applied.append(version)
+            applied.versions.append(version)
         return applied
 
     async def find_user(self, platform: str, platform_user_id: str) -> Row | None:

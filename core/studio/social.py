@@ -9,6 +9,7 @@ chat admins, asked lazily through `is_chat_admin` only when a non-owner deletes)
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,8 @@ from core.studio.intake import Intake
 from core.studio.people import Caller
 from core.studio.replies import Alert, ChatContext, Edit, FeedClip, Reply, Send, SendFeed
 from core.studio.workshop import Workshop, refuse
+
+log = logging.getLogger(__name__)
 
 AdminCheck = Callable[[], Awaitable[bool]]
 
@@ -178,12 +181,27 @@ class Social:
         return reply
 
     async def _unpost_result_here(self, ctx: ChatContext, post_id: int, reply: Reply) -> None:
-        """A post deleted by `/delete` or 🗑 under `/post`: its result message, when it is in
-        this chat, loses the post's buttons too (another chat's message is not ours to edit)."""
+        """A post deleted by `/delete` or 🗑 under `/post`: its result message loses the
+        post's buttons too. In this chat the reply edits it; typed elsewhere (the owner's
+        private chat with the bot), the engine's notifier for the post's platform does."""
         post = await self.posts.get(post_id)
-        if post is not None and post.message_id and post.in_chat(ctx.platform, ctx.chat_id) \
-                and post.message_id != ctx.message_id:
-            reply.add(await self._unposted_result(ctx, post.job_id, post.message_id))
+        if post is None or not post.message_id:
+            return
+        if post.in_chat(ctx.platform, ctx.chat_id):
+            if post.message_id != ctx.message_id:
+                reply.add(await self._unposted_result(ctx, post.job_id, post.message_id))
+            return
+        notifier = self.shop.engine.notifiers.get(post.platform)
+        if notifier is None:
+            log.info("post %d deleted; no %s notifier to update its result", post.id, post.platform)
+            return
+        there = replace(ctx, platform=post.platform, chat_id=post.chat_id)
+        edit = await self._unposted_result(there, post.job_id, post.message_id)
+        try:
+            await notifier.edit_buttons(post.chat_id, post.message_id, edit.screen)
+        except Exception as exc:  # the post is deleted either way; only its buttons lag
+            log.warning("post %d deleted; its result's buttons in %s chat %s not updated: %s",
+                        post.id, post.platform, post.chat_id, exc)
 
     async def _unposted_result(self, ctx: ChatContext, job_id: str, message_id: str) -> Edit:
         """A result whose post was deleted: no 👍 / 🌀 / 🗑 (the post is gone), but its

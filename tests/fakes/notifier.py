@@ -22,6 +22,7 @@ class RecordingNotifier:
     def __init__(self) -> None:
         self.statuses: list[tuple[str, str, float]] = []
         self.delivered: list[tuple[str, OutputMedia, Screen]] = []
+        self.edited: list[tuple[str, str, Screen]] = []
         self.fail_deliveries = 0
         self.refuse_deliveries = 0
         self.lose_answers: list[str] = []
@@ -36,6 +37,9 @@ class RecordingNotifier:
     async def show_status(self, job, screen: Screen) -> str | None:
         self.statuses.append((job.id, screen.text, time.monotonic()))
         return job.status_message_id or f"status-{job.id}"
+
+    async def edit_buttons(self, chat_id: str, message_id: str, screen: Screen) -> None:
+        self.edited.append((chat_id, message_id, screen))
 
     async def deliver(self, job, media: OutputMedia, screen: Screen) -> Receipt:
         if self.gone:
